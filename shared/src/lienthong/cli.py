@@ -1,0 +1,103 @@
+"""`lienthong`: the operator's command line.
+
+    lienthong infra up|down|status   local Kafka + FerretDB (no Docker), topics from the catalogue
+    lienthong run                    infrastructure + the four services, until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from lienthong.infra.artifacts import MissingTool
+
+SERVICES = ("intake", "routing", "notify", "stats")
+
+
+def _environment(args: argparse.Namespace):  # noqa: ANN202 (imported lazily: the CLI starts fast)
+    from lienthong.infra.environment import Environment
+
+    return Environment.from_settings(name=args.env)
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    env = _environment(args)
+    if args.action == "up":
+        started = time.monotonic()
+        for name, outcome in env.up().items():
+            print(f"{name}: {outcome}")
+        print(f"ready in {time.monotonic() - started:.1f}s")
+        return 0
+    if args.action == "down":
+        for name, outcome in env.down().items():
+            print(f"{name}: {outcome}")
+        return 0
+    status = env.status()
+    print(json.dumps(status, indent=2))
+    return 0 if all(s["healthy"] for s in status.values()) else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = _environment(args)
+    for name, outcome in env.up().items():
+        print(f"{name}: {outcome}", flush=True)
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env={**os.environ}) for name in SERVICES
+    }
+    print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084. Ctrl-C stops everything.")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                print(f"service(s) exited: {', '.join(dead)}; stopping the rest", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for name, outcome in env.down().items():
+            print(f"{name}: {outcome}")
+    return 0 if stopping else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lienthong", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--env", default="dev", help="name of the local environment (state under .lienthong/NAME)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    infra = sub.add_parser("infra", help="local Kafka + MongoDB-compatible server")
+    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.set_defaults(func=cmd_infra)
+    run = sub.add_parser("run", help="infrastructure + the four services, until Ctrl-C")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MissingTool as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Payloads of the dossier lifecycle events (topic `dossier.lifecycle`, key = dossier code).
+
+Intake publishes `submitted` (dossierseq 1); routing is the only publisher of every later event of a dossier,
+so the per-dossier sequence has one writer.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from lienthong.contracts.envelope import EventData, envelope_for
+from lienthong.contracts.types import (
+    Channel,
+    CitizenId,
+    Contract,
+    Email,
+    LongText,
+    Phone,
+    ProcedureCode,
+    Sha256,
+    ShortText,
+    UnitCode,
+)
+
+
+class Applicant(Contract):
+    """Personal data: carried only by `dossier.submitted`; never logged."""
+
+    citizen_id: CitizenId = Field(description="12-digit citizen identity number (CCCD)")
+    full_name: ShortText = Field(description="Applicant's full name")
+    phone: Phone | None = Field(None, description="Vietnamese mobile number, 0xxxxxxxxx or +84xxxxxxxxx")
+    email: Email | None = Field(None, description="E-mail address for notifications")
+    address: ShortText = Field(description="Postal address")
+    residence_unit: UnitCode = Field(description="Code of the commune-level unit of residence")
+
+
+class DocumentRef(Contract):
+    """A document attached to the dossier: metadata and hash only, never the file body."""
+
+    kind: ShortText = Field(description="Document type code from the procedure's required list")
+    name: ShortText = Field(description="File name as submitted")
+    sha256: Sha256 = Field(description="SHA-256 of the file, hex")
+
+
+class DossierSubmitted(EventData):
+    """A dossier was received through one of the three channels and validated."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.submitted.v1"
+    procedure_code: ProcedureCode = Field(description="Procedure catalogue code")
+    channel: Channel = Field(description="online (national portal), direct (counter) or postal")
+    receiving_unit: UnitCode = Field(description="Unit whose centre received the dossier")
+    external_ref: ShortText = Field(description="Portal dossier number or counter receipt number (idempotency key)")
+    received_at: AwareDatetime = Field(description="Reception time")
+    due_date: date = Field(description="Statutory due date (working days from the shared calendar)")
+    processing_days: int = Field(ge=0, le=365, description="Statutory processing time in working days")
+    applicant: Applicant
+    land_parcel: ShortText | None = Field(None, description="Land parcel reference (map sheet/parcel), land procedures")
+    documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents")
+
+
+class DossierAssigned(EventData):
+    """A step of the dossier was assigned to a unit, which must act on it by `step_due_date`."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.assigned.v1"
+    unit_code: UnitCode
+    step: int = Field(ge=0, le=50, description="Index of the step in the procedure's chain")
+    step_name: ShortText
+    step_due_date: date
+
+
+class StepStarted(EventData):
+    """The unit holding a step started work on it."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.step-started.v1"
+    unit_code: UnitCode
+    step: int = Field(ge=0, le=50)
+
+
+class StepCompleted(EventData):
+    """The unit holding a step completed it."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.step-completed.v1"
+    unit_code: UnitCode
+    step: int = Field(ge=0, le=50)
+    result_ref: ShortText | None = Field(None, description="Reference of the step's result document")
+
+
+class SupplementRequested(EventData):
+    """The unit asked the citizen for missing papers; the clock pauses."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.supplement-requested.v1"
+    unit_code: UnitCode
+    step: int = Field(ge=0, le=50)
+    missing_documents: tuple[ShortText, ...] = Field(min_length=1, max_length=30)
+    note: LongText | None = None
+
+
+class SupplementProvided(EventData):
+    """The citizen provided the missing papers; the clock resumes."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.supplement-provided.v1"
+    documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50)
+
+
+class DossierTransferred(EventData):
+    """The dossier moved from the receiving unit to the competent one (non-boundary filing) or between steps."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.transferred.v1"
+    from_unit: UnitCode
+    to_unit: UnitCode
+    reason: ShortText
+
+
+class DossierPaused(EventData):
+    """The working-day clock stopped."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.paused.v1"
+    unit_code: UnitCode
+    reason: ShortText
+
+
+class DossierResumed(EventData):
+    """The working-day clock restarted; due dates moved by the paused working days."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.resumed.v1"
+    unit_code: UnitCode
+    paused_working_days: int = Field(ge=0, le=365)
+    new_due_date: date
+
+
+class DossierResolved(EventData):
+    """The dossier was resolved (all steps done); on time or late against its statutory due date."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.resolved.v1"
+    unit_code: UnitCode = Field(description="Unit that completed the last step")
+    resolved_at: AwareDatetime
+    due_date: date
+    on_time: bool
+    result_ref: ShortText | None = None
+
+
+class DossierRejected(EventData):
+    """The competent unit refused the dossier, with a reason for the citizen."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.rejected.v1"
+    unit_code: UnitCode
+    reason: LongText
+
+
+class DossierWithdrawn(EventData):
+    """The citizen withdrew the dossier."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.withdrawn.v1"
+    reason: LongText | None = None
+
+
+class ResultReturned(EventData):
+    """The result was handed to the citizen."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.result-returned.v1"
+    unit_code: UnitCode
+    method: Literal["counter", "postal", "online"]
+    returned_at: AwareDatetime
+
+
+class DossierDueSoon(EventData):
+    """A step (or the dossier) is due within the warning window."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.due-soon.v1"
+    unit_code: UnitCode
+    step: int | None = Field(None, ge=0, le=50, description="None: the dossier's statutory deadline")
+    due_date: date
+
+
+class DossierOverdue(EventData):
+    """A step (or the dossier) passed its due date; emitted once per step and once per dossier."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.overdue.v1"
+    unit_code: UnitCode
+    step: int | None = Field(None, ge=0, le=50, description="None: the dossier's statutory deadline")
+    due_date: date
+
+
+class RoutingFailed(EventData):
+    """Routing could not place the dossier (unknown procedure/unit, broken chain data); an operator must act."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.routing-failed.v1"
+    reason: LongText
+
+
+DossierSubmittedEvent = envelope_for(DossierSubmitted)
+DossierAssignedEvent = envelope_for(DossierAssigned)
+StepStartedEvent = envelope_for(StepStarted)
+StepCompletedEvent = envelope_for(StepCompleted)
+SupplementRequestedEvent = envelope_for(SupplementRequested)
+SupplementProvidedEvent = envelope_for(SupplementProvided)
+DossierTransferredEvent = envelope_for(DossierTransferred)
+DossierPausedEvent = envelope_for(DossierPaused)
+DossierResumedEvent = envelope_for(DossierResumed)
+DossierResolvedEvent = envelope_for(DossierResolved)
+DossierRejectedEvent = envelope_for(DossierRejected)
+DossierWithdrawnEvent = envelope_for(DossierWithdrawn)
+ResultReturnedEvent = envelope_for(ResultReturned)
+DossierDueSoonEvent = envelope_for(DossierDueSoon)
+DossierOverdueEvent = envelope_for(DossierOverdue)
+RoutingFailedEvent = envelope_for(RoutingFailed)

@@ -1,0 +1,27 @@
+"""Constrained field types shared by every contract. Patterns are checked, values never echoed in errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+UnitCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,15}$")]
+ProcedureCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9.\-]{1,31}$")]
+DossierCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,15}-\d{6}-\d{4,6}$")]
+CitizenId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^(?:\+84|0)[35789]\d{8}$")]
+Email = Annotated[
+    str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+$")
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+Channel = Literal["online", "direct", "postal"]
+
+
+class Contract(BaseModel):
+    """Base of every message: immutable, unknown fields rejected, inputs never echoed in errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)

@@ -1,0 +1,254 @@
+"""Start, check and stop the local Kafka broker and FerretDB as background processes.
+
+Each server writes its output to <state>/<name>.log and its pid to <state>/<name>.pid, runs in its own
+process group (so stopping it leaves no orphan), and is only started when nothing healthy already answers at the
+configured address. Addresses off this machine are never started, only checked: that is how the services point at
+an existing cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lienthong.infra import artifacts
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+def is_local(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class LocalServer:
+    name: str
+    host: str
+    port: int
+    state: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    async def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Fetch/build artefacts and write configuration; must be idempotent."""
+
+    def start(self) -> str:
+        if asyncio.run(self.healthy()):
+            return "already running"
+        if not is_local(self.host):
+            raise RuntimeError(f"{self.name} at {self.host}:{self.port} does not answer (not local: not started)")
+        if self.pid() is None and port_open(self.host, self.port):
+            raise RuntimeError(f"port {self.host}:{self.port} is taken by another program; stop it or change the port")
+        if self.pid() is None:
+            self.prepare()
+            with self.log_file.open("ab") as log:
+                proc = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    cwd=self.state, start_new_session=True,
+                )
+            self.pid_file.write_text(str(proc.pid))
+        self._wait_healthy()
+        return "started"
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                raise RuntimeError(f"{self.name} exited during start-up; last lines of {self.log_file}:\n{self.tail()}")
+            if asyncio.run(self.healthy()):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name} not healthy after {START_TIMEOUT_S:.0f}s; see {self.log_file}:\n{self.tail()}")
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return "not running"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return "stopped"
+
+    def tail(self, lines: int = 20) -> str:
+        if not self.log_file.exists():
+            return "(no log)"
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child (a zombie still answers kill 0).
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class LocalKafka(LocalServer):
+    """One combined broker+controller in KRaft mode; the controller listens on port+1."""
+
+    heap = "768m"
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def properties(self) -> Path:
+        return self.state / "kafka" / "server.properties"
+
+    def prepare(self) -> None:
+        self.libs = artifacts.kafka_classpath()
+        data = self.state / "kafka" / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        h, p, c = self.host, self.port, self.controller_port
+        self.properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{h}:{c}",
+                    f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+                    f"advertised.listeners=PLAINTEXT://{h}:{p}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=6",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=12",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        (self.state / "kafka" / "log4j2.properties").write_text(
+            "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
+            "appender.stdout.type=Console\nappender.stdout.name=STDOUT\n"
+            "appender.stdout.layout.type=PatternLayout\nappender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.kafka.name=kafka\nlogger.kafka.level=WARN\n"
+            "logger.apache.name=org.apache.kafka\nlogger.apache.level=WARN\n"
+        )
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                 "-c", str(self.properties), "--ignore-formatted"],
+                check=True, capture_output=True,
+            )
+
+    def _java(self) -> list[str]:
+        java = artifacts.require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
+        return [
+            java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.state / 'kafka' / 'log4j2.properties'}",
+            "-cp", f"{self.libs}/*",
+        ]
+
+    def command(self) -> list[str]:
+        return [*self._java(), "kafka.Kafka", str(self.properties)]
+
+    async def healthy(self) -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if not port_open(self.host, self.port):
+            return False
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"{self.host}:{self.port}", request_timeout_ms=3000)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            await asyncio.wait_for(admin.describe_cluster(), 5)
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+
+class LocalFerretDB(LocalServer):
+    def prepare(self) -> None:
+        self.binary = artifacts.ferretdb_binary()
+        (self.state / "ferretdb" / "data").mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            f"--listen-addr={self.host}:{self.port}",
+            f"--sqlite-url=file:{self.state / 'ferretdb' / 'data'}/",
+            "--log-level=warn",
+        ]
+
+    async def healthy(self) -> bool:
+        from pymongo import AsyncMongoClient
+
+        if not port_open(self.host, self.port):
+            return False
+        client: AsyncMongoClient = AsyncMongoClient(
+            f"mongodb://{self.host}:{self.port}/", serverSelectionTimeoutMS=2000, connectTimeoutMS=2000
+        )
+        try:
+            await client.admin.command("ping")
+            return True
+        except Exception:
+            return False
+        finally:
+            await client.close()

@@ -1,0 +1,139 @@
+"""Kafka plumbing every service shares: the broker factory, topic creation, logging context and dead letters.
+
+Delivery policy, decided once here:
+- producers are idempotent with acks=all (no duplicates from producer retries, nothing acknowledged before the
+  in-sync replicas have it);
+- subscribers read raw bytes and validate themselves, so a malformed record becomes a dead letter instead of an
+  endless redelivery loop, and use NACK_ON_ERROR: an unexpected error (store down) leaves the offset uncommitted
+  and the record is delivered again; offsets are committed only after the handler has stored its effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from lienthong.settings import KafkaSettings
+from lienthong.topics import Topic
+
+SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
+
+log = structlog.get_logger("lienthong.messaging")
+
+
+class LogContextMiddleware(BaseMiddleware):
+    """Binds topic, partition, offset and key (the dossier code) to every log line of one message."""
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        record = msg.raw_message
+        fields: dict[str, Any] = {}
+        if not isinstance(record, tuple | list):  # batch subscribers bind per record themselves
+            fields = {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "dossier_code": record.key.decode("utf-8", "replace") if record.key else None,
+            }
+        with structlog.contextvars.bound_contextvars(**fields):
+            return await call_next(msg)
+
+
+def make_broker(
+    service: str,
+    settings: KafkaSettings | None = None,
+    *,
+    graceful_timeout: float = 15.0,
+    registry: CollectorRegistry = REGISTRY,
+) -> KafkaBroker:
+    settings = settings or KafkaSettings()
+    return KafkaBroker(
+        settings.servers,
+        client_id=f"{settings.client_id_prefix}-{service}",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,  # small batching window: throughput at negligible latency
+        allow_auto_create_topics=False,  # topics come from the catalogue, with their partitions and retention
+        graceful_timeout=graceful_timeout,
+        ack_policy=SUBSCRIBER_ACK_POLICY,
+        middlewares=[
+            LogContextMiddleware,
+            KafkaPrometheusMiddleware(registry=registry, app_name=service, metrics_prefix="lienthong"),
+        ],
+        description=f"Liên Thông {service} service",
+    )
+
+
+async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Topic]) -> list[str]:
+    """Create the missing topics (idempotent). Returns the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-topics")
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        brokers = max(1, len(cluster.get("brokers", [])))
+        replication = min(3, brokers)
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t.name not in existing]
+        if not wanted:
+            return []
+        new = [
+            NewTopic(
+                t.name,
+                t.partitions,
+                replication,
+                topic_configs={**t.kafka_config(), "min.insync.replicas": str(min(2, replication))},
+            )
+            for t in wanted
+        ]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:  # a concurrent creator won the race: fine
+            pass
+        # Creation is asynchronous on the controller: wait until every topic is visible.
+        for _ in range(50):
+            if {t.name for t in wanted} <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.2)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+def record_position(message: KafkaMessage) -> dict[str, Any]:
+    record = message.raw_message
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+async def dead_letter(
+    broker: KafkaBroker,
+    message: KafkaMessage,
+    *,
+    dlq_topic: str,
+    service: str,
+    reason: str,
+) -> None:
+    """Park a record we cannot process, byte for byte, with why and where it came from in the headers.
+
+    `reason` must carry no personal data: build it from field names and error types (contracts.errors).
+    """
+    record = message.raw_message
+    headers = {
+        "dlq-reason": reason[:1000],
+        "dlq-service": service,
+        "dlq-source-topic": record.topic,
+        "dlq-source-partition": str(record.partition),
+        "dlq-source-offset": str(record.offset),
+        "dlq-time": datetime.now(UTC).isoformat(),
+    }
+    await broker.publish(message.body, dlq_topic, key=record.key, headers=headers)
+    log.warning("dead_lettered", dlq_topic=dlq_topic, reason=reason)

@@ -1,0 +1,103 @@
+"""The frame every service runs in: a FastAPI app whose lifespan starts and stops the Kafka broker (and the
+store), with /healthz, /readyz and /metrics.
+
+Graceful shutdown: on SIGTERM/SIGINT uvicorn runs the lifespan exit; `broker.stop()` stops fetching and waits up to
+`graceful_timeout` for in-flight handlers. A handler that does not finish in time is cancelled before its offset
+is committed, so the record is handed back to the group and processed again (consumers are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from lienthong.logging import configure_logging, get_logger
+from lienthong.settings import ServiceSettings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def create_app(
+    name: str,
+    broker: KafkaBroker,
+    *,
+    description: str,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+) -> FastAPI:
+    """on_startup hooks run before the broker starts consuming; on_shutdown after it stopped."""
+    log = get_logger(name)
+    checks: dict[str, ReadinessCheck] = {"kafka": _kafka_check(broker), **(readiness or {})}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup or []:
+            await hook()
+        await broker.start()
+        log.info("service_started", service=name)
+        try:
+            yield
+        finally:
+            log.info("service_stopping", service=name)
+            await broker.stop()
+            for hook in on_shutdown or []:
+                await hook()
+            log.info("service_stopped", service=name)
+
+    app = FastAPI(title=f"Liên Thông {name}", description=description, version="1", lifespan=lifespan)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: the broker and the store answer")
+    async def readyz() -> JSONResponse:
+        results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
+        detail = dict(zip(checks, results, strict=True))
+        ready = all(v == "ok" for v in detail.values())
+        return JSONResponse({"ready": ready, "checks": detail}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout=3)
+    except Exception as exc:  # readiness reports the failure kind, never raises
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
+def _kafka_check(broker: KafkaBroker) -> ReadinessCheck:
+    async def check() -> None:
+        if not await broker.ping(timeout=2):
+            raise ConnectionError("kafka unreachable")
+
+    return check
+
+
+def serve(app: Any, settings: ServiceSettings) -> None:
+    """Run under uvicorn with our logging; SIGTERM and Ctrl-C both shut down gracefully."""
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # keep our structlog handlers
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 5,
+        access_log=False,
+    )
