@@ -39,7 +39,7 @@ class MongoSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """HTTP side of a service; the port default is set per service."""
+    """HTTP side of a service. Each service subclasses it with its env prefix (INTAKE_, ...) and port default."""
 
     model_config = SettingsConfigDict(extra="ignore")
 

@@ -1,0 +1,47 @@
+# Liên Thông: two commands matter. `make run` (everything up until Ctrl-C) and `make test` (all tests).
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: run test unit integration setup infra-up infra-down infra-status schemas asyncapi docs bench clean
+
+## Install uv (if missing) and the locked workspace.
+setup:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --all-packages
+
+## Infrastructure (local Kafka + FerretDB) and the four services, until Ctrl-C.
+run: setup
+	@$(UV) run --frozen lienthong run
+
+## Every test: unit, contract and integration against real servers.
+test: setup
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+unit: setup
+	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	@$(UV) run --frozen pytest tests/integration $(PYTEST_ARGS)
+
+infra-up: setup
+	@$(UV) run --frozen lienthong infra up
+infra-down: setup
+	@$(UV) run --frozen lienthong infra down
+infra-status: setup
+	@$(UV) run --frozen lienthong infra status
+
+## Regenerate the checked-in JSON Schemas and AsyncAPI documents from the code.
+docs: schemas asyncapi
+schemas: setup
+	@$(UV) run --frozen python -m lienthong.contracts.export docs/schemas
+asyncapi: setup
+	@for s in intake routing notify stats; do \
+	  $(UV) run --frozen faststream docs gen $$s.main:asyncapi --yaml --out docs/asyncapi/$$s.yaml >/dev/null || exit 1; \
+	done; echo "docs/asyncapi/*.yaml regenerated"
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do $(UV) run --frozen python $$b || exit 1; done
+
+clean: infra-down
+	rm -rf .lienthong

@@ -1,0 +1,81 @@
+"""Session fixtures that provide a real Kafka broker and a real MongoDB-compatible server.
+
+Order of preference: testcontainers when a Docker engine answers; else the servers named by
+KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI when both are set; else the deploy/local processes (started here, on test
+ports, and stopped at the end). A test that needs a server and cannot get one FAILS with the reason: never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lienthong.settings import KafkaSettings, MongoSettings
+
+KAFKA_IMAGE = "apache/kafka:4.4.0"
+MONGO_IMAGE = "mongo:8.0"
+TEST_KAFKA = "127.0.0.1:19092"
+TEST_MONGO = "mongodb://127.0.0.1:27117/"
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka: KafkaSettings
+    mongo: MongoSettings
+    provider: str
+
+
+def _docker_available() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    database = f"lienthong_test_{uuid.uuid4().hex[:8]}"
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka, MongoDbContainer(MONGO_IMAGE) as mongo:
+            yield _ready(kafka.get_bootstrap_server(), mongo.get_connection_url(), database, "testcontainers")
+        return
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
+        yield _ready(os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URI"], database, "environment")
+        return
+    from lienthong.infra.environment import Environment
+
+    kafka, mongo = KafkaSettings(bootstrap_servers=TEST_KAFKA), MongoSettings(uri=TEST_MONGO)
+    env = Environment.from_settings(kafka, mongo, name="test")
+    try:
+        env.up()
+    except Exception as exc:  # noqa: BLE001 - any reason must surface as a failure, never a skip
+        pytest.fail(f"no Kafka/MongoDB-compatible server for the integration tests: {exc}", pytrace=False)
+    try:
+        yield _ready(TEST_KAFKA, TEST_MONGO, database, "deploy/local")
+    finally:
+        env.down()
+
+
+def _ready(bootstrap: str, uri: str, database: str, provider: str) -> Infra:
+    import asyncio
+
+    from lienthong.messaging import ensure_topics
+    from lienthong.topics import all_topics
+
+    try:
+        asyncio.run(ensure_topics(bootstrap, all_topics()))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Kafka at {bootstrap} ({provider}) is not usable: {exc!r}", pytrace=False)
+    return Infra(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        mongo=MongoSettings(uri=uri, database=database),
+        provider=provider,
+    )
