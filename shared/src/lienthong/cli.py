@@ -1,6 +1,7 @@
 """`lienthong`: the operator's command line.
 
     lienthong infra up|down|status   local Kafka + FerretDB (no Docker), topics from the catalogue
+    lienthong topics create|list     the topic catalogue on KAFKA_BOOTSTRAP_SERVERS
     lienthong run                    infrastructure + the four services, until Ctrl-C
 """
 
@@ -40,6 +41,23 @@ def cmd_infra(args: argparse.Namespace) -> int:
     status = env.status()
     print(json.dumps(status, indent=2))
     return 0 if all(s["healthy"] for s in status.values()) else 1
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Create the catalogue's topics on the cluster named by KAFKA_BOOTSTRAP_SERVERS (the compose job uses it)."""
+    import asyncio
+
+    from lienthong.messaging import ensure_topics
+    from lienthong.settings import KafkaSettings
+    from lienthong.topics import all_topics
+
+    if args.action == "list":
+        for topic in all_topics():
+            print(f"{topic.name:28} partitions={topic.partitions:<3} retention_ms={topic.retention_ms:<12} {topic.description}")
+        return 0
+    created = asyncio.run(ensure_topics(KafkaSettings().servers, all_topics()))
+    print(f"created: {', '.join(created)}" if created else "all topics present")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -86,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     infra = sub.add_parser("infra", help="local Kafka + MongoDB-compatible server")
     infra.add_argument("action", choices=["up", "down", "status"])
     infra.set_defaults(func=cmd_infra)
+    topics = sub.add_parser("topics", help="the topic catalogue: list it, or create it on KAFKA_BOOTSTRAP_SERVERS")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(func=cmd_topics)
     run = sub.add_parser("run", help="infrastructure + the four services, until Ctrl-C")
     run.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
