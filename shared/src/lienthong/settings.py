@@ -34,8 +34,8 @@ class MongoSettings(BaseSettings):
     @property
     def host_port(self) -> tuple[str, int]:
         netloc = urlsplit(self.uri).netloc.rsplit("@", 1)[-1].split(",")[0]
-        host, _, port = netloc.rpartition(":")
-        return (host or netloc), int(port or 27017)
+        host, sep, port = netloc.rpartition(":")
+        return (host, int(port)) if sep else (netloc, 27017)
 
 
 class ServiceSettings(BaseSettings):

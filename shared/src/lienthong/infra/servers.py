@@ -187,6 +187,7 @@ class LocalKafka(LocalServer):
             "appender.stdout.layout.type=PatternLayout\nappender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
             "logger.kafka.name=kafka\nlogger.kafka.level=WARN\n"
             "logger.apache.name=org.apache.kafka\nlogger.apache.level=WARN\n"
+            "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
         )
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()

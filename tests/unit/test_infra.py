@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from lienthong.infra.artifacts import MissingTool, require
+from lienthong.infra.servers import is_local
+from lienthong.settings import MongoSettings
+
+
+def test_missing_toolchain_names_what_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MissingTool, match=r"`java` not found.*run the Kafka broker.*apt-get install openjdk"):
+        require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
+
+
+@pytest.mark.parametrize(
+    ("host", "local"), [("127.0.0.1", True), ("localhost", True), ("::1", True), ("kafka-1.prod", False), ("10.0.0.5", False)]
+)
+def test_only_loopback_addresses_are_provisioned(host, local):
+    assert is_local(host) is local
+
+
+def test_mongo_host_port_from_uri():
+    assert MongoSettings(uri="mongodb://u:p@db1:27018,db2:27018/?replicaSet=rs0").host_port == ("db1", 27018)
+    assert MongoSettings(uri="mongodb://127.0.0.1/").host_port == ("127.0.0.1", 27017)
