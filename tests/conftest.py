@@ -8,6 +8,7 @@ ports, and stopped at the end). A test that needs a server and cannot get one FA
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -54,6 +55,9 @@ def infra() -> Iterator[Infra]:
 
     kafka, mongo = KafkaSettings(bootstrap_servers=TEST_KAFKA), MongoSettings(uri=TEST_MONGO)
     env = Environment.from_settings(kafka, mongo, name="test")
+    env.down()  # a previous run killed mid-way may have left them up
+    shutil.rmtree(env.kafka.state, ignore_errors=True)  # fresh servers: every test session starts from empty topics
+    env.kafka.state.mkdir(parents=True)
     try:
         env.up()
     except Exception as exc:  # noqa: BLE001 - any reason must surface as a failure, never a skip

@@ -1,18 +1,102 @@
-"""Intake service: Receives dossiers from every channel, validates and deduplicates them, publishes dossier.submitted."""
+"""Intake service: receives dossiers from every channel, validates and deduplicates them, publishes
+`dossier.submitted`."""
 
 from __future__ import annotations
 
-from faststream import FastStream
-from faststream.specification import AsyncAPI
+import asyncio
+import contextlib
+from datetime import timedelta
 
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+
+from intake import api, handlers
+from intake.limits import BodySizeLimit, PerUnitRateLimit
+from intake.repository import DossierRepository
+from intake.settings import IntakeSettings
+from intake.submit import Intake
+from lienthong.catalogue import catalogue
+from lienthong.contracts import CloudEvent, to_json
+from lienthong.contracts.dossier import DossierSubmittedEvent
+from lienthong.logging import get_logger
 from lienthong.messaging import make_broker
 from lienthong.service import create_app, serve
-from lienthong.settings import KafkaSettings
-from intake.settings import IntakeSettings
+from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.store import database, make_client, ping
+from lienthong.topics import DOSSIER_LIFECYCLE
+
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
+log = get_logger("intake")
+
+
+def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
+    publisher = broker.publisher(
+        DOSSIER_LIFECYCLE.name,
+        title="dossier.lifecycle",
+        description="dossier.submitted CloudEvents, structured mode (key: dossier code)",
+        schema=DossierSubmittedEvent,
+    )
+
+    async def send(event: CloudEvent):  # noqa: ANN202
+        return await publisher.publish(
+            to_json(event), key=event.subject.encode(), headers={"content-type": CLOUDEVENTS_JSON}, no_confirm=True
+        )
+
+    return send
+
+
+def build(
+    settings: IntakeSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    mongo: MongoSettings | None = None,
+):  # noqa: ANN201
+    """Wire the service; tests build it against their own servers."""
+    settings, kafka, mongo = settings or IntakeSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    broker = make_broker("intake", kafka, graceful_timeout=settings.graceful_timeout_s)
+    client: AsyncMongoClient = make_client(mongo)
+    repo = DossierRepository(database(client, mongo))
+    intake = Intake(repo, lifecycle_sender(broker), catalogue(), publish_timeout_s=settings.publish_timeout_s)
+    broker.include_router(handlers.build_router(intake))
+    relay: list[asyncio.Task[None]] = []
+
+    async def run_relay() -> None:
+        while True:
+            await asyncio.sleep(settings.outbox_interval_s)
+            try:
+                await intake.relay_once(timedelta(seconds=settings.outbox_grace_s))
+            except Exception as exc:  # the store may be briefly down: keep relaying
+                log.warning("outbox_relay_failed", error=type(exc).__name__)
+
+    async def start() -> None:
+        await repo.setup()
+        relay.append(asyncio.create_task(run_relay()))
+
+    async def stop() -> None:
+        for task in relay:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await intake.drain()
+        await client.close()
+
+    app = create_app(
+        "intake",
+        broker,
+        description="Receives dossiers from every channel, validates and deduplicates them, publishes dossier.submitted.",
+        readiness={"mongo": lambda: ping(client)},
+        on_startup=[start],
+        on_shutdown=[stop],
+    )
+    api.install_error_handlers(app)
+    app.include_router(api.build_router(intake, PerUnitRateLimit(settings.rate_per_unit_per_s, settings.rate_burst)))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app, broker, intake
+
 
 settings = IntakeSettings()
-broker = make_broker("intake", KafkaSettings(), graceful_timeout=settings.graceful_timeout_s)
-app = create_app("intake", broker, description="Receives dossiers from every channel, validates and deduplicates them, publishes dossier.submitted.")
+app, broker, _intake = build(settings)
 asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông intake", version="1"))
 
 

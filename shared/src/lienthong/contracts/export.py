@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 from lienthong.contracts import EVENT_TYPES
+from lienthong.contracts.intake import DossierSubmission
+
+# Payloads that are not events but are still contracts with other systems.
+PAYLOADS = {"vn.gov.intake.submission.v1": DossierSubmission}
 
 
 def schemas() -> dict[str, str]:
+    models = {**EVENT_TYPES, **PAYLOADS}
     return {
-        f"{event_type}.json": json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False, sort_keys=True)
-        + "\n"
-        for event_type, model in sorted(EVENT_TYPES.items())
+        f"{name}.json": json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        for name, model in sorted(models.items())
     }
 
 
@@ -26,7 +30,7 @@ def main(out: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in schemas().items():
         (folder / name).write_text(text, encoding="utf-8")
-    print(f"{len(EVENT_TYPES)} schemas written to {folder}")
+    print(f"{len(schemas())} schemas written to {folder}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""HTTP edge of intake: translate requests to `Intake.submit` and its outcomes to status codes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+from pydantic import BaseModel, Field
+
+from intake.domain import Rejected
+from intake.limits import PerUnitRateLimit
+from intake.repository import StoredDossier
+from intake.submit import Intake, KafkaUnavailable
+from lienthong.catalogue import Procedure, Unit, catalogue
+from lienthong.contracts.intake import DossierSubmission
+from lienthong.logging import redact_text
+
+SUBMISSIONS = Counter(
+    "lienthong_intake_submissions", "Dossier submissions by edge, channel and outcome", ["edge", "channel", "outcome"]
+)
+
+
+class SubmissionReceipt(BaseModel):
+    dossier_code: str = Field(description="<receiving unit>-<yyMMdd>-<NNNN>")
+    received_at: datetime
+    due_date: date = Field(description="Statutory due date in working days")
+    procedure_code: str
+    receiving_unit: str
+    channel: str
+
+
+class FieldError(BaseModel):
+    field: str
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    detail: list[FieldError]
+
+
+def receipt(stored: StoredDossier) -> dict:
+    data = stored.event.data
+    return SubmissionReceipt(
+        dossier_code=stored.code,
+        received_at=data.received_at,
+        due_date=data.due_date,
+        procedure_code=data.procedure_code,
+        receiving_unit=data.receiving_unit,
+        channel=data.channel,
+    ).model_dump(mode="json")
+
+
+def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    @router.post(
+        "/dossiers",
+        status_code=201,
+        response_model=SubmissionReceipt,
+        responses={
+            200: {"model": SubmissionReceipt, "description": "Same external_ref submitted again: the same dossier"},
+            413: {"model": ErrorBody, "description": "Body over the size limit"},
+            422: {"model": ErrorBody, "description": "Field-by-field list of what is wrong (values never echoed)"},
+            429: {"model": ErrorBody, "description": "Too many submissions for this receiving unit; see Retry-After"},
+            503: {"model": ErrorBody, "description": "Kafka unavailable: resubmit with the same external_ref"},
+        },
+        summary="Submit a dossier (idempotent on receiving_unit + external_ref)",
+    )
+    async def submit(submission: DossierSubmission) -> JSONResponse:
+        channel = submission.channel
+        if submission.receiving_unit in intake.catalogue.units:
+            wait = limiter.retry_after(submission.receiving_unit)
+            if wait:
+                SUBMISSIONS.labels("http", channel, "rate_limited").inc()
+                return _errors(429, [{"field": "receiving_unit", "type": "rate_limited",
+                                      "message": f"retry after {wait}s"}], headers={"Retry-After": str(wait)})
+        try:
+            stored, created = await intake.submit(submission)
+        except Rejected as exc:
+            SUBMISSIONS.labels("http", channel, "invalid").inc()
+            return _errors(422, [e.as_dict() for e in exc.errors])
+        except KafkaUnavailable as exc:
+            SUBMISSIONS.labels("http", channel, "unavailable").inc()
+            return _errors(503, [{"field": "(service)", "type": "kafka_unavailable",
+                                  "message": f"dossier {exc.code} is stored and will be published; "
+                                             "resubmit with the same external_ref to get its receipt"}],
+                           headers={"Retry-After": "5"})
+        SUBMISSIONS.labels("http", channel, "created" if created else "duplicate").inc()
+        return JSONResponse(receipt(stored), status_code=201 if created else 200)
+
+    @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue")
+    async def procedures() -> list[Procedure]:
+        return list(catalogue().procedures.values())
+
+    @router.get("/units", response_model=list[Unit], summary="The province's units")
+    async def units() -> list[Unit]:
+        return list(catalogue().units.values())
+
+    return router
+
+
+def _errors(status: int, errors: list[dict], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": errors}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """FastAPI's default 422 echoes the rejected input (personal data): answer with field, type, message only."""
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        SUBMISSIONS.labels("http", "unknown", "invalid").inc()
+        errors = [
+            {
+                "field": ".".join(redact_text(str(p)) for p in err.get("loc", ()) if p != "body") or "(body)",
+                "type": err.get("type", "invalid"),
+                "message": redact_text(str(err.get("msg", "invalid"))),
+            }
+            for err in exc.errors()
+        ]
+        return _errors(422, errors)

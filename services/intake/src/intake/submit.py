@@ -1,0 +1,124 @@
+"""The one way a dossier gets in, whichever edge it came through (HTTP or Kafka).
+
+Validate -> deduplicate on the external reference -> store under a new code -> publish `dossier.submitted` and
+wait for Kafka's acknowledgement. If Kafka does not acknowledge in time the caller is told (HTTP 503), and the
+stored dossier stays in the outbox: the relay publishes it once Kafka is back, and a resubmission with the same
+external reference gets the same code. Nothing is half-done: no code without its event, no event twice from one
+process (a duplicate from two processes carries the same event id, which consumers deduplicate on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from intake.domain import Rejected, check, submitted_event
+from intake.repository import DossierRepository, StoredDossier
+from lienthong.catalogue import Catalogue
+from lienthong.contracts import CloudEvent
+from lienthong.contracts.intake import DossierSubmission
+
+# Appends the event to the producer and returns the future of its acknowledgement.
+Send = Callable[[CloudEvent], Awaitable["asyncio.Future[object]"]]
+
+log = structlog.get_logger("intake")
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not acknowledge in time; the dossier is stored and will be published by the relay."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def idempotency_key(receiving_unit: str, external_ref: str) -> str:
+    """Counter receipt numbers are unique per centre, portal numbers nationally: scope by receiving unit."""
+    return f"{receiving_unit}/{external_ref}"
+
+
+class Intake:
+    def __init__(
+        self,
+        repo: DossierRepository,
+        send: Send,
+        catalogue: Catalogue,
+        *,
+        publish_timeout_s: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.repo = repo
+        self.send = send
+        self.catalogue = catalogue
+        self.publish_timeout_s = publish_timeout_s
+        self.clock = clock
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def submit(self, submission: DossierSubmission) -> tuple[StoredDossier, bool]:
+        """(dossier, created). Raises Rejected (rule errors) or KafkaUnavailable."""
+        errors = check(submission, self.catalogue)
+        if errors:
+            raise Rejected(errors)
+        key = idempotency_key(submission.receiving_unit, submission.external_ref)
+        async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
+            stored = await self.repo.find_by_key(key)
+            created = False
+            if stored is None:
+                received_at = self.clock()
+                stored, created = await self.repo.create(
+                    key,
+                    submission.receiving_unit,
+                    received_at,
+                    lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at),
+                )
+            if not stored.published:
+                await self.publish(stored)
+        return stored, created
+
+    async def publish(self, stored: StoredDossier) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout_s
+        try:
+            ack = await asyncio.wait_for(self.send(stored.event), self.publish_timeout_s)
+        except Exception as exc:  # not even appended to the producer: the relay will send it
+            log.warning("publish_failed", dossier_code=stored.code, error=type(exc).__name__)
+            raise KafkaUnavailable(stored.code) from exc
+        # Appended: aiokafka may still deliver it after we stop waiting, so record the outcome whenever it comes.
+        task = asyncio.ensure_future(self._mark_when_acknowledged(stored.code, ack))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(0.1, deadline - loop.time()))
+        except TimeoutError as exc:
+            log.warning("publish_unacknowledged", dossier_code=stored.code)
+            raise KafkaUnavailable(stored.code) from exc
+
+    async def _mark_when_acknowledged(self, code: str, ack: asyncio.Future[object]) -> None:
+        await ack
+        await self.repo.mark_published(code)
+
+    async def relay_once(self, grace: timedelta) -> int:
+        """Publish stored dossiers whose event was never acknowledged. Returns how many went out."""
+        sent = 0
+        for stored in await self.repo.unpublished(older_than=grace):
+            key = idempotency_key(stored.event.data.receiving_unit, stored.event.data.external_ref)
+            async with self.repo.lock(key):
+                current = await self.repo.find_by_key(key)
+                if current is None or current.published:
+                    continue
+                try:
+                    await self.publish(current)
+                except KafkaUnavailable:
+                    return sent  # still down: try again next round
+                sent += 1
+        if sent:
+            log.info("outbox_relayed", count=sent)
+        return sent
+
+    async def drain(self) -> None:
+        """Wait for acknowledgements still in flight (graceful shutdown)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.publish_timeout_s)

@@ -1,0 +1,30 @@
+"""The submission body: what a portal, a counter application or an agency system sends to intake
+(`POST /v1/dossiers`, or a record on the `intake.submissions` topic). Not an event: intake turns it into one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from lienthong.contracts.dossier import Applicant, DocumentRef
+from lienthong.contracts.types import Channel, Contract, ProcedureCode, UnitCode
+
+ExternalRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,63}$")]
+LandParcel = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,15}-\d{1,4}-\d{1,5}$")]
+
+
+class DossierSubmission(Contract):
+    """A dossier as filed through one of the three channels."""
+
+    procedure_code: ProcedureCode = Field(description="Procedure catalogue code (GET /v1/procedures)")
+    channel: Channel = Field(description="online (national portal), direct (counter) or postal")
+    receiving_unit: UnitCode = Field(description="Unit whose centre receives the dossier (GET /v1/units)")
+    external_ref: ExternalRef = Field(
+        description="The portal's dossier number or the counter receipt number; resubmitting it is idempotent"
+    )
+    applicant: Applicant
+    land_parcel: LandParcel | None = Field(
+        None, description="Land parcel `<COMMUNE>-<map sheet>-<parcel>`; required by land procedures"
+    )
+    documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents (metadata)")

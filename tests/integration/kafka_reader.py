@@ -1,0 +1,48 @@
+"""Read what services published, straight from the real broker (no consumer group, no commits)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+
+async def read_records(
+    bootstrap: list[str],
+    topic: str,
+    match: Callable[[ConsumerRecord], bool],
+    *,
+    expected: int,
+    timeout: float = 30.0,
+    settle: float = 2.0,
+) -> list[ConsumerRecord]:
+    """Every matching record from the start of the topic; waits for `expected`, then `settle` more seconds so
+    that an unexpected duplicate would be seen too."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[ConsumerRecord] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    settle_until: float | None = None
+    try:
+        while loop.time() < (settle_until or deadline):
+            batches = await consumer.getmany(timeout_ms=200)
+            found.extend(r for records in batches.values() for r in records if match(r))
+            if settle_until is None and len(found) >= expected:
+                settle_until = loop.time() + settle
+    finally:
+        await consumer.stop()
+    return found
+
+
+def body(record: ConsumerRecord) -> dict[str, Any]:
+    return json.loads(record.value)
+
+
+def headers(record: ConsumerRecord) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}

@@ -1,0 +1,226 @@
+"""Intake against the real broker and store: HTTP and Kafka edges, dedup, codes, errors, outage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from datetime import date
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from faststream.kafka import KafkaBroker
+
+from intake.main import build
+from intake.settings import IntakeSettings
+from lienthong.calendar import due_date
+from lienthong.catalogue import catalogue
+from lienthong.contracts.dossier import DossierSubmitted
+from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
+from tests.integration.kafka_reader import body, headers, read_records
+
+pytestmark = pytest.mark.integration
+
+CANARY_ID = "038099001122"
+CANARY_PHONE = "0987654321"
+CANARY_EMAIL = "canary.nguoidan@example.vn"
+CANARY_NAME = "Canary Lê Văn Thử"
+
+
+def submission(**overrides) -> dict:
+    body = {
+        "procedure_code": "HT-KS",
+        "channel": "online",
+        "receiving_unit": "HACTHANH",
+        "external_ref": f"G22.99-{uuid.uuid4().hex[:12]}",
+        "applicant": {
+            "citizen_id": CANARY_ID,
+            "full_name": CANARY_NAME,
+            "phone": CANARY_PHONE,
+            "email": CANARY_EMAIL,
+            "address": "Số 1 phố Trương Hán Siêu",
+            "residence_unit": "HOANGSON",
+        },
+        "documents": [
+            {"kind": "to-khai", "name": "to-khai.pdf", "sha256": "a" * 64},
+            {"kind": "giay-chung-sinh", "name": "chung-sinh.pdf", "sha256": "b" * 64},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture(scope="module")
+async def service(infra):
+    settings = IntakeSettings(publish_timeout_s=3.0, outbox_interval_s=0.5, outbox_grace_s=4.0, rate_burst=1000)
+    app, broker, intake = build(settings, infra.kafka, infra.mongo)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30) as http:
+            yield http, intake
+
+
+async def lifecycle_events(infra, predicate, expected, **kw):
+    return await read_records(
+        infra.kafka.servers, DOSSIER_LIFECYCLE.name, lambda r: predicate(json.loads(r.value)), expected=expected, **kw
+    )
+
+
+def by_ref(ref: str):
+    return lambda event: event["data"].get("external_ref") == ref
+
+
+async def test_http_submission_publishes_dossier_submitted(infra, service):
+    http, _ = service
+    req = submission()
+    resp = await http.post("/v1/dossiers", json=req)
+    assert resp.status_code == 201, resp.text
+    receipt = resp.json()
+    assert re.fullmatch(r"HACTHANH-\d{6}-\d{4}", receipt["dossier_code"])
+    [record] = await lifecycle_events(infra, by_ref(req["external_ref"]), 1)
+    event = body(record)
+    assert record.key.decode() == receipt["dossier_code"] == event["subject"]
+    assert event["type"] == "vn.gov.dossier.submitted.v1" and event["dossierseq"] == 1
+    assert event["data"]["channel"] == "online"
+    assert event["data"]["due_date"] == receipt["due_date"]
+    received_at = DossierSubmitted.model_validate(event["data"]).received_at
+    assert date.fromisoformat(receipt["due_date"]) == due_date(received_at, 1)
+    # Personal data travels only where the contract puts it (data.applicant), nowhere else in the record.
+    assert set(event["data"]) <= set(DossierSubmitted.model_fields)
+    outside = json.dumps({k: v for k, v in event["data"].items() if k != "applicant"}) + json.dumps(headers(record))
+    for canary in (CANARY_ID, CANARY_PHONE, CANARY_EMAIL, CANARY_NAME):
+        assert canary not in outside
+
+
+async def test_kafka_submission_is_validated_and_published(infra, service):
+    req = submission(channel="direct", receiving_unit="BIMSON")
+    producer = KafkaBroker(infra.kafka.servers)
+    async with producer:
+        await producer.start()
+        await producer.publish(json.dumps(req).encode(), INTAKE_SUBMISSIONS.name, key=req["external_ref"].encode())
+    [record] = await lifecycle_events(infra, by_ref(req["external_ref"]), 1, timeout=60)
+    assert body(record)["subject"].startswith("BIMSON-")
+    assert body(record)["data"]["channel"] == "direct"
+
+
+async def test_bad_kafka_record_goes_to_dlq_and_consumer_carries_on(infra, service):
+    bad = submission(receiving_unit="BIMSON")
+    bad["applicant"] = {**bad["applicant"], "citizen_id": "12345"}
+    unknown_proc = submission(procedure_code="NO-SUCH", receiving_unit="BIMSON")
+    good = submission(receiving_unit="BIMSON")
+    producer = KafkaBroker(infra.kafka.servers)
+    async with producer:
+        await producer.start()
+        for payload in (b"{not json", json.dumps(bad).encode(), json.dumps(unknown_proc).encode(),
+                        json.dumps(good).encode()):
+            await producer.publish(payload, INTAKE_SUBMISSIONS.name, key=b"same-partition")
+    await lifecycle_events(infra, by_ref(good["external_ref"]), 1, timeout=60)
+    refs = {bad["external_ref"], unknown_proc["external_ref"]}
+    dead = await read_records(
+        infra.kafka.servers, INTAKE_SUBMISSIONS.dlq,
+        lambda r: r.value == b"{not json" or any(ref.encode() in r.value for ref in refs), expected=3,
+    )
+    reasons = sorted(headers(r)["dlq-reason"] for r in dead)
+    assert len(dead) == 3
+    assert any("json_invalid" in r for r in reasons)
+    assert any("applicant.citizen_id: string_pattern_mismatch" in r for r in reasons)
+    assert any("procedure_code: unknown_procedure" in r for r in reasons)
+    for record in dead:
+        h = headers(record)
+        assert h["dlq-source-topic"] == INTAKE_SUBMISSIONS.name and h["dlq-source-offset"].isdigit()
+        assert CANARY_ID not in json.dumps(h) and "12345" not in h["dlq-reason"]
+
+
+async def test_same_external_ref_twenty_times_concurrently_is_one_dossier(infra, service):
+    http, _ = service
+    req = submission(receiving_unit="DONGHUONG")
+    responses = await asyncio.gather(*(http.post("/v1/dossiers", json=req) for _ in range(20)))
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+    assert len({r.json()["dossier_code"] for r in responses}) == 1
+    records = await lifecycle_events(infra, by_ref(req["external_ref"]), 1)
+    assert len(records) == 1
+
+
+async def test_two_hundred_concurrent_submissions_get_consecutive_codes(infra, service):
+    http, _ = service
+    unit = "DIENBIEN"
+    responses = await asyncio.gather(*(http.post("/v1/dossiers", json=submission(receiving_unit=unit))
+                                       for _ in range(200)))
+    assert all(r.status_code == 201 for r in responses), {r.status_code for r in responses}
+    codes = sorted(r.json()["dossier_code"] for r in responses)
+    seqs = [int(code.rsplit("-", 1)[1]) for code in codes]
+    assert len(set(codes)) == 200
+    assert seqs == list(range(seqs[0], seqs[0] + 200))
+
+
+VALID_DOCS = submission()["documents"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "error_type"),
+    [
+        ({"procedure_code": "XX-NOPE"}, "procedure_code", "unknown_procedure"),
+        ({"procedure_code": "CT-BS", "documents": [{"kind": "ban-chinh", "name": "a.pdf", "sha256": "c" * 64}]},
+         "channel", "channel_not_offered"),
+        ({"receiving_unit": "NOWHERE"}, "receiving_unit", "unknown_unit"),
+        ({"receiving_unit": "SYT"}, "receiving_unit", "unit_does_not_receive"),
+        ({"receiving_unit": "PVHCCTINH"}, "receiving_unit", "wrong_level"),
+        ({"documents": VALID_DOCS[:1]}, "documents", "missing_document"),
+        ({"procedure_code": "DD-CDGCN", "channel": "direct", "documents": [
+            {"kind": "don-de-nghi", "name": "d.pdf", "sha256": "d" * 64},
+            {"kind": "giay-chung-nhan", "name": "g.pdf", "sha256": "e" * 64}]}, "land_parcel", "missing"),
+        ({"applicant": {**submission()["applicant"], "residence_unit": "SYT"}}, "applicant.residence_unit",
+         "unknown_unit"),
+        ({"applicant": {**submission()["applicant"], "citizen_id": "03809900112"}}, "applicant.citizen_id",
+         "string_pattern_mismatch"),
+        ({"applicant": {**submission()["applicant"], "phone": "0187654321"}}, "applicant.phone",
+         "string_pattern_mismatch"),
+        ({"applicant": {**submission()["applicant"], "email": "canary.nguoidan@"}}, "applicant.email",
+         "string_pattern_mismatch"),
+        ({"channel": 3}, "channel", "literal_error"),
+        ({"documents": "all of them"}, "documents", "tuple_type"),
+        ({"surprise": "field"}, "surprise", "extra_forbidden"),
+    ],
+)
+async def test_every_rule_has_a_field_level_422(service, overrides, field, error_type):
+    http, _ = service
+    resp = await http.post("/v1/dossiers", json=submission(**overrides))
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    assert {"field": field, "type": error_type} in [{"field": e["field"], "type": e["type"]} for e in detail], detail
+    for canary in (CANARY_ID, CANARY_PHONE, CANARY_EMAIL, CANARY_NAME, "03809900112", "canary.nguoidan@"):
+        assert canary not in resp.text
+
+
+async def test_malformed_json_and_oversized_body(service):
+    http, _ = service
+    resp = await http.post("/v1/dossiers", content=b'{"procedure_code": ', headers={"content-type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["detail"][0]["type"] == "json_invalid"
+    big = submission()
+    big["applicant"] = {**big["applicant"], "address": "x" * (300 * 1024)}
+    resp = await http.post("/v1/dossiers", json=big)
+    assert resp.status_code == 413 and resp.json()["detail"][0]["type"] == "too_large"
+
+
+async def test_rate_limit_per_receiving_unit(infra):
+    settings = IntakeSettings(rate_per_unit_per_s=0.5, rate_burst=2)
+    app, _, _ = build(settings, infra.kafka, infra.mongo)
+    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30
+    ) as http:
+        codes = [(await http.post("/v1/dossiers", json=submission(receiving_unit="BATMOT"))).status_code
+                 for _ in range(3)]
+        other = await http.post("/v1/dossiers", json=submission(receiving_unit="HAMRONG"))
+        limited = await http.post("/v1/dossiers", json=submission(receiving_unit="BATMOT"))
+    assert codes == [201, 201, 429]
+    assert other.status_code == 201  # one unit's burst does not block another's
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_procedures_and_units_catalogues(service):
+    http, _ = service
+    procs = (await http.get("/v1/procedures")).json()
+    units = (await http.get("/v1/units")).json()
+    assert {p["code"] for p in procs} == set(catalogue().procedures)
+    assert sum(1 for u in units if u["level"] == "commune") == 166
