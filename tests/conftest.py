@@ -7,11 +7,13 @@ ports, and stopped at the end). A test that needs a server and cannot get one FA
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -29,6 +31,18 @@ class Infra:
     kafka: KafkaSettings
     mongo: MongoSettings
     provider: str
+    local: object | None = None  # the deploy/local Environment, when the servers are ours to stop and start
+
+    @contextlib.asynccontextmanager
+    async def kafka_outage(self) -> AsyncIterator[None]:
+        """Stop the real broker for the duration of the block, then start it again."""
+        if self.local is None:
+            pytest.fail(f"a Kafka outage can only be staged on deploy/local servers, not on {self.provider}")
+        await asyncio.to_thread(self.local.kafka.stop)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self.local.kafka.start)
 
 
 def _docker_available() -> bool:
@@ -63,14 +77,12 @@ def infra() -> Iterator[Infra]:
     except Exception as exc:  # noqa: BLE001 - any reason must surface as a failure, never a skip
         pytest.fail(f"no Kafka/MongoDB-compatible server for the integration tests: {exc}", pytrace=False)
     try:
-        yield _ready(TEST_KAFKA, TEST_MONGO, database, "deploy/local")
+        yield _ready(TEST_KAFKA, TEST_MONGO, database, "deploy/local", local=env)
     finally:
         env.down()
 
 
-def _ready(bootstrap: str, uri: str, database: str, provider: str) -> Infra:
-    import asyncio
-
+def _ready(bootstrap: str, uri: str, database: str, provider: str, local: object | None = None) -> Infra:
     from lienthong.messaging import ensure_topics
     from lienthong.topics import all_topics
 
@@ -82,4 +94,5 @@ def _ready(bootstrap: str, uri: str, database: str, provider: str) -> Infra:
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
         mongo=MongoSettings(uri=uri, database=database),
         provider=provider,
+        local=local,
     )

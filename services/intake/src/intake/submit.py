@@ -55,7 +55,7 @@ class Intake:
         self.catalogue = catalogue
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
-        self._background: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, asyncio.Task[None]] = {}  # dossier code -> acknowledgement still awaited
 
     async def submit(self, submission: DossierSubmission) -> tuple[StoredDossier, bool]:
         """(dossier, created). Raises Rejected (rule errors) or KafkaUnavailable."""
@@ -88,22 +88,35 @@ class Intake:
             raise KafkaUnavailable(stored.code) from exc
         # Appended: aiokafka may still deliver it after we stop waiting, so record the outcome whenever it comes.
         task = asyncio.ensure_future(self._mark_when_acknowledged(stored.code, ack))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._pending[stored.code] = task
+        task.add_done_callback(lambda done: self._forget(stored.code, done))
         try:
             await asyncio.wait_for(asyncio.shield(task), max(0.1, deadline - loop.time()))
+        except KafkaUnavailable:
+            raise
         except TimeoutError as exc:
             log.warning("publish_unacknowledged", dossier_code=stored.code)
             raise KafkaUnavailable(stored.code) from exc
 
+    def _forget(self, code: str, task: asyncio.Task[None]) -> None:
+        self._pending.pop(code, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here; already logged in _mark_when_acknowledged
+
     async def _mark_when_acknowledged(self, code: str, ack: asyncio.Future[object]) -> None:
-        await ack
+        try:
+            await ack
+        except Exception as exc:  # the producer gave up on it: the relay will publish it again
+            log.warning("publish_expired", dossier_code=code, error=type(exc).__name__)
+            raise KafkaUnavailable(code) from exc
         await self.repo.mark_published(code)
 
     async def relay_once(self, grace: timedelta) -> int:
         """Publish stored dossiers whose event was never acknowledged. Returns how many went out."""
         sent = 0
         for stored in await self.repo.unpublished(older_than=grace):
+            if stored.code in self._pending:  # the producer may still deliver it: never send twice from here
+                continue
             key = idempotency_key(stored.event.data.receiving_unit, stored.event.data.external_ref)
             async with self.repo.lock(key):
                 current = await self.repo.find_by_key(key)
@@ -120,5 +133,5 @@ class Intake:
 
     async def drain(self) -> None:
         """Wait for acknowledgements still in flight (graceful shutdown)."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=self.publish_timeout_s)
+        if self._pending:
+            await asyncio.wait(list(self._pending.values()), timeout=self.publish_timeout_s)
