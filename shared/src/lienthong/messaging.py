@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from aiokafka import ConsumerRecord
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -33,18 +33,13 @@ log = structlog.get_logger("lienthong.messaging")
 
 
 class LogContextMiddleware(BaseMiddleware):
-    """Binds topic, partition, offset and key (the dossier code) to every log line of one message."""
+    """Binds topic, partition, offset and key (the dossier code on dossier topics) to every log line of one
+    message; handlers add `event_id` and `dossier_code` once they have decoded it."""
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         record = msg.raw_message
-        fields: dict[str, Any] = {}
-        if not isinstance(record, tuple | list):  # batch subscribers bind per record themselves
-            fields = {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "dossier_code": record.key.decode("utf-8", "replace") if record.key else None,
-            }
+        # Batch subscribers bind per record themselves (record_context).
+        fields = {} if isinstance(record, tuple | list) else record_context(record)
         with structlog.contextvars.bound_contextvars(**fields):
             return await call_next(msg)
 
@@ -109,14 +104,19 @@ async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Top
         await admin.close()
 
 
-def record_position(message: KafkaMessage) -> dict[str, Any]:
-    record = message.raw_message
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+def record_context(record: ConsumerRecord) -> dict[str, Any]:
+    """Log fields of one record (batch handlers bind them per record)."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", "replace") if record.key else None,
+    }
 
 
 async def dead_letter(
     broker: KafkaBroker,
-    message: KafkaMessage,
+    record: ConsumerRecord,
     *,
     dlq_topic: str,
     service: str,
@@ -126,7 +126,6 @@ async def dead_letter(
 
     `reason` must carry no personal data: build it from field names and error types (contracts.errors).
     """
-    record = message.raw_message
     headers = {
         "dlq-reason": reason[:1000],
         "dlq-service": service,
@@ -135,5 +134,5 @@ async def dead_letter(
         "dlq-source-offset": str(record.offset),
         "dlq-time": datetime.now(UTC).isoformat(),
     }
-    await broker.publish(message.body, dlq_topic, key=record.key, headers=headers)
+    await broker.publish(record.value or b"", dlq_topic, key=record.key, headers=headers)
     log.warning("dead_lettered", dlq_topic=dlq_topic, reason=reason)

@@ -30,6 +30,12 @@ class MongoSettings(BaseSettings):
     uri: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB connection string")
     database: str = Field("lienthong", description="Database name")
     server_selection_timeout_ms: int = Field(5000, ge=100)
+    max_pool_size: int = Field(
+        100,
+        ge=1,
+        description="Concurrent operations per client. FerretDB's SQLite backend has one writer and answers "
+        "SQLITE_BUSY to concurrent writes, so the local environment runs with a small pool",
+    )
 
     @property
     def host_port(self) -> tuple[str, int]:

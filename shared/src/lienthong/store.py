@@ -14,6 +14,7 @@ def make_client(settings: MongoSettings | None = None) -> AsyncMongoClient:
     return AsyncMongoClient(
         settings.uri,
         serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
+        maxPoolSize=settings.max_pool_size,
         w="majority",
         tz_aware=True,
         appname="lienthong",

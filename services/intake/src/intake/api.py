@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
+from pymongo.errors import PyMongoError
 
 from intake.domain import Rejected
 from intake.limits import PerUnitRateLimit
@@ -83,6 +84,12 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
         except Rejected as exc:
             SUBMISSIONS.labels("http", channel, "invalid").inc()
             return _errors(422, [e.as_dict() for e in exc.errors])
+        except PyMongoError as exc:
+            SUBMISSIONS.labels("http", channel, "unavailable").inc()
+            return _errors(503, [{"field": "(service)", "type": "store_unavailable",
+                                  "message": f"the dossier store did not answer ({type(exc).__name__}); "
+                                             "resubmit with the same external_ref"}],
+                           headers={"Retry-After": "2"})
         except KafkaUnavailable as exc:
             SUBMISSIONS.labels("http", channel, "unavailable").inc()
             return _errors(503, [{"field": "(service)", "type": "kafka_unavailable",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -65,12 +64,13 @@ def build(
         while True:
             await asyncio.sleep(settings.outbox_interval_s)
             try:
-                await intake.relay_once(timedelta(seconds=settings.outbox_grace_s))
+                await intake.relay_once(settings.outbox_grace_s)
             except Exception as exc:  # the store may be briefly down: keep relaying
                 log.warning("outbox_relay_failed", error=type(exc).__name__)
 
     async def start() -> None:
         await repo.setup()
+        await intake.recover()
         relay.append(asyncio.create_task(run_relay()))
 
     async def stop() -> None:

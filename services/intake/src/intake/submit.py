@@ -10,8 +10,9 @@ process (a duplicate from two processes carries the same event id, which consume
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 
@@ -55,7 +56,8 @@ class Intake:
         self.catalogue = catalogue
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
-        self._pending: dict[str, asyncio.Task[None]] = {}  # dossier code -> acknowledgement still awaited
+        self._pending: dict[str, asyncio.Task[None]] = {}  # idempotency key -> acknowledgement still awaited
+        self._unpublished: dict[str, float] = {}  # idempotency key -> when its publication last failed
 
     async def submit(self, submission: DossierSubmission) -> tuple[StoredDossier, bool]:
         """(dossier, created). Raises Rejected (rule errors) or KafkaUnavailable."""
@@ -74,53 +76,72 @@ class Intake:
                     received_at,
                     lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at),
                 )
-            if not stored.published:
-                await self.publish(stored)
+            with structlog.contextvars.bound_contextvars(dossier_code=stored.code, event_id=stored.event.id):
+                if not stored.published:
+                    await self.publish(stored)
+                log.info("dossier_received" if created else "dossier_resubmitted", procedure=submission.procedure_code)
         return stored, created
 
     async def publish(self, stored: StoredDossier) -> None:
+        """Return once Kafka acknowledged the event; recording that in the store follows in the background."""
+        if (pending := self._pending.get(stored.key)) is not None:  # already on its way: never send twice
+            await self._await_ack(stored, asyncio.shield(pending))
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout_s
         try:
             ack = await asyncio.wait_for(self.send(stored.event), self.publish_timeout_s)
         except Exception as exc:  # not even appended to the producer: the relay will send it
             log.warning("publish_failed", dossier_code=stored.code, error=type(exc).__name__)
+            self._unpublished[stored.key] = time.monotonic()
             raise KafkaUnavailable(stored.code) from exc
         # Appended: aiokafka may still deliver it after we stop waiting, so record the outcome whenever it comes.
-        task = asyncio.ensure_future(self._mark_when_acknowledged(stored.code, ack))
-        self._pending[stored.code] = task
-        task.add_done_callback(lambda done: self._forget(stored.code, done))
+        task = asyncio.ensure_future(self._mark_when_acknowledged(stored, ack))
+        self._pending[stored.key] = task
+        task.add_done_callback(lambda done: self._forget(stored.key, done))
+        await self._await_ack(stored, asyncio.shield(ack), max(0.1, deadline - loop.time()))
+
+    async def _await_ack(self, stored: StoredDossier, ack: Awaitable[object], timeout: float | None = None) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(task), max(0.1, deadline - loop.time()))
-        except KafkaUnavailable:
-            raise
-        except TimeoutError as exc:
-            log.warning("publish_unacknowledged", dossier_code=stored.code)
+            await asyncio.wait_for(ack, timeout or self.publish_timeout_s)
+        except Exception as exc:
+            log.warning("publish_unacknowledged", dossier_code=stored.code, error=type(exc).__name__)
             raise KafkaUnavailable(stored.code) from exc
 
-    def _forget(self, code: str, task: asyncio.Task[None]) -> None:
-        self._pending.pop(code, None)
+    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+        self._pending.pop(key, None)
         if not task.cancelled():
             task.exception()  # retrieved here; already logged in _mark_when_acknowledged
 
-    async def _mark_when_acknowledged(self, code: str, ack: asyncio.Future[object]) -> None:
+    async def _mark_when_acknowledged(self, stored: StoredDossier, ack: asyncio.Future[object]) -> None:
         try:
             await ack
         except Exception as exc:  # the producer gave up on it: the relay will publish it again
-            log.warning("publish_expired", dossier_code=code, error=type(exc).__name__)
-            raise KafkaUnavailable(code) from exc
-        await self.repo.mark_published(code)
+            log.warning("publish_expired", dossier_code=stored.code, error=type(exc).__name__)
+            self._unpublished[stored.key] = time.monotonic()
+            raise KafkaUnavailable(stored.code) from exc
+        self._unpublished.pop(stored.key, None)
+        try:
+            await self.repo.mark_published(stored.key)
+        except Exception as exc:  # at worst the relay of a later process re-sends the same event id
+            log.warning("mark_published_failed", dossier_code=stored.code, error=type(exc).__name__)
 
-    async def relay_once(self, grace: timedelta) -> int:
-        """Publish stored dossiers whose event was never acknowledged. Returns how many went out."""
+    async def recover(self) -> None:
+        """At start-up: take over what a previous process stored but never saw acknowledged."""
+        for stored in await self.repo.unpublished():
+            self._unpublished.setdefault(stored.key, 0.0)
+
+    async def relay_once(self, grace_s: float) -> int:
+        """Publish dossiers whose event was not acknowledged, once `grace_s` has passed. Returns how many."""
         sent = 0
-        for stored in await self.repo.unpublished(older_than=grace):
-            if stored.code in self._pending:  # the producer may still deliver it: never send twice from here
+        now = time.monotonic()
+        for key in [k for k, failed_at in self._unpublished.items() if now - failed_at >= grace_s]:
+            if key in self._pending:  # the producer may still deliver it: never send twice from here
                 continue
-            key = idempotency_key(stored.event.data.receiving_unit, stored.event.data.external_ref)
             async with self.repo.lock(key):
                 current = await self.repo.find_by_key(key)
                 if current is None or current.published:
+                    self._unpublished.pop(key, None)
                     continue
                 try:
                     await self.publish(current)

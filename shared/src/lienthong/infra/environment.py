@@ -46,7 +46,7 @@ class Environment:
     def status(self) -> dict[str, dict[str, object]]:
         return {
             s.name: {
-                "address": f"{s.host}:{s.port}",
+                "address": s.address,
                 "pid": s.pid(),
                 "healthy": asyncio.run(s.healthy()),
                 "log": str(s.log_file),

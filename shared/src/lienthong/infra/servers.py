@@ -57,15 +57,26 @@ class LocalServer:
     def log_file(self) -> Path:
         return self.state / f"{self.name}.log"
 
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
     def pid(self) -> int | None:
+        """The pid of our running server, whatever address it was started on."""
         try:
-            pid = int(self.pid_file.read_text())
+            pid = int(self.pid_file.read_text().split()[0])
             os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
             return None
         except PermissionError:
             pass
         return pid
+
+    def running_address(self) -> str | None:
+        try:
+            return self.pid_file.read_text().split()[1]
+        except (FileNotFoundError, IndexError):
+            return None
 
     async def healthy(self) -> bool:
         raise NotImplementedError
@@ -81,6 +92,11 @@ class LocalServer:
             return "already running"
         if not is_local(self.host):
             raise RuntimeError(f"{self.name} at {self.host}:{self.port} does not answer (not local: not started)")
+        if self.pid() is not None and self.running_address() != self.address:
+            raise RuntimeError(
+                f"{self.name} of this environment is running on {self.running_address()}, not {self.address}: "
+                "run `lienthong infra down` with the settings it was started with first"
+            )
         if self.pid() is None and port_open(self.host, self.port):
             raise RuntimeError(f"port {self.host}:{self.port} is taken by another program; stop it or change the port")
         if self.pid() is None:
@@ -90,7 +106,7 @@ class LocalServer:
                     self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     cwd=self.state, start_new_session=True,
                 )
-            self.pid_file.write_text(str(proc.pid))
+            self.pid_file.write_text(f"{proc.pid} {self.address}\n")
         self._wait_healthy()
         return "started"
 

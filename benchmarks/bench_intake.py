@@ -1,0 +1,131 @@
+"""Intake throughput and latency on the real broker and store.
+
+    uv run python benchmarks/bench_intake.py
+
+Prints: closed-loop HTTP submissions/s, p50/p99 latency of POST /v1/dossiers at a fixed offered load, and Kafka
+ingestion submissions/s (from intake.submissions to dossier.submitted on dossier.lifecycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import KAFKA, environment, percentile, service  # noqa: E402
+
+from lienthong.catalogue import catalogue  # noqa: E402
+from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS  # noqa: E402
+
+CLOSED_LOOP_S = 10
+CONCURRENCY = 32
+OFFERED_RPS = 40
+OFFERED_S = 10
+KAFKA_BATCH = 3000
+
+
+def body(unit: str) -> dict:
+    return {
+        "procedure_code": "HT-KS",
+        "channel": "online",
+        "receiving_unit": unit,
+        "external_ref": f"B-{uuid.uuid4().hex[:16]}",
+        "applicant": {"citizen_id": "038099001122", "full_name": "Nguyễn Văn Bench", "address": "Hạc Thành",
+                      "residence_unit": "HACTHANH"},
+        "documents": [{"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64},
+                      {"kind": "giay-chung-sinh", "name": "g.pdf", "sha256": "b" * 64}],
+    }
+
+
+async def closed_loop(base: str, units: list[str]) -> float:
+    done = 0
+    stop = time.perf_counter() + CLOSED_LOOP_S
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            while time.perf_counter() < stop:
+                resp = await http.post("/v1/dossiers", json=body(units[(i + done) % len(units)]))
+                if resp.status_code != 201:
+                    raise RuntimeError(f"unexpected {resp.status_code}: {resp.text}")
+                done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
+    return done / (time.perf_counter() - start)
+
+
+async def offered_load(base: str, units: list[str]) -> tuple[float, float, int, int]:
+    latencies: list[float] = []
+    failures = 0
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+
+        async def one(i: int) -> None:
+            nonlocal failures
+            t0 = time.perf_counter()
+            resp = await http.post("/v1/dossiers", json=body(units[i % len(units)]))
+            latencies.append(time.perf_counter() - t0)
+            failures += resp.status_code != 201
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(OFFERED_RPS * OFFERED_S):
+            await asyncio.sleep(max(0.0, start + i / OFFERED_RPS - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, len(latencies), failures
+
+
+async def kafka_ingestion(units: list[str]) -> float:
+    refs = set()
+    consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, bootstrap_servers=KAFKA, group_id=None,
+                                auto_offset_reset="latest")
+    await consumer.start()
+    await consumer.seek_to_end()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    start = time.perf_counter()
+    for i in range(KAFKA_BATCH):
+        payload = body(units[i % len(units)])
+        refs.add(payload["external_ref"])
+        await producer.send(INTAKE_SUBMISSIONS.name, json.dumps(payload).encode(), key=payload["external_ref"].encode())
+    await producer.flush()
+    seen = 0
+    while seen < KAFKA_BATCH:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            seen += sum(1 for r in records if json.loads(r.value)["data"]["external_ref"] in refs)
+    elapsed = time.perf_counter() - start
+    await producer.stop()
+    await consumer.stop()
+    return KAFKA_BATCH / elapsed
+
+
+async def measure(base: str, units: list[str]) -> tuple:
+    rps = await closed_loop(base, units)
+    print(f"closed loop: {rps:.0f}/s", flush=True)
+    p50, p99, n, failures = await offered_load(base, units)
+    print(f"offered load: p50 {p50:.1f} ms p99 {p99:.1f} ms, {failures} non-201 of {n}", flush=True)
+    return rps, p50, p99, n, failures, await kafka_ingestion(units)
+
+
+def main() -> None:
+    units = [u.code for u in catalogue().communes()]
+    with environment(), service("intake", 38081, f"bench_{uuid.uuid4().hex[:6]}",
+                                INTAKE_RATE_BURST="100000", INTAKE_RATE_PER_UNIT_PER_S="100000") as base:
+        rps, p50, p99, n, failures, kafka_rps = asyncio.run(measure(base, units))
+    print("| intake benchmark | figure |")
+    print("|---|---|")
+    print(f"| HTTP submissions/s, closed loop, {CONCURRENCY} clients, {CLOSED_LOOP_S}s | {rps:.0f} |")
+    print(f"| POST /v1/dossiers latency at {OFFERED_RPS} req/s offered ({n} requests, {failures} not 201) | p50 {p50:.1f} ms, p99 {p99:.1f} ms |")
+    print(f"| Kafka ingestion, intake.submissions -> dossier.submitted, {KAFKA_BATCH} records | {kafka_rps:.0f}/s |")
+
+
+if __name__ == "__main__":
+    main()

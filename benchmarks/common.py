@@ -1,0 +1,63 @@
+"""Shared by the benchmarks: a private local environment (own ports, own state) and a service subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import httpx
+
+from lienthong.infra.environment import Environment
+from lienthong.settings import KafkaSettings, MongoSettings
+
+KAFKA = "127.0.0.1:39092"
+MONGO = "mongodb://127.0.0.1:37017/"
+
+
+@contextmanager
+def environment() -> Iterator[Environment]:
+    env = Environment.from_settings(KafkaSettings(bootstrap_servers=KAFKA), MongoSettings(uri=MONGO), name="bench")
+    env.up()
+    try:
+        yield env
+    finally:
+        env.down()
+
+
+@contextmanager
+def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "MONGODB_URI": MONGO,
+        "MONGODB_DATABASE": database,
+        f"{name.upper()}_HTTP_PORT": str(port),
+        f"{name.upper()}_LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    log = open(f"/tmp/bench-{name}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=env, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"{name} did not become ready")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
