@@ -62,7 +62,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     env = _environment(args)
-    for name, outcome in env.up().items():
+    outcomes = env.up()
+    for name, outcome in outcomes.items():
         print(f"{name}: {outcome}", flush=True)
     procs = {
         name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env={**os.environ}) for name in SERVICES
@@ -92,8 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for name, outcome in env.down().items():
-            print(f"{name}: {outcome}")
+        for server in reversed(env.servers):  # only what this run started: a server already up stays up
+            if outcomes.get(server.name) == "started":
+                print(f"{server.name}: {server.stop()}")
     return 0 if stopping else 1
 
 

@@ -1,0 +1,57 @@
+"""`lienthong run` (what `make run` calls): infrastructure and the four services come up, answer /healthz,
+/readyz and /metrics, and SIGINT (Ctrl-C) stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PORTS = {"intake": 48081, "routing": 48082, "notify": 48083, "stats": 48084}
+
+
+def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers),
+        "MONGODB_URI": infra.mongo.uri,
+        "MONGODB_DATABASE": infra.mongo.database,
+        **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
+    }
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "run"], env=env, stdout=log, stderr=log,
+                            start_new_session=True)
+    try:
+        ready = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(ready) < len(PORTS):
+            for name, port in PORTS.items():
+                try:
+                    resp = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                    if resp.status_code == 200:
+                        ready[name] = resp.json()
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        assert set(ready) == set(PORTS), (tmp_path / "run.log").read_text()[-3000:]
+        for name, port in PORTS.items():
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok", "service": name}
+            assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert ready["intake"]["checks"] == {"kafka": "ok", "mongo": "ok"}
+        status = subprocess.run([sys.executable, "-m", "lienthong.cli", "infra", "status"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    leftovers = subprocess.run(["ps", "-ww", "-eo", "pgid,args"], capture_output=True, text=True).stdout
+    assert not [line for line in leftovers.splitlines() if line.strip().startswith(str(proc.pid) + " ")]
