@@ -86,16 +86,12 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
             return _errors(422, [e.as_dict() for e in exc.errors])
         except PyMongoError as exc:
             SUBMISSIONS.labels("http", channel, "unavailable").inc()
-            return _errors(503, [{"field": "(service)", "type": "store_unavailable",
-                                  "message": f"the dossier store did not answer ({type(exc).__name__}); "
-                                             "resubmit with the same external_ref"}],
-                           headers={"Retry-After": "2"})
+            return _unavailable("store_unavailable", f"the dossier store did not answer ({type(exc).__name__}); "
+                                "resubmit with the same external_ref", retry_after_s=2)
         except KafkaUnavailable as exc:
             SUBMISSIONS.labels("http", channel, "unavailable").inc()
-            return _errors(503, [{"field": "(service)", "type": "kafka_unavailable",
-                                  "message": f"dossier {exc.code} is stored and will be published; "
-                                             "resubmit with the same external_ref to get its receipt"}],
-                           headers={"Retry-After": "5"})
+            return _unavailable("kafka_unavailable", f"dossier {exc.code} is stored and will be published; "
+                                "resubmit with the same external_ref to get its receipt", retry_after_s=5)
         SUBMISSIONS.labels("http", channel, "created" if created else "duplicate").inc()
         return JSONResponse(receipt(stored), status_code=201 if created else 200)
 
@@ -112,6 +108,11 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
 
 def _errors(status: int, errors: list[dict], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=status, headers=headers)
+
+
+def _unavailable(kind: str, message: str, retry_after_s: int) -> JSONResponse:
+    return _errors(503, [{"field": "(service)", "type": kind, "message": message}],
+                   headers={"Retry-After": str(retry_after_s)})
 
 
 def install_error_handlers(app: FastAPI) -> None:
