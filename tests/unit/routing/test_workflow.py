@@ -1,0 +1,123 @@
+"""Routing's workflow rules, pure: the three chains, pauses, lateness, foreign and stale outcomes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from lienthong.calendar import VN_TZ, due_date
+from lienthong.catalogue import catalogue
+from lienthong.contracts.dossier import (
+    Applicant,
+    DossierAssigned,
+    DossierOverdue,
+    DossierResolved,
+    DossierSubmitted,
+    DossierTransferred,
+    StepCompleted,
+    StepStarted,
+    SupplementRequested,
+)
+from routing.workflow import RoutingError, apply_outcome, start, supplement_provided, tick
+
+RECEIVED = datetime(2025, 12, 1, 9, 0, tzinfo=VN_TZ)  # Monday
+
+
+def submitted(procedure: str, unit: str = "HACTHANH", residence: str = "HACTHANH", parcel: str | None = None):
+    days = catalogue().procedures[procedure].processing_days
+    return DossierSubmitted(
+        procedure_code=procedure, channel="direct", receiving_unit=unit, external_ref="R-1", received_at=RECEIVED,
+        due_date=due_date(RECEIVED, days), processing_days=days,
+        applicant=Applicant(citizen_id="038099001122", full_name="A", address="B", residence_unit=residence),
+        land_parcel=parcel,
+    )
+
+
+def run_chain(procedure: str, *, complete_on: list[date], **kw):
+    decision = start("HACTHANH-251201-0001", submitted(procedure, **kw), catalogue())
+    wf, emitted = decision.workflow, list(decision.events)
+    for day in complete_on:
+        d = apply_outcome(wf, StepCompleted(unit_code=wf.unit, step=wf.step), wf.assignment_seq, day,
+                          datetime.combine(day, datetime.min.time(), VN_TZ).replace(hour=10))
+        assert d.rejected_reason is None, d.rejected_reason
+        wf, emitted = d.workflow, emitted + list(d.events)
+    return wf, emitted
+
+
+def assigned_units(emitted):
+    return [e.unit_code for _, e in emitted if isinstance(e, DossierAssigned)]
+
+
+def test_birth_chain_commune_police_social_insurance_on_time():
+    wf, emitted = run_chain("LT-KS-TT-BHYT", complete_on=[date(2025, 12, 1), date(2025, 12, 3), date(2025, 12, 5)])
+    assert assigned_units(emitted) == ["HACTHANH", "CATINH", "BHXH"]
+    assert wf.status == "resolved"
+    resolved = [e for _, e in emitted if isinstance(e, DossierResolved)]
+    assert len(resolved) == 1 and resolved[0].on_time
+    seqs = [s for s, _ in emitted]
+    assert seqs == list(range(2, 2 + len(emitted)))  # submitted is 1; routing numbers the rest without gaps
+
+
+def test_death_chain_returns_to_the_commune():
+    wf, emitted = run_chain("LT-KT-XTT-MT", complete_on=[date(2025, 12, 1), date(2025, 12, 2), date(2025, 12, 4)])
+    assert assigned_units(emitted) == ["HACTHANH", "CATINH", "HACTHANH"]
+    assert wf.status == "resolved"
+
+
+def test_land_transfer_chain_goes_through_the_parcel_branch_and_tax():
+    _, emitted = run_chain("DD-CNQSDD", parcel="HOANGSON-12-345",
+                           complete_on=[date(2025, 12, d) for d in (2, 3, 4, 5, 8)])
+    branch = catalogue().units["HOANGSON"].land_branch
+    assert assigned_units(emitted) == [branch, "THUE", "HACTHANH", branch, "HACTHANH"]
+    transferred = [e for _, e in emitted if isinstance(e, DossierTransferred)]
+    assert transferred and transferred[0].to_unit == branch  # received at the commune, competent: the branch
+
+
+def test_non_boundary_filing_transfers_to_the_residence_commune():
+    decision = start("BATMOT-251201-0001", submitted("HT-XNHN", unit="BATMOT", residence="HAMRONG"), catalogue())
+    [(_, transferred), (_, assigned)] = decision.events
+    assert (transferred.from_unit, transferred.to_unit) == ("BATMOT", "HAMRONG")
+    assert assigned.unit_code == "HAMRONG"
+    assert decision.workflow.receiving_unit == "BATMOT"  # both units stay on record
+
+
+def test_supplement_pause_moves_due_date_by_the_paused_working_days():
+    wf = start("HACTHANH-251201-0001", submitted("HT-KH"), catalogue()).workflow
+    original_due = wf.due_date
+    d = apply_outcome(wf, SupplementRequested(unit_code="HACTHANH", step=0, missing_documents=("to-khai",)),
+                      wf.assignment_seq, date(2025, 12, 2), datetime(2025, 12, 2, 10, tzinfo=VN_TZ))
+    assert d.workflow.status == "paused"
+    assert tick(d.workflow, date(2025, 12, 31)).events == ()  # a paused clock raises no alarms
+    resumed = supplement_provided(d.workflow, date(2025, 12, 5))  # Wed..Fri: 3 working days consumed
+    assert resumed.workflow.paused_days == 3
+    assert resumed.workflow.due_date == date(2025, 12, 11) and original_due == date(2025, 12, 8)
+
+
+def test_late_step_resolves_late_with_one_overdue_event():
+    wf = start("HACTHANH-251201-0001", submitted("HT-KS"), catalogue()).workflow  # 1 day: due Tue 2 Dec
+    overdue = []
+    for day in (date(2025, 12, 3), date(2025, 12, 4), date(2025, 12, 5)):
+        d = tick(wf, day)
+        wf = d.workflow
+        overdue += [e for _, e in d.events if isinstance(e, DossierOverdue)]
+    assert [(e.step, e.due_date) for e in overdue] == [(0, date(2025, 12, 2)), (None, date(2025, 12, 2))]
+    d = apply_outcome(wf, StepCompleted(unit_code="HACTHANH", step=0), wf.assignment_seq, date(2025, 12, 5),
+                      datetime(2025, 12, 5, 9, tzinfo=VN_TZ))
+    [resolved] = [e for _, e in d.events if isinstance(e, DossierResolved)]
+    assert not resolved.on_time
+
+
+def test_foreign_and_stale_outcomes_are_refused():
+    wf = start("HACTHANH-251201-0001", submitted("LT-KS-TT-BHYT"), catalogue()).workflow
+    now = datetime(2025, 12, 1, 10, tzinfo=VN_TZ)
+    foreign = apply_outcome(wf, StepStarted(unit_code="CATINH", step=0), wf.assignment_seq, now.date(), now)
+    assert foreign.rejected_reason and "does not hold" in foreign.rejected_reason and foreign.events == ()
+    stale = apply_outcome(wf, StepStarted(unit_code="HACTHANH", step=0), wf.assignment_seq - 1, now.date(), now)
+    assert stale.rejected_reason.startswith("stale")
+
+
+def test_unknown_procedure_is_a_routing_failure():
+    bad = submitted("HT-KS").model_copy(update={"procedure_code": "XX-GONE"})
+    with pytest.raises(RoutingError):
+        start("HACTHANH-251201-0001", bad, catalogue())
