@@ -1,18 +1,91 @@
-"""Routing service: Decides the competent unit, drives interconnected chains and owns the working-day clock."""
+"""Routing service: decides the competent unit, drives interconnected chains and owns the working-day clock."""
 
 from __future__ import annotations
 
-from faststream import FastStream
-from faststream.specification import AsyncAPI
+import asyncio
+import contextlib
 
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+
+from lienthong.calendar import today_vn
+from lienthong.catalogue import catalogue
+from lienthong.contracts import CloudEvent, to_json
+from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
+from lienthong.logging import get_logger
 from lienthong.messaging import make_broker
 from lienthong.service import create_app, serve
-from lienthong.settings import KafkaSettings
+from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.store import database, make_client, ping
+from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_WORK
+from routing import handlers
+from routing.router import Router
 from routing.settings import RoutingSettings
+from routing.store import WorkflowStore
+
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
+log = get_logger("routing")
+
+
+def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, unit_header: bool = False):  # noqa: ANN202
+    publisher = broker.publisher(topic, title=topic, description=description, schema=schema)
+
+    async def send(event: CloudEvent) -> None:
+        headers = {"content-type": CLOUDEVENTS_JSON}
+        if unit_header:
+            headers["unit"] = event.data.unit_code
+        await publisher.publish(to_json(event), key=event.subject.encode(), headers=headers)
+
+    return send
+
+
+def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
+          mongo: MongoSettings | None = None):  # noqa: ANN201
+    settings, kafka, mongo = settings or RoutingSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    broker = make_broker("routing", kafka, graceful_timeout=settings.graceful_timeout_s)
+    client: AsyncMongoClient = make_client(mongo)
+    store = WorkflowStore(database(client, mongo))
+    router = Router(
+        store,
+        catalogue(),
+        _sender(broker, DOSSIER_LIFECYCLE.name, "Lifecycle events routing decides (assigned, resolved, ...)",
+                CloudEvent),
+        _sender(broker, UNIT_WORK.name, "Assignments for units; header `unit`", DossierAssignedEvent, True),
+        _sender(broker, OPERATOR_ALERTS.name, "Routing failures and refused outcomes", OutcomeRejectedEvent),
+    )
+    broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
+    ticker: list[asyncio.Task[None]] = []
+
+    async def tick_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.tick_interval_s)
+            try:
+                today = today_vn()
+                for code in await store.open_codes():
+                    await router.on_tick(code, today)
+            except Exception as exc:  # the store or broker may be briefly down: next round
+                log.warning("tick_failed", error=type(exc).__name__)
+
+    async def start() -> None:
+        ticker.append(asyncio.create_task(tick_forever()))
+
+    async def stop() -> None:
+        for task in ticker:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await client.close()
+
+    app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
+                     "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
+                     on_startup=[start], on_shutdown=[stop])
+    return app, broker, router
+
 
 settings = RoutingSettings()
-broker = make_broker("routing", KafkaSettings(), graceful_timeout=settings.graceful_timeout_s)
-app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and owns the working-day clock.")
+app, broker, _router = build(settings)
 asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông routing", version="1"))
 
 

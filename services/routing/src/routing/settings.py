@@ -10,3 +10,7 @@ class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTING_", extra="ignore")
 
     http_port: int = Field(8082, ge=1, le=65535)
+    tick_interval_s: float = Field(60.0, gt=0, description="How often due-soon/overdue are checked")
+    group_id: str = Field("routing", description="Kafka consumer group")
+    start_from: str = Field("earliest", pattern="^(earliest|latest)$",
+                            description="Where a new consumer group starts (earliest: nothing is missed)")

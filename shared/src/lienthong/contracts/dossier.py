@@ -191,6 +191,15 @@ class RoutingFailed(EventData):
     reason: LongText
 
 
+class OutcomeRejected(EventData):
+    """A unit's outcome was refused (foreign unit, stale or unknown assignment, closed dossier); for operators."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.outcome-rejected.v1"
+    outcome_id: str = Field(min_length=1, max_length=64, description="Id of the refused outcome event")
+    outcome_type: ShortText
+    reason: ShortText
+
+
 DossierSubmittedEvent = envelope_for(DossierSubmitted)
 DossierAssignedEvent = envelope_for(DossierAssigned)
 StepStartedEvent = envelope_for(StepStarted)
@@ -207,3 +216,4 @@ ResultReturnedEvent = envelope_for(ResultReturned)
 DossierDueSoonEvent = envelope_for(DossierDueSoon)
 DossierOverdueEvent = envelope_for(DossierOverdue)
 RoutingFailedEvent = envelope_for(RoutingFailed)
+OutcomeRejectedEvent = envelope_for(OutcomeRejected)

@@ -1,0 +1,125 @@
+"""Applies one input to one dossier: load, decide (pure), store state + outbox in one write, publish, clear."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+
+import structlog
+
+from lienthong.calendar import today_vn
+from lienthong.catalogue import Catalogue
+from lienthong.contracts import CloudEvent, parse_event, to_json
+from lienthong.contracts.dossier import (
+    DossierAssigned,
+    DossierSubmitted,
+    OutcomeRejected,
+    RoutingFailed,
+    SupplementProvided,
+    DossierWithdrawn,
+)
+from lienthong.contracts.envelope import deterministic_id, new_event
+from routing import workflow
+from routing.store import ConcurrentUpdate, Record, WorkflowStore
+
+SOURCE = "/services/routing"
+Publish = Callable[[CloudEvent], Awaitable[None]]
+log = structlog.get_logger("routing")
+
+
+class Router:
+    def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
+                 publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.publish_lifecycle = publish_lifecycle
+        self.publish_work = publish_work
+        self.publish_alert = publish_alert
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def on_submitted(self, event: CloudEvent) -> None:
+        code = event.subject
+        async with self.store.lock(code):
+            record = await self.store.load(code)
+            if record is not None:  # redelivery or replay: already started
+                await self._flush(record)
+                return
+            assert isinstance(event.data, DossierSubmitted)
+            try:
+                decision = workflow.start(code, event.data, self.catalogue)
+            except workflow.RoutingError as exc:
+                log.warning("routing_failed", reason=str(exc))
+                await self.publish_alert(new_event(RoutingFailed(reason=str(exc)[:2000]), subject=code, source=SOURCE,
+                                                   seq=1, event_id=deterministic_id(code, "routing-failed")))
+                return
+            record = Record(decision.workflow, version=0, applied=[event.id],
+                            outbox=[to_json(e).decode() for e in self._events(code, decision)])
+            await self.store.save(record, new=True)
+            await self._flush(record)
+
+    async def on_outcome(self, event: CloudEvent) -> None:
+        """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action."""
+        code = event.subject
+        async with self.store.lock(code):
+            record = await self.store.load(code)
+            if record is None:
+                await self._refuse(event, 1, "unknown dossier")
+                return
+            await self._flush(record)
+            if event.id in record.applied:
+                return  # redelivered
+            today = today_vn(self.clock())
+            match event.data:
+                case SupplementProvided():
+                    decision = workflow.supplement_provided(record.workflow, today)
+                case DossierWithdrawn() as withdrawn:
+                    decision = workflow.withdraw(record.workflow, withdrawn.reason)
+                case _:
+                    decision = workflow.apply_outcome(record.workflow, event.data, event.dossierseq, today,
+                                                      self.clock())
+            record.applied.append(event.id)
+            if decision.rejected_reason:
+                await self.store.save(record)
+                await self._refuse(event, record.workflow.seq, decision.rejected_reason)
+                return
+            await self._commit(record, decision)
+
+    async def on_tick(self, code: str, today: date) -> None:
+        async with self.store.lock(code):
+            record = await self.store.load(code)
+            if record is None:
+                return
+            decision = workflow.tick(record.workflow, today)
+            if decision.events:
+                await self._commit(record, decision)
+
+    async def _commit(self, record: Record, decision: workflow.Decision) -> None:
+        record.workflow = decision.workflow
+        record.outbox = record.outbox + [to_json(e).decode() for e in self._events(record.workflow.code, decision)]
+        await self.store.save(record)
+        await self._flush(record)
+
+    def _events(self, code: str, decision: workflow.Decision) -> list[CloudEvent]:
+        now = self.clock()
+        return [new_event(data, subject=code, source=SOURCE, seq=seq, time=now,
+                          event_id=deterministic_id(code, seq)) for seq, data in decision.events]
+
+    async def _flush(self, record: Record) -> None:
+        """Publish the outbox in order; events carry deterministic ids, so a re-send after a crash is deduplicated."""
+        if not record.outbox:
+            return
+        for raw in record.outbox:
+            event = parse_event(raw)
+            await self.publish_lifecycle(event)
+            if isinstance(event.data, DossierAssigned):
+                await self.publish_work(event)
+        await self.store.clear_outbox(record)
+
+    async def _refuse(self, event: CloudEvent, seq: int, reason: str) -> None:
+        log.warning("outcome_rejected", reason=reason, event_id=event.id, outcome_type=event.type)
+        alert = OutcomeRejected(outcome_id=event.id, outcome_type=event.type[:200], reason=reason[:200])
+        await self.publish_alert(new_event(alert, subject=event.subject, source=SOURCE, seq=max(1, seq),
+                                           event_id=deterministic_id(event.id, "rejected")))
+
+
+__all__ = ["ConcurrentUpdate", "Router"]
