@@ -54,7 +54,6 @@ def build_router(intake: Intake) -> KafkaRouter:
         batch=True,
         max_records=MAX_BATCH,
         ack_policy=SUBSCRIBER_ACK_POLICY,
-        title="intake.submissions",
         description="Raw dossier submissions from agency systems (body: DossierSubmission, see docs/schemas)",
     )
     async def on_submissions(message: KafkaMessage, broker: KafkaBroker) -> None:

@@ -33,7 +33,6 @@ log = get_logger("intake")
 def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     publisher = broker.publisher(
         DOSSIER_LIFECYCLE.name,
-        title="dossier.lifecycle",
         description="dossier.submitted CloudEvents, structured mode (key: dossier code)",
         schema=DossierSubmittedEvent,
     )

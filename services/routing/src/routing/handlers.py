@@ -25,7 +25,7 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
 
     @kafka.subscriber(
         DOSSIER_LIFECYCLE.name, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
-        title="dossier.lifecycle", description="routing starts a workflow for each dossier.submitted",
+        description="routing starts a workflow for each dossier.submitted",
     )
     async def on_lifecycle(message: KafkaMessage, broker: KafkaBroker) -> None:
         event = await decode(message, broker, DOSSIER_LIFECYCLE.dlq)
@@ -36,7 +36,6 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
 
     @kafka.subscriber(
         UNIT_OUTCOMES.name, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
-        title="unit.outcomes",
         description="What units did (CloudEvents: step-started/completed, supplement-requested, rejected; "
         "supplement-provided, withdrawn); `dossierseq` names the assignment answered",
     )

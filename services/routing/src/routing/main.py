@@ -30,7 +30,7 @@ log = get_logger("routing")
 
 
 def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, unit_header: bool = False):  # noqa: ANN202
-    publisher = broker.publisher(topic, title=topic, description=description, schema=schema)
+    publisher = broker.publisher(topic, description=description, schema=schema)
 
     async def send(event: CloudEvent) -> None:
         headers = {"content-type": CLOUDEVENTS_JSON}
