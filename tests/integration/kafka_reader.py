@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
 async def read_records(
@@ -46,3 +46,19 @@ def body(record: ConsumerRecord) -> dict[str, Any]:
 
 def headers(record: ConsumerRecord) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+async def wait_committed(bootstrap: list[str], group: str, record: ConsumerRecord, timeout: float = 90.0) -> None:
+    """Wait until `group` has committed past `record`: it has really consumed it, not just had the chance to."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await probe.start()
+    tp = TopicPartition(record.topic, record.partition)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while (await probe.committed(tp) or -1) <= record.offset:
+            if loop.time() > deadline:
+                raise AssertionError(f"group {group} did not consume {tp} offset {record.offset} in {timeout}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()

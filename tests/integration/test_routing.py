@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -12,23 +13,40 @@ from faststream.kafka import KafkaBroker
 
 from intake.main import build as build_intake
 from intake.settings import IntakeSettings
+from lienthong.calendar import VN_TZ, add_working_days, today_vn
+from lienthong.catalogue import catalogue
 from lienthong.contracts import parse_event, to_json
-from lienthong.contracts.dossier import StepCompleted
+from lienthong.contracts.dossier import StepCompleted, SupplementProvided, SupplementRequested
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_OUTCOMES, UNIT_WORK
 from routing.main import build as build_routing
 from routing.settings import RoutingSettings
-from tests.integration.kafka_reader import headers, read_records
+from tests.integration.kafka_reader import headers, read_records, wait_committed
 from tests.integration.test_intake import submission
 
 pytestmark = pytest.mark.integration
 
 
+class Clock:
+    """Routing's clock, moved by the test: the working-day rules need days to pass."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(VN_TZ)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def to_working_day(self, n: int) -> None:
+        self.now = datetime.combine(add_working_days(today_vn(self.now), n), self.now.time(), VN_TZ)
+
+
 @pytest.fixture(scope="module")
 async def system(infra):
+    clock = Clock()
     intake_app, _, _ = build_intake(IntakeSettings(rate_burst=1000), infra.kafka, infra.mongo)
-    routing_app, _, _ = build_routing(
-        RoutingSettings(group_id=f"routing-test-{uuid.uuid4().hex[:6]}", start_from="latest"), infra.kafka, infra.mongo
+    routing_app, _, router = build_routing(
+        RoutingSettings(group_id=f"routing-test-{uuid.uuid4().hex[:6]}", start_from="latest", tick_interval_s=3600),
+        infra.kafka, infra.mongo, clock=clock,
     )
     async with LifespanManager(intake_app, startup_timeout=60), LifespanManager(routing_app, startup_timeout=60):
         await asyncio.sleep(3)  # let the new consumer group get its partitions before we publish
@@ -36,7 +54,7 @@ async def system(infra):
             producer = KafkaBroker(infra.kafka.servers)
             async with producer:
                 await producer.start()
-                yield http, producer
+                yield http, producer, router, clock
 
 
 async def events_of(infra, topic, code, expected, **kw):
@@ -45,38 +63,126 @@ async def events_of(infra, topic, code, expected, **kw):
     return [parse_event(r.value) for r in records], records
 
 
-async def test_birth_chain_end_to_end_with_redelivered_outcomes(infra, system):
-    http, producer = system
-    resp = await http.post("/v1/dossiers", json=submission(procedure_code="LT-KS-TT-BHYT"))
+async def submit(http, **overrides) -> str:
+    resp = await http.post("/v1/dossiers", json=submission(**overrides))
     assert resp.status_code == 201, resp.text
-    code = resp.json()["dossier_code"]
-    for step in range(3):
-        work, records = await events_of(infra, UNIT_WORK.name, code, step + 1, timeout=60, settle=0.5)
-        assignment = work[step]
-        assert headers(records[step])["unit"] == assignment.data.unit_code
-        outcome = new_event(StepCompleted(unit_code=assignment.data.unit_code, step=step), subject=code,
-                            source=f"/units/{assignment.data.unit_code}", seq=assignment.dossierseq)
-        for _ in range(2):  # the agency's system sends its outcome twice: applied once
-            await producer.publish(to_json(outcome), UNIT_OUTCOMES.name, key=code.encode())
-    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 8, timeout=60, settle=3)
-    types = [e.type.split(".")[3] for e in lifecycle]
-    assert types == ["submitted", "assigned", "step-completed", "assigned", "step-completed", "assigned",
-                     "step-completed", "resolved"]
-    assert [e.dossierseq for e in lifecycle] == list(range(1, 9))
-    assert [e.data.unit_code for e in lifecycle if e.type.endswith("assigned.v1")] == ["HACTHANH", "CATINH", "BHXH"]
-    assert lifecycle[-1].data.on_time is True
+    return resp.json()["dossier_code"]
 
 
-async def test_foreign_unit_outcome_goes_to_operators(infra, system):
-    http, producer = system
-    resp = await http.post("/v1/dossiers", json=submission(procedure_code="HT-KS"))
-    code = resp.json()["dossier_code"]
-    work, _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.5)
-    foreign = new_event(StepCompleted(unit_code="BHXH", step=0), subject=code, source="/units/BHXH",
-                        seq=work[0].dossierseq)
-    await producer.publish(to_json(foreign), UNIT_OUTCOMES.name, key=code.encode())
-    alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 1, timeout=60, settle=0.5)
-    assert alerts[0].data.outcome_id == foreign.id
-    assert "does not hold" in alerts[0].data.reason
-    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 2, settle=1)
-    assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned"]  # nothing moved
+async def answer(producer, code, assignment, data=None, times=1):
+    outcome = new_event(data or StepCompleted(unit_code=assignment.data.unit_code, step=assignment.data.step),
+                        subject=code, source=f"/units/{assignment.data.unit_code}", seq=assignment.dossierseq)
+    for _ in range(times):
+        await producer.publish(to_json(outcome), UNIT_OUTCOMES.name, key=code.encode())
+    return outcome
+
+
+LAND = dict(procedure_code="DD-CNQSDD", channel="direct", land_parcel="HOANGSON-12-345", documents=[
+    {"kind": k, "name": f"{k}.pdf", "sha256": "f" * 64} for k in ("don-dang-ky", "hop-dong-chuyen-nhuong",
+                                                                   "giay-chung-nhan")])
+BRANCH = catalogue().units["HOANGSON"].land_branch
+
+
+@pytest.mark.parametrize(
+    ("overrides", "units"),
+    [
+        ({"procedure_code": "LT-KS-TT-BHYT"}, ["HACTHANH", "CATINH", "BHXH"]),
+        ({"procedure_code": "LT-KT-XTT-MT", "documents": [
+            {"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64},
+            {"kind": "giay-bao-tu", "name": "b.pdf", "sha256": "b" * 64}]}, ["HACTHANH", "CATINH", "HACTHANH"]),
+        (LAND, [BRANCH, "THUE", "HACTHANH", BRANCH, "HACTHANH"]),
+    ],
+    ids=["birth", "death", "land-transfer"],
+)
+async def test_chain_end_to_end_with_every_outcome_sent_twice(infra, system, overrides, units):
+    http, producer, _, _ = system
+    code = await submit(http, **overrides)
+    for step in range(len(units)):
+        work, records = await events_of(infra, UNIT_WORK.name, code, step + 1, timeout=60, settle=0.3)
+        assert headers(records[step])["unit"] == work[step].data.unit_code
+        await answer(producer, code, work[step], times=2)  # the agency's system retries: applied once
+    n = 2 + 2 * len(units) + (1 if units[0] != "HACTHANH" else 0)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, n, timeout=60, settle=3)
+    assert [e.dossierseq for e in lifecycle] == list(range(1, n + 1))
+    assert [e.data.unit_code for e in lifecycle if e.type.endswith("assigned.v1")] == units
+    assert lifecycle[-1].type == "vn.gov.dossier.resolved.v1" and lifecycle[-1].data.on_time is True
+    if units[0] != "HACTHANH":  # non-boundary: received at the commune, competent unit elsewhere; both on record
+        transferred = next(e for e in lifecycle if e.type.endswith("transferred.v1"))
+        assert (transferred.data.from_unit, transferred.data.to_unit) == ("HACTHANH", units[0])
+
+
+async def test_supplement_pause_moves_the_due_date_by_the_paused_working_days(infra, system):
+    http, producer, _, clock = system
+    code = await submit(http, procedure_code="HT-KH")
+    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    original_due = (await events_of(infra, DOSSIER_LIFECYCLE.name, code, 1, settle=0.3))[0][0].data.due_date
+    await answer(producer, code, assignment,
+                 SupplementRequested(unit_code=assignment.data.unit_code, step=0, missing_documents=("to-khai",)))
+    await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.3)  # + requested, paused
+    clock.to_working_day(2)
+    await producer.publish(to_json(new_event(SupplementProvided(), subject=code, source="/portal",
+                                             seq=assignment.dossierseq)), UNIT_OUTCOMES.name, key=code.encode())
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 5, timeout=60, settle=0.5)
+    resumed = lifecycle[-1].data
+    assert resumed.paused_working_days == 2
+    assert resumed.new_due_date == add_working_days(original_due, 2)
+    await answer(producer, code, assignment)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 7, timeout=60, settle=0.5)
+    assert lifecycle[-1].type.endswith("resolved.v1") and lifecycle[-1].data.due_date == resumed.new_due_date
+
+
+async def test_late_step_ends_resolved_late_with_one_overdue_event(infra, system):
+    http, producer, router, clock = system
+    code = await submit(http, procedure_code="HT-KS")
+    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    saved = clock.now
+    try:
+        clock.to_working_day(3)
+        for day in range(3):  # the scheduler runs several times: one overdue per step and one for the dossier
+            await router.on_tick(code, today_vn(clock()) + timedelta(days=day))
+        await answer(producer, code, assignment)
+        lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 6, timeout=60, settle=2)
+    finally:
+        clock.now = saved
+    overdue = [e.data for e in lifecycle if e.type.endswith("overdue.v1")]
+    assert [o.step for o in overdue] == [0, None]
+    assert lifecycle[-1].type.endswith("resolved.v1") and lifecycle[-1].data.on_time is False
+
+
+async def test_foreign_and_stale_outcomes_go_to_operators(infra, system):
+    http, producer, _, _ = system
+    code = await submit(http, procedure_code="LT-KS-TT-BHYT")
+    [first], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    foreign = await answer(producer, code, first, StepCompleted(unit_code="BHXH", step=0))
+    await answer(producer, code, first)
+    work, _ = await events_of(infra, UNIT_WORK.name, code, 2, timeout=60, settle=0.3)
+    stale = await answer(producer, code, first, StepCompleted(unit_code="CATINH", step=1))  # answers step 0's seq
+    alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 2, timeout=60, settle=1)
+    reasons = {a.data.outcome_id: a.data.reason for a in alerts}
+    assert "does not hold" in reasons[foreign.id]
+    assert reasons[stale.id].startswith("stale")
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, settle=1)
+    assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned", "step-completed", "assigned"]
+
+
+async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
+    http, producer, router, _ = system
+    code = await submit(http, procedure_code="HT-KS")
+    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    await answer(producer, code, assignment)
+    before, before_records = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
+    outcomes = await read_records(infra.kafka.servers, UNIT_OUTCOMES.name, lambda r: r.key == code.encode(),
+                                  expected=1, settle=0.3)
+    state_before = await router.store.load(code)
+    # A second routing instance in a fresh group re-reads both input topics from offset 0 over the same store.
+    group = f"replay-{uuid.uuid4().hex[:6]}"
+    replay_app, _, _ = build_routing(RoutingSettings(group_id=group), infra.kafka, infra.mongo)
+    async with LifespanManager(replay_app, startup_timeout=60):
+        await wait_committed(infra.kafka.servers, group, before_records[-1])
+        await wait_committed(infra.kafka.servers, group, outcomes[-1])
+    after, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, settle=2)
+    work, _ = await events_of(infra, UNIT_WORK.name, code, 1, settle=1)
+    assert [e.id for e in after] == [e.id for e in before]
+    assert len(work) == 1
+    state_after = await router.store.load(code)
+    assert state_after.workflow == state_before.workflow and state_after.applied == state_before.applied

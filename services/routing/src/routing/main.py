@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import datetime
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -42,7 +44,8 @@ def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, uni
 
 
 def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
-          mongo: MongoSettings | None = None):  # noqa: ANN201
+          mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
+    """Wire the service; tests build it against their own servers (and may bring their own clock)."""
     settings, kafka, mongo = settings or RoutingSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     broker = make_broker("routing", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
@@ -54,6 +57,7 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
                 CloudEvent),
         _sender(broker, UNIT_WORK.name, "Assignments for units; header `unit`", DossierAssignedEvent, True),
         _sender(broker, OPERATOR_ALERTS.name, "Routing failures and refused outcomes", OutcomeRejectedEvent),
+        clock=clock,
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
     ticker: list[asyncio.Task[None]] = []
@@ -62,7 +66,7 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
         while True:
             await asyncio.sleep(settings.tick_interval_s)
             try:
-                today = today_vn()
+                today = today_vn(router.clock())
                 for code in await store.open_codes():
                     await router.on_tick(code, today)
             except Exception as exc:  # the store or broker may be briefly down: next round
