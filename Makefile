@@ -36,9 +36,9 @@ docs: schemas asyncapi
 schemas: setup
 	@$(UV) run --frozen python -m lienthong.contracts.export docs/schemas
 asyncapi: setup
-	@# What `faststream docs gen <service>.main:asyncapi --yaml` writes, through the same FastStream API (the CLI
-	@# re-imports the module and then warns about and drops a channel that is both consumed and published).
-	@$(UV) run --frozen python -c "import importlib, pathlib; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(importlib.import_module(f'{s}.main').asyncapi.schema.to_specification().to_yaml(), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
+	@# What `faststream docs gen <service>.main:asyncapi --yaml` writes, through the same FastStream API, with keys
+	@# sorted: FastStream's channel order follows string hashing, which changes from one process to the next.
+	@$(UV) run --frozen python -c "import importlib, pathlib, yaml; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(yaml.safe_dump(yaml.safe_load(importlib.import_module(f'{s}.main').asyncapi.schema.to_specification().to_yaml()), sort_keys=True, allow_unicode=True), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
 	@echo "docs/asyncapi/*.yaml regenerated"
 
 bench: setup
