@@ -36,7 +36,7 @@ def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[s
         "MONGODB_URI": MONGO,
         "MONGODB_DATABASE": database,
         f"{name.upper()}_HTTP_PORT": str(port),
-        f"{name.upper()}_LOG_LEVEL": "WARNING",
+        f"{name.upper()}_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         **extra_env,
     }
     log = open(f"/tmp/bench-{name}.log", "w")  # noqa: SIM115
