@@ -186,3 +186,19 @@ async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
     assert len(work) == 1
     state_after = await router.store.load(code)
     assert state_after.workflow == state_before.workflow and state_after.applied == state_before.applied
+
+
+async def test_malformed_outcome_goes_to_the_dlq_and_routing_carries_on(infra, system):
+    http, producer, _, _ = system
+    code = await submit(http, procedure_code="HT-KS")
+    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    garbage = b'{"specversion": "1.0", "type": "vn.gov.dossier.step-completed.v1", "citizen": "038099001122"}'
+    await producer.publish(garbage, UNIT_OUTCOMES.name, key=code.encode())
+    await answer(producer, code, assignment)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.5)
+    assert lifecycle[-1].type.endswith("resolved.v1")
+    [dead] = await read_records(infra.kafka.servers, UNIT_OUTCOMES.dlq, lambda r: r.key == code.encode(),
+                                expected=1, timeout=30, settle=0.5)
+    assert dead.value == garbage
+    reason = headers(dead)["dlq-reason"]
+    assert "dossierseq: missing" in reason and "038099001122" not in reason
