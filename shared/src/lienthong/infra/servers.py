@@ -97,7 +97,7 @@ class LocalServer:
                 f"{self.name} of this environment is running on {self.running_address()}, not {self.address}: "
                 "run `lienthong infra down` with the settings it was started with first"
             )
-        if self.pid() is None and port_open(self.host, self.port):
+        if self.pid() is None and not self._port_frees_up():
             raise RuntimeError(f"port {self.host}:{self.port} is taken by another program; stop it or change the port")
         if self.pid() is None:
             self.prepare()
@@ -109,6 +109,15 @@ class LocalServer:
             self.pid_file.write_text(f"{proc.pid} {self.address}\n")
         self._wait_healthy()
         return "started"
+
+    def _port_frees_up(self, seconds: float = 15.0) -> bool:
+        """A server that is shutting down (a previous run's) still holds the port for a moment."""
+        deadline = time.monotonic() + seconds
+        while port_open(self.host, self.port):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
