@@ -9,6 +9,7 @@ is committed, so the record is handed back to the group and processed again (con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,34 @@ from lienthong.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
+
+
+class Periodic:
+    """A background job run every `interval_s` while the service is up; a failed round is logged, not fatal."""
+
+    def __init__(self, name: str, interval_s: float, job: Hook) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.job = job
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        log = get_logger(self.name)
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.job()
+            except Exception as exc:  # the store or the broker may be briefly down: next round
+                log.warning("periodic_job_failed", job=self.name, error=type(exc).__name__)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def create_app(

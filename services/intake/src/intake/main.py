@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -19,15 +17,13 @@ from intake.submit import Intake
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent, to_json
 from lienthong.contracts.dossier import DossierSubmittedEvent
-from lienthong.logging import get_logger
 from lienthong.messaging import make_broker
-from lienthong.service import create_app, serve
+from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE
 
 CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
-log = get_logger("intake")
 
 
 def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
@@ -57,26 +53,15 @@ def build(
     repo = DossierRepository(database(client, mongo))
     intake = Intake(repo, lifecycle_sender(broker), catalogue(), publish_timeout_s=settings.publish_timeout_s)
     broker.include_router(handlers.build_router(intake))
-    relay: list[asyncio.Task[None]] = []
-
-    async def run_relay() -> None:
-        while True:
-            await asyncio.sleep(settings.outbox_interval_s)
-            try:
-                await intake.relay_once(settings.outbox_grace_s)
-            except Exception as exc:  # the store may be briefly down: keep relaying
-                log.warning("outbox_relay_failed", error=type(exc).__name__)
+    relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
 
     async def start() -> None:
         await repo.setup()
         await intake.recover()
-        relay.append(asyncio.create_task(run_relay()))
+        await relay.start()
 
     async def stop() -> None:
-        for task in relay:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await relay.stop()
         await intake.drain()
         await client.close()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,9 +14,8 @@ from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent, to_json
 from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
-from lienthong.logging import get_logger
 from lienthong.messaging import make_broker
-from lienthong.service import create_app, serve
+from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_WORK
@@ -28,7 +25,6 @@ from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
 
 CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
-log = get_logger("routing")
 
 
 def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, unit_header: bool = False):  # noqa: ANN202
@@ -60,31 +56,20 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
         clock=clock,
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
-    ticker: list[asyncio.Task[None]] = []
+    async def tick_open_dossiers() -> None:
+        today = today_vn(router.clock())
+        for code in await store.open_codes():
+            await router.on_tick(code, today)
 
-    async def tick_forever() -> None:
-        while True:
-            await asyncio.sleep(settings.tick_interval_s)
-            try:
-                today = today_vn(router.clock())
-                for code in await store.open_codes():
-                    await router.on_tick(code, today)
-            except Exception as exc:  # the store or broker may be briefly down: next round
-                log.warning("tick_failed", error=type(exc).__name__)
-
-    async def start() -> None:
-        ticker.append(asyncio.create_task(tick_forever()))
+    ticker = Periodic("deadline_ticker", settings.tick_interval_s, tick_open_dossiers)
 
     async def stop() -> None:
-        for task in ticker:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await ticker.stop()
         await client.close()
 
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
                      "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[start], on_shutdown=[stop])
+                     on_startup=[ticker.start], on_shutdown=[stop])
     return app, broker, router
 
 
