@@ -62,3 +62,24 @@ async def wait_committed(bootstrap: list[str], group: str, record: ConsumerRecor
             await asyncio.sleep(0.5)
     finally:
         await probe.stop()
+
+
+async def wait_caught_up(bootstrap: list[str], group: str, topic: str, timeout: float = 180.0) -> None:
+    """Wait until `group` has committed every partition of `topic` up to its current end."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
+        if not partitions:
+            await probe._client.force_metadata_update()  # noqa: SLF001 - first use of the topic in this client
+            partitions = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
+        ends = await probe.end_offsets(partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for tp in partitions:
+            while (await probe.committed(tp) or 0) < ends[tp]:
+                if loop.time() > deadline:
+                    raise AssertionError(f"group {group} did not catch up with {tp} in {timeout}s")
+                await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()

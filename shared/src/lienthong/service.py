@@ -15,12 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from lienthong.logging import configure_logging, get_logger
+from lienthong.logging import configure_logging, get_logger, redact_text
 from lienthong.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -84,6 +85,19 @@ def create_app(
             log.info("service_stopped", service=name)
 
     app = FastAPI(title=f"Liên Thông {name}", description=description, version="1", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's default 422 echoes the rejected input (personal data): field, type and message only."""
+        errors = [
+            {
+                "field": ".".join(redact_text(str(p)) for p in err.get("loc", ()) if p != "body") or "(body)",
+                "type": err.get("type", "invalid"),
+                "message": redact_text(str(err.get("msg", "invalid"))),
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
@@ -17,7 +16,6 @@ from intake.repository import StoredDossier
 from intake.submit import Intake, KafkaUnavailable
 from lienthong.catalogue import Procedure, Unit, catalogue
 from lienthong.contracts.intake import DossierSubmission
-from lienthong.logging import redact_text
 
 SUBMISSIONS = Counter(
     "lienthong_intake_submissions", "Dossier submissions by edge, channel and outcome", ["edge", "channel", "outcome"]
@@ -113,20 +111,3 @@ def _errors(status: int, errors: list[dict], headers: dict[str, str] | None = No
 def _unavailable(kind: str, message: str, retry_after_s: int) -> JSONResponse:
     return _errors(503, [{"field": "(service)", "type": kind, "message": message}],
                    headers={"Retry-After": str(retry_after_s)})
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """FastAPI's default 422 echoes the rejected input (personal data): answer with field, type, message only."""
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        SUBMISSIONS.labels("http", "unknown", "invalid").inc()
-        errors = [
-            {
-                "field": ".".join(redact_text(str(p)) for p in err.get("loc", ()) if p != "body") or "(body)",
-                "type": err.get("type", "invalid"),
-                "message": redact_text(str(err.get("msg", "invalid"))),
-            }
-            for err in exc.errors()
-        ]
-        return _errors(422, errors)

@@ -73,7 +73,6 @@ def build(
         on_startup=[start],
         on_shutdown=[stop],
     )
-    api.install_error_handlers(app)
     app.include_router(api.build_router(intake, PerUnitRateLimit(settings.rate_per_unit_per_s, settings.rate_burst)))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app, broker, intake

@@ -1,18 +1,40 @@
-"""Stats service: Projects the dossier event stream into MongoDB and serves the province's figures."""
+"""Stats service: projects the dossier event stream into MongoDB and serves the province's figures."""
 
 from __future__ import annotations
 
 from faststream import FastStream
 from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
 
 from lienthong.messaging import make_broker
 from lienthong.service import create_app, serve
-from lienthong.settings import KafkaSettings
+from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.store import database, make_client, ping
+from stats import api, handlers
 from stats.settings import StatsSettings
+from stats.store import ProjectionStore
+
+
+def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = None,
+          mongo: MongoSettings | None = None):  # noqa: ANN201
+    """Wire the service; tests build it against their own servers."""
+    settings, kafka, mongo = settings or StatsSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    broker = make_broker("stats", kafka, graceful_timeout=settings.graceful_timeout_s)
+    client: AsyncMongoClient = make_client(mongo)
+    store = ProjectionStore(database(client, mongo))
+    broker.include_router(handlers.build_router(store, settings.group_id))
+
+    async def stop() -> None:
+        await client.close()
+
+    app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the "
+                     "province's figures.", readiness={"mongo": lambda: ping(client)}, on_shutdown=[stop])
+    app.include_router(api.build_router(store))
+    return app, broker, store
+
 
 settings = StatsSettings()
-broker = make_broker("stats", KafkaSettings(), graceful_timeout=settings.graceful_timeout_s)
-app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the province's figures.")
+app, broker, _store = build(settings)
 asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông stats", version="1"))
 
 

@@ -10,3 +10,4 @@ class StatsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STATS_", extra="ignore")
 
     http_port: int = Field(8084, ge=1, le=65535)
+    group_id: str = Field("stats", description="Kafka consumer group")

@@ -1,0 +1,163 @@
+"""Stats against the real broker and store: figures equal a ground truth computed independently, and stay equal
+when every event is delivered again."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from faststream.kafka import KafkaBroker
+
+from lienthong.calendar import VN_TZ
+from lienthong.contracts import to_json
+from lienthong.contracts.dossier import (
+    Applicant,
+    DossierAssigned,
+    DossierRejected,
+    DossierResolved,
+    DossierResumed,
+    DossierSubmitted,
+    DossierWithdrawn,
+)
+from lienthong.contracts.envelope import new_event
+from lienthong.topics import DOSSIER_LIFECYCLE
+from stats.main import build
+from stats.settings import StatsSettings
+from tests.integration.kafka_reader import wait_caught_up
+
+pytestmark = pytest.mark.integration
+
+PERIOD = (date(2025, 12, 1), date(2025, 12, 12))
+CANARY_ID, CANARY_NAME = "038099001122", "Canary Lê Văn Thử"
+
+
+@dataclass
+class Truth:
+    code: str
+    channel: str
+    received: date
+    due: date
+    outcome: str  # resolved | rejected | withdrawn | open
+    closed: date | None
+    on_time: bool | None
+    unit: str
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=VN_TZ)
+
+
+def generate(n: int, seed: int = 7) -> tuple[list[Truth], list]:
+    rng = random.Random(seed)
+    prefix = "S" + uuid.uuid4().hex[:6].upper()
+    truths, events = [], []
+    for i in range(n):
+        code = f"{prefix}-251201-{i + 1:04d}"
+        channel = rng.choices(["online", "direct", "postal"], [96, 3, 1])[0]
+        received = PERIOD[0] + timedelta(days=rng.randrange(0, 14))  # some after the period
+        due = received + timedelta(days=rng.randrange(1, 8))
+        unit = rng.choice(["HACTHANH", "HOANGSON", "BIMSON"])
+        seq = 1
+        evs = [new_event(DossierSubmitted(
+            procedure_code="HT-KH", channel=channel, receiving_unit=unit, external_ref=f"T-{code}",
+            received_at=at(received), due_date=due, processing_days=5,
+            applicant=Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=unit)),
+            subject=code, source="/test", seq=seq, time=at(received))]
+        for step in range(rng.choice([1, 1, 2, 3])):  # chains count once for the citizen
+            seq += 1
+            evs.append(new_event(DossierAssigned(unit_code=unit, step=step, step_name="x", step_due_date=due),
+                                 subject=code, source="/test", seq=seq, time=at(received, 11)))
+        if rng.random() < 0.2:  # a supplement pause moved the due date
+            due = due + timedelta(days=2)
+            seq += 1
+            evs.append(new_event(DossierResumed(unit_code=unit, paused_working_days=2, new_due_date=due),
+                                 subject=code, source="/test", seq=seq, time=at(received, 15)))
+        outcome = rng.choices(["resolved", "rejected", "withdrawn", "open"], [80, 5, 3, 12])[0]
+        closed = on_time = None
+        if outcome != "open":
+            closed = received + timedelta(days=rng.randrange(0, 10))
+            seq += 1
+            data = {
+                "resolved": lambda: DossierResolved(unit_code=unit, resolved_at=at(closed), due_date=due,
+                                                    on_time=closed <= due),
+                "rejected": lambda: DossierRejected(unit_code=unit, reason="thiếu giấy tờ"),
+                "withdrawn": lambda: DossierWithdrawn(reason=None),
+            }[outcome]()
+            on_time = closed <= due if outcome == "resolved" else None
+            evs.append(new_event(data, subject=code, source="/test", seq=seq, time=at(closed, 16)))
+        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit))
+        events.extend(evs)
+    return truths, events
+
+
+def expected(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict:
+    ts = [t for t in truths if unit is None or t.unit == unit]
+    received = [t for t in ts if start <= t.received <= end]
+    closed = [t for t in ts if t.closed is not None and start <= t.closed <= end]
+    open_at_end = [t for t in ts if t.received <= end and (t.closed is None or t.closed > end)]
+    resolved = [t for t in closed if t.outcome == "resolved"]
+    on_time = sum(1 for t in resolved if t.on_time)
+    return {
+        "received": len(received),
+        "received_online": sum(t.channel == "online" for t in received),
+        "received_direct": sum(t.channel == "direct" for t in received),
+        "received_postal": sum(t.channel == "postal" for t in received),
+        "resolved": len(resolved),
+        "resolved_on_time": on_time,
+        "resolved_late": len(resolved) - on_time,
+        "rejected": sum(t.outcome == "rejected" for t in closed),
+        "withdrawn": sum(t.outcome == "withdrawn" for t in closed),
+        "in_progress": len(open_at_end),
+        "overdue": sum(t.due < end for t in open_at_end),
+        "on_time_rate": round(on_time / len(resolved), 4) if resolved else None,
+        "online_rate": round(sum(t.channel == "online" for t in received) / len(received), 4) if received else None,
+    }
+
+
+async def publish_all(infra, events) -> None:
+    producer = KafkaBroker(infra.kafka.servers)
+    async with producer:
+        await producer.start()
+        for event in events:
+            await producer.publish(to_json(event), DOSSIER_LIFECYCLE.name, key=event.subject.encode())
+
+
+async def test_figures_match_ground_truth_and_survive_redelivery(infra):
+    truths, events = generate(400)
+    await publish_all(infra, events)
+    group = f"stats-test-{uuid.uuid4().hex[:6]}"
+    app, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
+    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://stats", timeout=60
+    ) as http:
+        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        periods = [PERIOD, (date(2025, 12, 3), date(2025, 12, 6))]
+
+        async def figures(start, end, unit=None):
+            params = {"from": start.isoformat(), "to": end.isoformat(), **({"unit": unit} if unit else {})}
+            resp = await http.get("/v1/stats/summary", params=params)
+            assert resp.status_code == 200, resp.text
+            return {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level"}}
+
+        first = {p: await figures(*p) for p in periods}
+        for start, end in periods:
+            assert first[(start, end)] == expected(truths, start, end)
+        assert await figures(*PERIOD, unit="HOANGSON") == expected(truths, *PERIOD, unit="HOANGSON")
+
+        await publish_all(infra, events)  # every event delivered again
+        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        for p in periods:
+            assert await figures(*p) == first[p]
+
+        tracking = await http.get(f"/v1/dossiers/{truths[0].code}")
+        assert tracking.status_code == 200
+        body = tracking.text
+        assert CANARY_ID not in body and CANARY_NAME not in body
+        assert tracking.json()["applicant"].startswith("C***** L* V** T**")
+        assert (await http.get("/v1/dossiers/NOPE-251201-0001")).status_code == 404
+        assert (await http.get("/v1/stats/summary", params={"from": "2025-12-05", "to": "2025-12-01"})).status_code == 422
