@@ -3,12 +3,14 @@ when every event is delivered again."""
 
 from __future__ import annotations
 
+import io
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import httpx
+import openpyxl
 import pytest
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
@@ -153,6 +155,29 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
         for p in periods:
             assert await figures(*p) == first[p]
+
+        ranking = (await http.get("/v1/stats/units", params={"from": "2025-12-01", "to": "2025-12-12"})).json()
+        hoangson = next(r for r in ranking if r["unit"] == "HOANGSON")
+        assert {k: hoangson[k] for k in expected(truths, *PERIOD)} == expected(truths, *PERIOD, unit="HOANGSON")
+        rates = [r["on_time_rate"] for r in ranking if r["on_time_rate"] is not None]
+        assert rates == sorted(rates)  # worst first
+
+        series = (await http.get("/v1/stats/timeseries", params={"from": "2025-12-01", "to": "2025-12-12",
+                                                                  "interval": "week"})).json()
+        assert [(b["from"], b["to"]) for b in series] == [("2025-12-01", "2025-12-07"), ("2025-12-08", "2025-12-12")]
+        assert sum(b["received"] for b in series) == expected(truths, *PERIOD)["received"]
+        assert series[1]["in_progress"] == expected(truths, *PERIOD)["in_progress"]
+
+        params = {"from": "2025-12-01", "to": "2025-12-12"}
+        csv_text = (await http.get("/v1/stats/summary.csv", params=params)).text
+        header, values = csv_text.strip().splitlines()
+        row = dict(zip(header.split(","), values.split(","), strict=True))
+        assert int(row["received"]) == expected(truths, *PERIOD)["received"]
+        xlsx = await http.get("/v1/stats/summary.xlsx", params=params)
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+        cells = dict(zip([c.value for c in sheet[1]], [c.value for c in sheet[2]], strict=True))
+        assert cells["resolved_on_time"] == expected(truths, *PERIOD)["resolved_on_time"]
+        assert cells["on_time_rate"] == expected(truths, *PERIOD)["on_time_rate"]
 
         tracking = await http.get(f"/v1/dossiers/{truths[0].code}")
         assert tracking.status_code == 200

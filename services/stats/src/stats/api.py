@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+import csv
+import io
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from openpyxl import Workbook
 
 from lienthong.catalogue import catalogue
 from stats.projection import summarize
 from stats.store import ProjectionStore
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9]{1,15}-\d{6}-\d{4,6}$"
+Start = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")]
+End = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
+UnitCode = Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9]{1,15}$", description="Receiving or competent unit")]
+Level = Literal["commune", "province"] | None
 
 
 def build_router(store: ProjectionStore) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
-    @router.get("/stats/summary", summary="Figures for a period, as the province reports them")
-    async def summary(
-        start: Annotated[date, Query(alias="from")],
-        end: Annotated[date, Query(alias="to")],
-        unit: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9]{1,15}$")] = None,
-        level: Literal["commune", "province"] | None = None,
-    ) -> dict:
-        if end < start:
-            raise HTTPException(422, detail=[{"field": "to", "type": "range", "message": "`to` is before `from`"}])
+    async def figures(start: date, end: date, unit: str | None, level: str | None) -> dict:
+        _check_range(start, end)
         units = catalogue().units
         if unit is not None and unit not in units:
             raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
@@ -34,7 +35,67 @@ def build_router(store: ProjectionStore) -> APIRouter:
             docs = [d for d in docs if unit in (d["receiving_unit"], d["competent_unit"])]
         if level is not None:
             docs = [d for d in docs if units[d["receiving_unit"]].level == level]
-        return {"from": start, "to": end, "unit": unit, "level": level, **summarize(docs, start, end).as_dict()}
+        return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level,
+                **summarize(docs, start, end).as_dict()}
+
+    @router.get("/stats/summary", summary="Figures for a period, as the province reports them")
+    async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> dict:
+        return await figures(start, end, unit, level)
+
+    @router.get("/stats/summary.csv", summary="The same figures as CSV (one header row, one value row)")
+    async def summary_csv(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> Response:
+        row = await figures(start, end, unit, level)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.csv"'})
+
+    @router.get("/stats/summary.xlsx", summary="The same figures as an Excel sheet, for the periodic report")
+    async def summary_xlsx(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> Response:
+        row = await figures(start, end, unit, level)
+        book = Workbook()
+        sheet = book.active
+        sheet.title = "Tong hop"
+        sheet.append(list(row))
+        sheet.append(list(row.values()))
+        out = io.BytesIO()
+        book.save(out)
+        return Response(out.getvalue(),
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.xlsx"'})
+
+    @router.get("/stats/units", summary="Ranking of units for a period")
+    async def units_ranking(
+        start: Start,
+        end: End,
+        sort: Literal["on_time_rate", "overdue", "received"] = "on_time_rate",
+    ) -> list[dict]:
+        _check_range(start, end)
+        docs = await store.figure_docs(end.isoformat())
+        by_unit: dict[str, list[dict]] = {}
+        for doc in docs:  # a unit is judged on what it received and what it was competent for
+            for unit in {doc["receiving_unit"], doc["competent_unit"]}:
+                by_unit.setdefault(unit, []).append(doc)
+        rows = [{"unit": unit, "name": catalogue().units[unit].name, **summarize(unit_docs, start, end).as_dict()}
+                for unit, unit_docs in by_unit.items() if unit in catalogue().units]
+        if sort == "on_time_rate":  # worst first; units with nothing resolved last
+            return sorted(rows, key=lambda r: (r["on_time_rate"] is None, r["on_time_rate"] or 0, r["unit"]))
+        return sorted(rows, key=lambda r: (-r[sort], r["unit"]))
+
+    @router.get("/stats/timeseries", summary="Figures per day, week or month")
+    async def timeseries(
+        start: Start,
+        end: End,
+        unit: UnitCode = None,
+        interval: Literal["day", "week", "month"] = "day",
+    ) -> list[dict]:
+        _check_range(start, end)
+        docs = await store.figure_docs(end.isoformat())
+        if unit is not None:
+            docs = [d for d in docs if unit in (d["receiving_unit"], d["competent_unit"])]
+        return [{"from": a, "to": b, **summarize(docs, a, b).as_dict()} for a, b in _buckets(start, end, interval)]
 
     @router.get("/dossiers/{code}", summary="Public tracking of one dossier (no personal data)")
     async def tracking(code: Annotated[str, Path(pattern=CODE_PATTERN)]) -> dict:
@@ -54,3 +115,29 @@ def build_router(store: ProjectionStore) -> APIRouter:
         }
 
     return router
+
+
+def _filename(row: dict) -> str:
+    return f"lienthong-{row['unit'] or row['level'] or 'tinh'}-{row['from']}-{row['to']}"
+
+
+def _check_range(start: date, end: date) -> None:
+    if end < start:
+        raise HTTPException(422, detail=[{"field": "to", "type": "range", "message": "`to` is before `from`"}])
+    if (end - start).days > 3660:
+        raise HTTPException(422, detail=[{"field": "to", "type": "range", "message": "at most ten years"}])
+
+
+def _buckets(start: date, end: date, interval: str) -> list[tuple[date, date]]:
+    buckets = []
+    a = start
+    while a <= end:
+        if interval == "day":
+            b = a
+        elif interval == "week":
+            b = a + timedelta(days=6 - a.weekday())
+        else:
+            b = (a.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        buckets.append((a, min(b, end)))
+        a = min(b, end) + timedelta(days=1)
+    return buckets
