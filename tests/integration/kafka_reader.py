@@ -9,6 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from lienthong.messaging import partitions_of
+
 
 async def read_records(
     bootstrap: list[str],
@@ -69,10 +71,8 @@ async def wait_caught_up(bootstrap: list[str], group: str, topic: str, timeout: 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
-        if not partitions:
-            await probe._client.force_metadata_update()  # noqa: SLF001 - first use of the topic in this client
-            partitions = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        assert partitions, f"topic {topic} has no partitions"
         ends = await probe.end_offsets(partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

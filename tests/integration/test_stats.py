@@ -29,6 +29,7 @@ from lienthong.contracts.dossier import (
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE
 from stats.main import build
+from stats.rebuild import rebuild
 from stats.settings import StatsSettings
 from tests.integration.kafka_reader import wait_caught_up
 
@@ -178,6 +179,11 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         cells = dict(zip([c.value for c in sheet[1]], [c.value for c in sheet[2]], strict=True))
         assert cells["resolved_on_time"] == expected(truths, *PERIOD)["resolved_on_time"]
         assert cells["on_time_rate"] == expected(truths, *PERIOD)["on_time_rate"]
+
+        result = await rebuild(infra.kafka, infra.mongo)  # replay everything into a fresh collection, switch
+        assert result["events"] >= len(events) * 2 and result["collection"] != result["replaced"]
+        for p in periods:
+            assert await figures(*p) == first[p]
 
         tracking = await http.get(f"/v1/dossiers/{truths[0].code}")
         assert tracking.status_code == 200

@@ -2,6 +2,7 @@
 
     lienthong infra up|down|status   local Kafka + FerretDB (no Docker), topics from the catalogue
     lienthong topics create|list     the topic catalogue on KAFKA_BOOTSTRAP_SERVERS
+    lienthong stats rebuild          replay the dossier log into fresh projections, switch atomically
     lienthong run                    infrastructure + the four services, until Ctrl-C
 """
 
@@ -60,6 +61,11 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Delegates to the stats service's own module: the shared library never imports a service."""
+    return subprocess.call([sys.executable, "-m", "stats.rebuild"])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     env = _environment(args)
     outcomes = env.up()
@@ -109,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     topics = sub.add_parser("topics", help="the topic catalogue: list it, or create it on KAFKA_BOOTSTRAP_SERVERS")
     topics.add_argument("action", choices=["create", "list"])
     topics.set_defaults(func=cmd_topics)
+    stats = sub.add_parser("stats", help="stats projections: `rebuild` replays the dossier log into fresh ones")
+    stats.add_argument("action", choices=["rebuild"])
+    stats.set_defaults(func=cmd_stats)
     run = sub.add_parser("run", help="infrastructure + the four services, until Ctrl-C")
     run.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)

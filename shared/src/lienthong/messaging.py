@@ -104,6 +104,17 @@ async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Top
         await admin.close()
 
 
+async def partitions_of(bootstrap_servers: list[str] | str, topic: str) -> list[int]:
+    """The partition numbers a topic has on the cluster (not the catalogue's: an operator may have added some)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-describe")
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in description["partitions"])
+    finally:
+        await admin.close()
+
+
 def record_context(record: ConsumerRecord) -> dict[str, Any]:
     """Log fields of one record (batch handlers bind them per record)."""
     return {
