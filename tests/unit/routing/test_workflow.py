@@ -121,3 +121,35 @@ def test_unknown_procedure_is_a_routing_failure():
     bad = submitted("HT-KS").model_copy(update={"procedure_code": "XX-GONE"})
     with pytest.raises(RoutingError):
         start("HACTHANH-251201-0001", bad, catalogue())
+
+
+def test_extension_moves_due_dates_and_is_recorded_with_its_reason():
+    from lienthong.contracts.dossier import DeadlineExtended
+
+    wf = start("HACTHANH-251201-0001", submitted("HT-KH"), catalogue()).workflow  # due Mon 8 Dec
+    now = datetime(2025, 12, 3, 10, tzinfo=VN_TZ)
+    d = apply_outcome(wf, DeadlineExtended(unit_code="HACTHANH", working_days=3, reason="cần xác minh thêm"),
+                      wf.assignment_seq, now.date(), now)
+    [(_, recorded)] = d.events
+    assert recorded.new_due_date == d.workflow.due_date == date(2025, 12, 11)
+    assert recorded.reason == "cần xác minh thêm"
+
+
+def test_unit_pause_and_resume_and_result_returned():
+    from lienthong.contracts.dossier import DossierPaused, DossierResumed, ResultReturned
+
+    wf = start("HACTHANH-251201-0001", submitted("HT-KS"), catalogue()).workflow
+    t = datetime(2025, 12, 1, 10, tzinfo=VN_TZ)
+    wf = apply_outcome(wf, DossierPaused(unit_code="HACTHANH", reason="chờ xác minh"), wf.assignment_seq,
+                       t.date(), t).workflow
+    assert wf.status == "paused"
+    d = apply_outcome(wf, DossierResumed(unit_code="HACTHANH", paused_working_days=0, new_due_date=date(2025, 12, 2)),
+                      wf.assignment_seq, date(2025, 12, 3), t)
+    assert d.workflow.paused_days == 2 and d.workflow.due_date == date(2025, 12, 4)  # routing computed it
+    wf = apply_outcome(d.workflow, StepCompleted(unit_code="HACTHANH", step=0), wf.assignment_seq,
+                       date(2025, 12, 3), t).workflow
+    early = ResultReturned(unit_code="CATINH", method="counter", returned_at=t)
+    assert "receiving unit" in apply_outcome(wf, early, wf.assignment_seq, t.date(), t).rejected_reason
+    done = apply_outcome(wf, ResultReturned(unit_code="HACTHANH", method="counter", returned_at=t),
+                         wf.assignment_seq, t.date(), t)
+    assert done.workflow.status == "returned" and len(done.events) == 1

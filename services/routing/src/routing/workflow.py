@@ -13,6 +13,7 @@ from datetime import date, datetime
 from lienthong.calendar import add_working_days, start_day, working_days_between
 from lienthong.catalogue import Catalogue, Procedure
 from lienthong.contracts.dossier import (
+    DeadlineExtended,
     DossierAssigned,
     DossierDueSoon,
     DossierOverdue,
@@ -23,6 +24,7 @@ from lienthong.contracts.dossier import (
     DossierSubmitted,
     DossierTransferred,
     DossierWithdrawn,
+    ResultReturned,
     RoutingFailed,
     StepCompleted,
     StepStarted,
@@ -133,6 +135,8 @@ def _numbered(wf: Workflow, events: list[EventData], rejected: str | None = None
 def apply_outcome(wf: Workflow, outcome: EventData, answers_seq: int, today: date, now: datetime) -> Decision:
     """An outcome a unit published about the assignment numbered `answers_seq`."""
     unit = getattr(outcome, "unit_code", None)
+    if isinstance(outcome, ResultReturned):
+        return result_returned(wf, outcome)
     if not wf.open:
         return Decision(wf, rejected_reason=f"dossier is {wf.status}")
     if answers_seq < wf.assignment_seq:
@@ -163,6 +167,17 @@ def apply_outcome(wf: Workflow, outcome: EventData, answers_seq: int, today: dat
             return _numbered(replace(wf, status="paused", paused_on=today), [outcome, paused])
         case DossierRejected():
             return _numbered(replace(wf, status="rejected"), [outcome])
+        case DossierPaused():  # the unit stops the clock for a reason of its own
+            if wf.status == "paused":
+                return Decision(wf, rejected_reason="dossier is already paused")
+            return _numbered(replace(wf, status="paused", paused_on=today), [outcome])
+        case DossierResumed():  # routing, not the unit, computes the paused days and the new due date
+            return supplement_provided(wf, today)
+        case DeadlineExtended():
+            due = add_working_days(wf.due_date, outcome.working_days)
+            step_due = add_working_days(wf.step_due, outcome.working_days) if wf.step_due else None
+            recorded = outcome.model_copy(update={"new_due_date": due})
+            return _numbered(replace(wf, due_date=due, step_due=step_due), [recorded])
         case _:
             return Decision(wf, rejected_reason=f"unsupported outcome {outcome.EVENT_TYPE}")
 
@@ -178,6 +193,15 @@ def supplement_provided(wf: Workflow, today: date) -> Decision:
     wf = replace(wf, status="in_progress", paused_on=None, paused_days=wf.paused_days + paused, due_date=due,
                  step_due=step_due)
     return _numbered(wf, [resumed])
+
+
+def result_returned(wf: Workflow, outcome: ResultReturned) -> Decision:
+    """The result was handed to the citizen at the receiving centre (or sent): recorded once, after resolution."""
+    if wf.status != "resolved":
+        return Decision(wf, rejected_reason=f"dossier is {wf.status}, not resolved")
+    if outcome.unit_code != wf.receiving_unit:
+        return Decision(wf, rejected_reason=f"results are returned by the receiving unit {wf.receiving_unit}")
+    return _numbered(replace(wf, status="returned"), [outcome])
 
 
 def withdraw(wf: Workflow, reason: str | None) -> Decision:

@@ -131,6 +131,16 @@ class DossierResumed(EventData):
     new_due_date: date
 
 
+class DeadlineExtended(EventData):
+    """The competent unit extended the deadline, with a reason (recorded; the due date moves)."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.deadline-extended.v1"
+    unit_code: UnitCode
+    working_days: int = Field(ge=1, le=60, description="Working days added to the dossier's and the step's due date")
+    reason: ShortText
+    new_due_date: date | None = Field(None, description="Set by routing; agencies leave it empty")
+
+
 class DossierResolved(EventData):
     """The dossier was resolved (all steps done); on time or late against its statutory due date."""
 
@@ -210,6 +220,7 @@ DossierTransferredEvent = envelope_for(DossierTransferred)
 DossierPausedEvent = envelope_for(DossierPaused)
 DossierResumedEvent = envelope_for(DossierResumed)
 DossierResolvedEvent = envelope_for(DossierResolved)
+DeadlineExtendedEvent = envelope_for(DeadlineExtended)
 DossierRejectedEvent = envelope_for(DossierRejected)
 DossierWithdrawnEvent = envelope_for(DossierWithdrawn)
 ResultReturnedEvent = envelope_for(ResultReturned)
