@@ -12,8 +12,6 @@ An in-process lock per unit-day spares one instance the retries; several instanc
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from intake.domain import dossier_code, dossier_day
 from lienthong.contracts import CloudEvent, parse_event, to_json
+from lienthong.locks import KeyedLocks
 
 MAX_ALLOCATION_ATTEMPTS = 1000
 
@@ -41,19 +40,13 @@ class DossierRepository:
         self.dossiers = db["intake_dossiers"]
         self.counters = db["intake_code_counters"]
         self._next_seq: dict[str, int] = {}
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.lock = KeyedLocks()  # per unit-day and per idempotency key, within this process
 
     async def setup(self) -> None:
         await self.dossiers.create_index([("code", ASCENDING)], unique=True, name="code_unique")
         await self.dossiers.create_index(
             [("unit", ASCENDING), ("day", ASCENDING), ("seq", ASCENDING)], unique=True, name="unit_day_seq_unique"
         )
-
-    def lock(self, name: str) -> asyncio.Lock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        return lock
 
     async def find_by_key(self, key: str) -> StoredDossier | None:
         return _stored(await self.dossiers.find_one({"_id": key}))

@@ -6,8 +6,6 @@ Writes are compare-and-set on `version` (atomic on MongoDB), so two routing inst
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,6 +13,7 @@ from pydantic import TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from lienthong.locks import KeyedLocks
 from routing.workflow import Workflow
 
 _WORKFLOW = TypeAdapter(Workflow)
@@ -36,13 +35,7 @@ class Record:
 class WorkflowStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.docs = db["routing_workflows"]
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    def lock(self, code: str) -> asyncio.Lock:
-        lock = self._locks.get(code)
-        if lock is None:
-            lock = self._locks[code] = asyncio.Lock()
-        return lock
+        self.lock = KeyedLocks()  # one writer per dossier within this process
 
     async def load(self, code: str) -> Record | None:
         doc = await self.docs.find_one({"_id": code})
