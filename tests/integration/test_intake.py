@@ -204,7 +204,7 @@ async def test_malformed_json_and_oversized_body(service):
 
 
 async def test_rate_limit_per_receiving_unit(infra):
-    settings = IntakeSettings(rate_per_unit_per_s=0.5, rate_burst=2)
+    settings = IntakeSettings(rate_per_unit_per_s=0.01, rate_burst=2)  # no refill within the test
     app, _, _ = build(settings, infra.kafka, infra.mongo)
     async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
         transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30
