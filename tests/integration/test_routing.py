@@ -16,7 +16,7 @@ from intake.settings import IntakeSettings
 from lienthong.calendar import VN_TZ, add_working_days, today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import parse_event, to_json
-from lienthong.contracts.dossier import StepCompleted, SupplementProvided, SupplementRequested
+from lienthong.contracts.dossier import DossierSubmitted, StepCompleted, SupplementProvided, SupplementRequested
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_OUTCOMES, UNIT_WORK
 from routing.main import build as build_routing
@@ -202,3 +202,33 @@ async def test_malformed_outcome_goes_to_the_dlq_and_routing_carries_on(infra, s
     assert dead.value == garbage
     reason = headers(dead)["dlq-reason"]
     assert "dossierseq: missing" in reason and "038099001122" not in reason
+
+
+async def test_due_soon_is_emitted_once_a_working_day_before(infra, system):
+    http, _, router, clock = system
+    code = await submit(http, procedure_code="HT-KH")
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 2, timeout=60, settle=0.3)
+    due = lifecycle[0].data.due_date
+    day_before = next(d for d in (due - timedelta(days=i) for i in range(1, 10)) if add_working_days(d, 1) == due)
+    for _ in range(3):  # the scheduler runs again and again: one due-soon per step and one for the dossier
+        await router.on_tick(code, day_before)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
+    soon = [e.data for e in lifecycle if e.type.endswith("due-soon.v1")]
+    assert sorted((s.step is None, s.due_date) for s in soon) == [(False, due), (True, due)]
+
+
+async def test_unroutable_dossier_is_reported_to_operators(infra, system):
+    _, producer, _, _ = system
+    code = f"HACTHANH-251201-{uuid.uuid4().int % 9000 + 1000}"
+    good = submission()
+    data = {
+        "procedure_code": "XX-GONE", "channel": "online", "receiving_unit": "HACTHANH", "external_ref": "R-gone",
+        "received_at": "2025-12-01T09:00:00+07:00", "due_date": "2025-12-02", "processing_days": 1,
+        "applicant": good["applicant"], "documents": [],
+    }
+    event = new_event(DossierSubmitted.model_validate(data), subject=code, source="/test", seq=1)
+    await producer.publish(to_json(event), DOSSIER_LIFECYCLE.name, key=code.encode())
+    alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 1, timeout=60, settle=0.5)
+    assert alerts[0].type == "vn.gov.dossier.routing-failed.v1" and "XX-GONE" in alerts[0].data.reason
+    work, _ = await events_of(infra, UNIT_WORK.name, code, 0, timeout=3, settle=0.5)
+    assert work == []
