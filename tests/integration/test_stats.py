@@ -35,7 +35,8 @@ from tests.integration.kafka_reader import wait_caught_up
 
 pytestmark = pytest.mark.integration
 
-PERIOD = (date(2025, 12, 1), date(2025, 12, 12))
+# A period no other test writes into: the lifecycle topic is shared by the whole session.
+PERIOD = (date(2019, 12, 2), date(2019, 12, 13))
 CANARY_ID, CANARY_NAME = "038099001122", "Canary Lê Văn Thử"
 
 
@@ -60,7 +61,7 @@ def generate(n: int, seed: int = 7) -> tuple[list[Truth], list]:
     prefix = "S" + uuid.uuid4().hex[:6].upper()
     truths, events = [], []
     for i in range(n):
-        code = f"{prefix}-251201-{i + 1:04d}"
+        code = f"{prefix}-191202-{i + 1:04d}"
         channel = rng.choices(["online", "direct", "postal"], [96, 3, 1])[0]
         received = PERIOD[0] + timedelta(days=rng.randrange(0, 14))  # some after the period
         due = received + timedelta(days=rng.randrange(1, 8))
@@ -139,7 +140,7 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         transport=httpx.ASGITransport(app), base_url="http://stats", timeout=60
     ) as http:
         await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
-        periods = [PERIOD, (date(2025, 12, 3), date(2025, 12, 6))]
+        periods = [PERIOD, (date(2019, 12, 4), date(2019, 12, 7))]
 
         async def figures(start, end, unit=None):
             params = {"from": start.isoformat(), "to": end.isoformat(), **({"unit": unit} if unit else {})}
@@ -157,19 +158,18 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         for p in periods:
             assert await figures(*p) == first[p]
 
-        ranking = (await http.get("/v1/stats/units", params={"from": "2025-12-01", "to": "2025-12-12"})).json()
+        params = {"from": PERIOD[0].isoformat(), "to": PERIOD[1].isoformat()}
+        ranking = (await http.get("/v1/stats/units", params=params)).json()
         hoangson = next(r for r in ranking if r["unit"] == "HOANGSON")
         assert {k: hoangson[k] for k in expected(truths, *PERIOD)} == expected(truths, *PERIOD, unit="HOANGSON")
         rates = [r["on_time_rate"] for r in ranking if r["on_time_rate"] is not None]
         assert rates == sorted(rates)  # worst first
 
-        series = (await http.get("/v1/stats/timeseries", params={"from": "2025-12-01", "to": "2025-12-12",
-                                                                  "interval": "week"})).json()
-        assert [(b["from"], b["to"]) for b in series] == [("2025-12-01", "2025-12-07"), ("2025-12-08", "2025-12-12")]
+        series = (await http.get("/v1/stats/timeseries", params={**params, "interval": "week"})).json()
+        assert [(b["from"], b["to"]) for b in series] == [("2019-12-02", "2019-12-08"), ("2019-12-09", "2019-12-13")]
         assert sum(b["received"] for b in series) == expected(truths, *PERIOD)["received"]
         assert series[1]["in_progress"] == expected(truths, *PERIOD)["in_progress"]
 
-        params = {"from": "2025-12-01", "to": "2025-12-12"}
         csv_text = (await http.get("/v1/stats/summary.csv", params=params)).text
         header, values = csv_text.strip().splitlines()
         row = dict(zip(header.split(","), values.split(","), strict=True))
