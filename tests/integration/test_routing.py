@@ -16,7 +16,14 @@ from intake.settings import IntakeSettings
 from lienthong.calendar import VN_TZ, add_working_days, today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import parse_event, to_json
-from lienthong.contracts.dossier import DossierSubmitted, StepCompleted, SupplementProvided, SupplementRequested
+from lienthong.contracts.dossier import (
+    DeadlineExtended,
+    DossierSubmitted,
+    ResultReturned,
+    StepCompleted,
+    SupplementProvided,
+    SupplementRequested,
+)
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_OUTCOMES, UNIT_WORK
 from routing.main import build as build_routing
@@ -232,3 +239,28 @@ async def test_unroutable_dossier_is_reported_to_operators(infra, system):
     assert alerts[0].type == "vn.gov.dossier.routing-failed.v1" and "XX-GONE" in alerts[0].data.reason
     work, _ = await events_of(infra, UNIT_WORK.name, code, 0, timeout=3, settle=0.5)
     assert work == []
+
+
+async def test_non_boundary_commune_filing_extension_and_result_returned(infra, system):
+    """Received at commune A for a procedure of the applicant's commune B: transferred, both units on record;
+    B extends the deadline with a reason, completes, and A hands the result back to the citizen."""
+    http, producer, _, clock = system
+    applicant = {**submission()["applicant"], "residence_unit": "HAMRONG"}
+    code = await submit(http, procedure_code="HT-XNHN", receiving_unit="BATMOT", applicant=applicant,
+                        documents=[{"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64}])
+    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    assert assignment.data.unit_code == "HAMRONG"
+    await answer(producer, code, assignment,
+                 DeadlineExtended(unit_code="HAMRONG", working_days=2, reason="xác minh tại nơi cư trú cũ"))
+    await answer(producer, code, assignment)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 6, timeout=60, settle=0.3)
+    returned = ResultReturned(unit_code="BATMOT", method="counter", returned_at=clock())
+    await answer(producer, code, lifecycle[-1], returned)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 7, timeout=60, settle=1)
+    kinds = [e.type.split(".")[3] for e in lifecycle]
+    assert kinds == ["submitted", "transferred", "assigned", "deadline-extended", "step-completed", "resolved",
+                     "result-returned"]
+    transferred, extended = lifecycle[1].data, lifecycle[3].data
+    assert (transferred.from_unit, transferred.to_unit) == ("BATMOT", "HAMRONG")
+    assert extended.new_due_date == add_working_days(lifecycle[0].data.due_date, 2)
+    assert lifecycle[5].data.due_date == extended.new_due_date
