@@ -3,6 +3,7 @@ when every event is delivered again."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
 import uuid
@@ -56,14 +57,14 @@ def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=VN_TZ)
 
 
-def generate(n: int, seed: int = 7) -> tuple[list[Truth], list]:
+def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple[list[Truth], list]:
     rng = random.Random(seed)
     prefix = "S" + uuid.uuid4().hex[:6].upper()
     truths, events = [], []
     for i in range(n):
-        code = f"{prefix}-191202-{i + 1:04d}"
+        code = f"{prefix}-{period[0]:%y%m%d}-{i + 1:04d}"
         channel = rng.choices(["online", "direct", "postal"], [96, 3, 1])[0]
-        received = PERIOD[0] + timedelta(days=rng.randrange(0, 14))  # some after the period
+        received = period[0] + timedelta(days=rng.randrange(0, 14))  # some after the period
         due = received + timedelta(days=rng.randrange(1, 8))
         unit = rng.choice(["HACTHANH", "HOANGSON", "BIMSON"])
         seq = 1
@@ -192,3 +193,22 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         assert tracking.json()["applicant"].startswith("C***** L* V** T**")
         assert (await http.get("/v1/dossiers/NOPE-251201-0001")).status_code == 404
         assert (await http.get("/v1/stats/summary", params={"from": "2025-12-05", "to": "2025-12-01"})).status_code == 422
+
+
+async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothing(infra):
+    period = (date(2018, 12, 3), date(2018, 12, 14))  # again a period no other test writes into
+    truths, events = generate(300, seed=11, period=period)
+    group = f"stats-restart-{uuid.uuid4().hex[:6]}"
+    first, _, _ = build(StatsSettings(group_id=group, graceful_timeout_s=1), infra.kafka, infra.mongo)
+    async with LifespanManager(first, startup_timeout=60, shutdown_timeout=60):
+        await asyncio.sleep(3)  # partitions assigned
+        await publish_all(infra, events)
+        await asyncio.sleep(0.5)  # stop while batches are likely still in flight
+    second, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
+    async with LifespanManager(second, startup_timeout=60), httpx.AsyncClient(
+        transport=httpx.ASGITransport(second), base_url="http://stats", timeout=60
+    ) as http:
+        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        resp = await http.get("/v1/stats/summary", params={"from": period[0].isoformat(), "to": period[1].isoformat()})
+    figures = {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level"}}
+    assert figures == expected(truths, *period)
