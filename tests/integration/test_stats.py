@@ -87,12 +87,12 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
         if outcome != "open":
             closed = received + timedelta(days=rng.randrange(0, 10))
             seq += 1
-            data = {
-                "resolved": lambda: DossierResolved(unit_code=unit, resolved_at=at(closed), due_date=due,
-                                                    on_time=closed <= due),
-                "rejected": lambda: DossierRejected(unit_code=unit, reason="thiếu giấy tờ"),
-                "withdrawn": lambda: DossierWithdrawn(reason=None),
-            }[outcome]()
+            if outcome == "resolved":
+                data = DossierResolved(unit_code=unit, resolved_at=at(closed), due_date=due, on_time=closed <= due)
+            elif outcome == "rejected":
+                data = DossierRejected(unit_code=unit, reason="thiếu giấy tờ")
+            else:
+                data = DossierWithdrawn(reason=None)
             on_time = closed <= due if outcome == "resolved" else None
             evs.append(new_event(data, subject=code, source="/test", seq=seq, time=at(closed, 16)))
         truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit))

@@ -24,10 +24,12 @@ from aiokafka import ConsumerRecord
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from lienthong.contracts import CloudEvent, to_json
 from lienthong.settings import KafkaSettings
 from lienthong.topics import Topic
 
 SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"  # structured mode, Kafka protocol binding
 
 log = structlog.get_logger("lienthong.messaging")
 
@@ -113,6 +115,19 @@ async def partitions_of(bootstrap_servers: list[str] | str, topic: str) -> list[
         return sorted(p["partition"] for p in description["partitions"])
     finally:
         await admin.close()
+
+
+async def publish_event(
+    publisher: Any, event: CloudEvent, *, headers: dict[str, str] | None = None, no_confirm: bool = False
+) -> Any:
+    """Publish a CloudEvent in structured mode, keyed by its subject (the dossier code) so a dossier stays ordered.
+    With `no_confirm` it returns the future of the broker's acknowledgement instead of awaiting it."""
+    return await publisher.publish(
+        to_json(event),
+        key=event.subject.encode(),
+        headers={"content-type": CLOUDEVENTS_JSON, **(headers or {})},
+        no_confirm=no_confirm,
+    )
 
 
 def record_context(record: ConsumerRecord) -> dict[str, Any]:

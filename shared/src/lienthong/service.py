@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from lienthong.logging import configure_logging, get_logger, redact_text
+from lienthong.contracts.errors import value_free
+from lienthong.logging import configure_logging, get_logger
 from lienthong.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -89,15 +90,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         """FastAPI's default 422 echoes the rejected input (personal data): field, type and message only."""
-        errors = [
-            {
-                "field": ".".join(redact_text(str(p)) for p in err.get("loc", ()) if p != "body") or "(body)",
-                "type": err.get("type", "invalid"),
-                "message": redact_text(str(err.get("msg", "invalid"))),
-            }
-            for err in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": value_free(exc.errors(), skip=frozenset({"body"}))}, status_code=422)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

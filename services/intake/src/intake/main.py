@@ -15,16 +15,13 @@ from intake.repository import DossierRepository
 from intake.settings import IntakeSettings
 from intake.submit import Intake
 from lienthong.catalogue import catalogue
-from lienthong.contracts import CloudEvent, to_json
+from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmittedEvent
-from lienthong.messaging import make_broker
+from lienthong.messaging import make_broker, publish_event
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE
-
-CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
-
 
 def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     publisher = broker.publisher(
@@ -34,9 +31,7 @@ def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     )
 
     async def send(event: CloudEvent):  # noqa: ANN202
-        return await publisher.publish(
-            to_json(event), key=event.subject.encode(), headers={"content-type": CLOUDEVENTS_JSON}, no_confirm=True
-        )
+        return await publish_event(publisher, event, no_confirm=True)
 
     return send
 

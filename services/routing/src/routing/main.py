@@ -12,9 +12,9 @@ from pymongo import AsyncMongoClient
 
 from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
-from lienthong.contracts import CloudEvent, to_json
+from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
-from lienthong.messaging import make_broker
+from lienthong.messaging import make_broker, publish_event
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
@@ -24,17 +24,11 @@ from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
 
-CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
-
-
 def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, unit_header: bool = False):  # noqa: ANN202
     publisher = broker.publisher(topic, description=description, schema=schema)
 
     async def send(event: CloudEvent) -> None:
-        headers = {"content-type": CLOUDEVENTS_JSON}
-        if unit_header:
-            headers["unit"] = event.data.unit_code
-        await publisher.publish(to_json(event), key=event.subject.encode(), headers=headers)
+        await publish_event(publisher, event, headers={"unit": event.data.unit_code} if unit_header else None)
 
     return send
 

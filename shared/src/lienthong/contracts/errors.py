@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,16 +10,21 @@ from pydantic import ValidationError
 from lienthong.logging import redact_text
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """[{field, type, message}] — no `input`, no `ctx`; user-chosen keys in the path are redacted too."""
+def value_free(errors: Iterable[Mapping[str, Any]], skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """[{field, type, message}] from pydantic/FastAPI error dicts — no `input`, no `ctx`; user-chosen keys in the
+    path are redacted too. `skip` drops path parts such as FastAPI's leading "body"."""
     return [
         {
-            "field": ".".join(redact_text(str(part)) for part in err["loc"]) or "(body)",
-            "type": err["type"],
-            "message": redact_text(err["msg"]),
+            "field": ".".join(redact_text(str(part)) for part in err.get("loc", ()) if part not in skip) or "(body)",
+            "type": err.get("type", "invalid"),
+            "message": redact_text(str(err.get("msg", "invalid"))),
         }
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        for err in errors
     ]
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return value_free(exc.errors(include_url=False, include_input=False, include_context=False))
 
 
 def summarize(exc: ValidationError, limit: int = 5) -> str:
