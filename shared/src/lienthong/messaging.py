@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -117,6 +117,31 @@ async def partitions_of(bootstrap_servers: list[str] | str, topic: str) -> list[
         await admin.close()
 
 
+async def consumer_lag(bootstrap_servers: list[str] | str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+    """Records not yet consumed by `group_id`, per topic (end offset minus committed offset, summed over
+    partitions; a partition the group never committed counts from its start)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-lag")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="lienthong-lag",
+                                enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        if not partitions:
+            return {t: 0 for t in topics}
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        lag = dict.fromkeys(topics, 0)
+        for tp in partitions:
+            position = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else starts[tp]
+            lag[tp.topic] += max(0, ends[tp] - position)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 async def publish_event(
     publisher: Any, event: CloudEvent, *, headers: dict[str, str] | None = None, no_confirm: bool = False
 ) -> Any:
@@ -152,13 +177,24 @@ async def dead_letter(
 
     `reason` must carry no personal data: build it from field names and error types (contracts.errors).
     """
-    headers = {
-        "dlq-reason": reason[:1000],
-        "dlq-service": service,
+    source = {
         "dlq-source-topic": record.topic,
         "dlq-source-partition": str(record.partition),
         "dlq-source-offset": str(record.offset),
-        "dlq-time": datetime.now(UTC).isoformat(),
     }
-    await broker.publish(record.value or b"", dlq_topic, key=record.key, headers=headers)
+    await _park(broker, record.value or b"", record.key, dlq_topic, service, reason, source)
+
+
+async def dead_letter_event(broker: KafkaBroker, event: CloudEvent, *, dlq_topic: str, service: str,
+                            reason: str) -> None:
+    """Park an event a service gave up on (e.g. a notification after its last attempt), with the reason."""
+    await _park(broker, to_json(event), event.subject.encode(), dlq_topic, service, reason,
+                {"dlq-event-id": event.id, "content-type": CLOUDEVENTS_JSON})
+
+
+async def _park(broker: KafkaBroker, value: bytes, key: bytes | None, dlq_topic: str, service: str, reason: str,
+                extra: dict[str, str]) -> None:
+    headers = {"dlq-reason": reason[:1000], "dlq-service": service, "dlq-time": datetime.now(UTC).isoformat(),
+               **extra}
+    await broker.publish(value, dlq_topic, key=key, headers=headers)
     log.warning("dead_lettered", dlq_topic=dlq_topic, reason=reason)

@@ -7,7 +7,8 @@ from datetime import date, datetime
 from lienthong.calendar import VN_TZ
 from lienthong.contracts.dossier import Applicant, DossierAssigned, DossierResolved, DossierSubmitted
 from lienthong.contracts.envelope import new_event
-from stats.projection import apply, mask_name, summarize
+from lienthong.masking import mask_name
+from stats.projection import apply, summarize
 
 T = datetime(2025, 12, 1, 9, tzinfo=VN_TZ)
 

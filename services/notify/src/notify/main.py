@@ -1,18 +1,109 @@
-"""Notify service: Tells citizens, units and subscribed agency systems what happened, once, on the right channel."""
+"""Notify service: tells citizens, units and subscribed agency systems what happened, once, on the right channel."""
 
 from __future__ import annotations
 
-from faststream import FastStream
-from faststream.specification import AsyncAPI
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime
 
-from lienthong.messaging import make_broker
-from lienthong.service import create_app, serve
-from lienthong.settings import KafkaSettings
+import httpx
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from prometheus_client import Gauge
+from pymongo import AsyncMongoClient
+
+from lienthong.calendar import today_vn
+from lienthong.catalogue import catalogue
+from lienthong.contracts import CloudEvent
+from lienthong.contracts.notification import NotificationRequestedEvent, SubscriberDisabledEvent
+from lienthong.messaging import consumer_lag, dead_letter_event, make_broker, publish_event
+from lienthong.service import Periodic, create_app, serve
+from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.store import database, make_client, ping
+from lienthong.topics import NOTIFICATION_EVENTS, NOTIFICATION_RETRY, OPERATOR_ALERTS
+from notify import api, handlers
+from notify.channels import EmailChannel, SmsChannel, WebhookChannel
+from notify.compose import Composer
+from notify.domain import load_rules
+from notify.notifier import Notifier
 from notify.settings import NotifySettings
+from notify.store import NotifyStore
+from notify.subscriptions import Subscriptions
+
+RETRY_BACKLOG = Gauge("lienthong_notify_retry_backlog", "Retry requests not yet consumed (notification.retry lag)")
+
+
+def _publisher(broker: KafkaBroker, topic: str, description: str, schema: type):  # noqa: ANN202
+    publisher = broker.publisher(topic, description=description, schema=schema)
+
+    async def publish(event: CloudEvent, headers: dict[str, str] | None) -> None:
+        await publish_event(publisher, event, headers=headers)
+
+    return publish
+
+
+def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = None,
+          mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
+    """Wire the service; tests build it against their own servers (SMTP, SMS gateway, webhooks)."""
+    settings, kafka, mongo = settings or NotifySettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    broker = make_broker("notify", kafka, graceful_timeout=settings.graceful_timeout_s)
+    client: AsyncMongoClient = make_client(mongo)
+    secret = settings.citizen_key_secret.get_secret_value().encode()
+    store = NotifyStore(database(client, mongo),
+                        lambda cid: hmac.new(secret, cid.encode(), hashlib.sha256).hexdigest())
+    subscriptions = Subscriptions(store, settings.subscriptions_refresh_s)
+    http = httpx.AsyncClient(timeout=settings.send_timeout_s, follow_redirects=False)
+    channels = {
+        "email": EmailChannel(host=settings.smtp_host, port=settings.smtp_port, sender=settings.mail_from,
+                              timeout=settings.send_timeout_s, username=settings.smtp_username,
+                              password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                              starttls=settings.smtp_starttls),
+        "sms": SmsChannel(http, url=settings.sms_gateway_url, token=settings.sms_gateway_token.get_secret_value()),
+        "webhook": WebhookChannel(http, subscriptions.target),
+    }
+    now = clock or (lambda: datetime.now().astimezone())
+    composer = Composer(catalogue(), tracking_url=settings.tracking_url, unit_email=settings.unit_email,
+                        apology_working_days=settings.apology_working_days, today=lambda: today_vn(now()))
+
+    async def park(event: CloudEvent, reason: str) -> None:
+        await dead_letter_event(broker, event, dlq_topic=NOTIFICATION_EVENTS.dlq, service="notify", reason=reason)
+
+    notifier = Notifier(
+        store, subscriptions, composer, channels, load_rules(), settings,
+        publish_outcome=_publisher(broker, NOTIFICATION_EVENTS.name, "notification.sent / notification.failed",
+                                   CloudEvent),
+        publish_retry=_publisher(broker, NOTIFICATION_RETRY.name, "Attempts to repeat; header `not-before`",
+                                 NotificationRequestedEvent),
+        publish_dead_letter=park,
+        publish_alert=_publisher(broker, OPERATOR_ALERTS.name, "Webhook subscriptions switched off",
+                                 SubscriberDisabledEvent),
+        **({"clock": clock} if clock else {}),
+    )
+    broker.include_router(handlers.build_router(notifier, settings.group_id, settings.start_from,
+                                                settings.retry_hold_max_s))
+
+    async def measure_backlog() -> None:
+        lag = await consumer_lag(kafka.servers, settings.group_id, [NOTIFICATION_RETRY.name])
+        RETRY_BACKLOG.set(lag[NOTIFICATION_RETRY.name])
+
+    backlog = Periodic("retry_backlog", 15.0, measure_backlog)
+
+    async def stop() -> None:
+        await backlog.stop()
+        await http.aclose()
+        await client.close()
+
+    app = create_app("notify", broker, description="Tells citizens, units and subscribed agency systems what "
+                     "happened, once, on the right channel.", readiness={"mongo": lambda: ping(client)},
+                     on_startup=[backlog.start], on_shutdown=[stop])
+    app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks))
+    return app, broker, notifier
+
 
 settings = NotifySettings()
-broker = make_broker("notify", KafkaSettings(), graceful_timeout=settings.graceful_timeout_s)
-app = create_app("notify", broker, description="Tells citizens, units and subscribed agency systems what happened, once, on the right channel.")
+app, broker, _notifier = build(settings)
 asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông notify", version="1"))
 
 

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from lienthong.calendar import VN_TZ
+from lienthong.masking import mask_name
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import (
     DossierAssigned,
@@ -25,11 +26,6 @@ from lienthong.contracts.dossier import (
 )
 
 CLOSED = {"resolved", "rejected", "withdrawn"}
-
-
-def mask_name(full_name: str) -> str:
-    """'Ngô Thị Trang' -> 'N** T** T****': enough for a citizen to recognise their dossier, no more."""
-    return " ".join(part[0] + "*" * (len(part) - 1) for part in full_name.split())
 
 
 def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | None:

@@ -14,7 +14,9 @@ RecipientKind = Literal["citizen", "unit", "subscriber"]
 
 
 class NotificationRequested(EventData):
-    """A notification is due for a recipient on a channel (recipient by reference, never by address)."""
+    """A notification is due for a recipient on a channel (recipient by reference, never by address).
+
+    Notify publishes it to `notification.retry` (header `not-before`) when an attempt must be repeated later."""
 
     EVENT_TYPE: ClassVar[str] = "vn.gov.notification.requested.v1"
     cause_event_id: str = Field(min_length=1, max_length=64, description="Id of the dossier event that caused it")
@@ -47,6 +49,18 @@ class NotificationFailed(EventData):
     reason: ShortText = Field(description="Why it failed, with no personal data")
 
 
+class SubscriberDisabled(EventData):
+    """An agency webhook subscription was switched off after repeated failed deliveries; an operator must act.
+
+    The subject is the dossier whose notification failed last (topic `operator.alerts`)."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.notification.subscriber-disabled.v1"
+    subscription_id: ShortText = Field(description="Id of the disabled subscription")
+    consecutive_failures: int = Field(ge=1, le=1000, description="Deliveries that failed in a row")
+    reason: ShortText = Field(description="The last failure, with no personal data")
+
+
 NotificationRequestedEvent = envelope_for(NotificationRequested)
 NotificationSentEvent = envelope_for(NotificationSent)
 NotificationFailedEvent = envelope_for(NotificationFailed)
+SubscriberDisabledEvent = envelope_for(SubscriberDisabled)

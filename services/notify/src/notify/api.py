@@ -1,0 +1,103 @@
+"""HTTP API of notify: agency webhook subscriptions and citizens' channel opt-outs.
+
+Meant to sit behind the province's API gateway (agencies) and the portal's login (citizens): it does not
+authenticate callers itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import AnyHttpUrl, Field, field_validator
+
+from lienthong.catalogue import catalogue
+from lienthong.contracts import EVENT_TYPES
+from lienthong.contracts.types import CitizenId, Contract
+from notify.store import NotifyStore
+from notify.subscriptions import Subscriptions
+
+DOSSIER_EVENT_TYPES = sorted(t for t in EVENT_TYPES if t.startswith("vn.gov.dossier."))
+
+
+class SubscriptionRequest(Contract):
+    url: AnyHttpUrl = Field(description="Where the CloudEvents are POSTed (https)")
+    event_types: tuple[str, ...] = Field((), max_length=50, description="Dossier event types; empty = all")
+    unit_codes: tuple[str, ...] = Field((), max_length=500, description="Units (event's or receiving); empty = all")
+    procedure_codes: tuple[str, ...] = Field((), max_length=200, description="Procedures; empty = all")
+    secret: str | None = Field(None, min_length=32, max_length=128,
+                               description="HMAC key for X-Signature; generated when omitted")
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [t for t in value if t not in DOSSIER_EVENT_TYPES]:
+            raise ValueError(f"unknown event types: {', '.join(unknown)}")
+        return value
+
+    @field_validator("unit_codes")
+    @classmethod
+    def _known_units(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [u for u in value if u not in catalogue().units]:
+            raise ValueError(f"unknown unit codes: {', '.join(unknown)}")
+        return value
+
+    @field_validator("procedure_codes")
+    @classmethod
+    def _known_procedures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [p for p in value if p not in catalogue().procedures]:
+            raise ValueError(f"unknown procedure codes: {', '.join(unknown)}")
+        return value
+
+
+class OptOutRequest(Contract):
+    citizen_id: CitizenId
+    channel: Literal["email", "sms"]
+    opted_out: bool = Field(description="true: stop messages on this channel; false: receive them again")
+
+
+def public(doc: dict) -> dict:
+    """A subscription as shown to callers: never the secret."""
+    return {"id": doc["_id"], **{k: v for k, v in doc.items() if k not in ("_id", "secret")}}
+
+
+def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: bool) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["notify"])
+
+    @router.post("/subscriptions", status_code=201, summary="Subscribe an agency system to dossier events")
+    async def subscribe(request: SubscriptionRequest) -> dict:
+        if request.url.scheme != "https" and not allow_http:
+            raise HTTPException(422, detail=[{"field": "url", "type": "https_required",
+                                              "message": "webhook URLs must use https"}])
+        doc = await store.add_subscription({
+            "url": str(request.url), "event_types": list(request.event_types), "unit_codes": list(request.unit_codes),
+            "procedure_codes": list(request.procedure_codes), "secret": request.secret or secrets.token_hex(32),
+        })
+        subscriptions.invalidate()
+        return {**public(doc), "secret": doc["secret"]}  # the only time the secret is shown
+
+    @router.get("/subscriptions", summary="List subscriptions")
+    async def list_subscriptions() -> list[dict]:
+        return [public(d) for d in await store.all_subscriptions()]
+
+    @router.get("/subscriptions/{sub_id}", summary="One subscription")
+    async def get_subscription(sub_id: str) -> dict:
+        doc = await store.subscription(sub_id)
+        if doc is None:
+            raise HTTPException(404, detail="no such subscription")
+        return public(doc)
+
+    @router.delete("/subscriptions/{sub_id}", status_code=204, summary="Unsubscribe")
+    async def unsubscribe(sub_id: str) -> Response:
+        if not await store.delete_subscription(sub_id):
+            raise HTTPException(404, detail="no such subscription")
+        subscriptions.invalidate()
+        return Response(status_code=204)
+
+    @router.put("/opt-outs", summary="A citizen stops (or resumes) messages on one channel")
+    async def opt_out(request: OptOutRequest) -> dict:
+        channels = await store.set_opt_out(request.citizen_id, request.channel, request.opted_out)
+        return {"opted_out_channels": sorted(channels)}
+
+    return router

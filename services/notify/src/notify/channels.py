@@ -1,0 +1,134 @@
+"""Channels: small adapters behind one interface. Each sends one message or raises DeliveryError saying whether
+another attempt could succeed. Reasons name status codes and error kinds only, never addresses or text."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+import aiosmtplib
+import httpx
+
+from lienthong.messaging import CLOUDEVENTS_JSON
+from notify.compose import Message
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, transient: bool, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class Channel(Protocol):
+    async def send(self, message: Message, delivery_id: str) -> None:
+        """Deliver or raise DeliveryError. `delivery_id` is stable across attempts, so receivers can deduplicate."""
+
+
+def delivery_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class EmailChannel:
+    def __init__(self, *, host: str, port: int, sender: str, timeout: float, username: str | None = None,
+                 password: str | None = None, starttls: bool = False) -> None:
+        self.options = dict(hostname=host, port=port, timeout=timeout, username=username, password=password,
+                            start_tls=starttls)
+        self.sender = sender
+
+    async def send(self, message: Message, delivery_id: str) -> None:
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = message.to
+        mail["Subject"] = message.subject or ""
+        # The same Message-ID on every attempt lets mail clients fold a duplicate sent in the crash window.
+        mail["Message-ID"] = f"<{delivery_id}@lienthong.thanhhoa.gov.vn>"
+        mail.set_content(message.body, subtype="html")
+        try:
+            await aiosmtplib.send(mail, **self.options)
+        except aiosmtplib.SMTPResponseException as exc:  # 4xx: try later; 5xx: the server refuses for good
+            raise DeliveryError(f"smtp {exc.code}", transient=exc.code < 500) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"smtp {type(exc).__name__}", transient=True) from exc
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def check_response(response: httpx.Response, what: str) -> None:
+    if response.is_success:
+        return
+    status = response.status_code
+    transient = status in (408, 425, 429) or status >= 500
+    raise DeliveryError(f"{what} http {status}", transient=transient,
+                        retry_after=retry_after_s(response) if status in (429, 503) else None)
+
+
+async def post(client: httpx.AsyncClient, url: str, what: str, **kwargs: object) -> None:
+    try:
+        response = await client.post(url, **kwargs)  # type: ignore[arg-type]
+    except httpx.HTTPError as exc:  # timeouts, refused connections, TLS errors: the receiver may come back
+        raise DeliveryError(f"{what} {type(exc).__name__}", transient=True) from exc
+    check_response(response, what)
+
+
+class SmsChannel:
+    """An HTTP SMS gateway: POST {to, text, reference} with a bearer token."""
+
+    def __init__(self, client: httpx.AsyncClient, *, url: str, token: str) -> None:
+        self.client, self.url, self.token = client, url, token
+
+    async def send(self, message: Message, delivery_id: str) -> None:
+        await post(self.client, self.url, "sms", headers={"Authorization": f"Bearer {self.token}"},
+                   json={"to": message.to, "text": message.body, "reference": delivery_id})
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    url: str
+    secret: str
+    active: bool
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`X-Signature`: HMAC-SHA256 over "<timestamp>.<body>" with the subscriber's secret, hex."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class WebhookChannel:
+    """POSTs the CloudEvent (structured mode) to an agency system, signed so the agency knows it came from us and
+    was not replayed later (the timestamp is inside the signature)."""
+
+    def __init__(self, client: httpx.AsyncClient, target: Callable[[str], Awaitable[WebhookTarget | None]]) -> None:
+        self.client, self.target = client, target
+
+    async def send(self, message: Message, delivery_id: str) -> None:
+        target = await self.target(message.to)
+        if target is None or not target.active:
+            raise DeliveryError("webhook subscription inactive", transient=False)
+        body = message.body.encode()
+        timestamp = str(int(time.time()))
+        await post(self.client, target.url, "webhook", content=body, headers={
+            "Content-Type": CLOUDEVENTS_JSON,
+            "X-Signature": signature(target.secret, timestamp, body),
+            "X-Signature-Timestamp": timestamp,
+            "X-Delivery-Id": delivery_id,
+        })
