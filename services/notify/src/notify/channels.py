@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
+from email.policy import SMTP
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Protocol
 
 import aiosmtplib
@@ -18,6 +19,9 @@ import httpx
 
 from lienthong.messaging import CLOUDEVENTS_JSON
 from notify.compose import Message
+
+
+SMTP_POLICY = SMTP.clone(max_line_length=998)
 
 
 class DeliveryError(Exception):
@@ -43,6 +47,7 @@ class EmailChannel:
         self.options = dict(hostname=host, port=port, timeout=timeout, username=username, password=password,
                             start_tls=starttls)
         self.sender = sender
+        self.envelope_sender = parseaddr(sender)[1]
 
     async def send(self, message: Message, delivery_id: str) -> None:
         mail = EmailMessage()
@@ -52,8 +57,14 @@ class EmailChannel:
         # The same Message-ID on every attempt lets mail clients fold a duplicate sent in the crash window.
         mail["Message-ID"] = f"<{delivery_id}@lienthong.thanhhoa.gov.vn>"
         mail.set_content(message.body, subtype="html")
+        # CPython's header folding drops the space between two encoded words ("xử lý" arrives as "xửlý"); one
+        # unfolded line (RFC 5322 allows 998 characters) keeps Vietnamese subjects intact.
+        raw = mail.as_bytes(policy=SMTP_POLICY)
         try:
-            await aiosmtplib.send(mail, **self.options)
+            await aiosmtplib.send(raw, sender=self.envelope_sender, recipients=[message.to], **self.options)
+        except aiosmtplib.SMTPRecipientsRefused as exc:  # one recipient per message: its refusal decides
+            code = max(refusal.code for refusal in exc.recipients)
+            raise DeliveryError(f"smtp {code}", transient=code < 500) from exc
         except aiosmtplib.SMTPResponseException as exc:  # 4xx: try later; 5xx: the server refuses for good
             raise DeliveryError(f"smtp {exc.code}", transient=exc.code < 500) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

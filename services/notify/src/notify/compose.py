@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 
 from lienthong.calendar import add_working_days
 from lienthong.catalogue import Catalogue
@@ -45,6 +47,7 @@ class Composer:
         unit_email: str,
         apology_working_days: int,
         today: Callable[[], date],
+        templates_dir: Path | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.tracking_url = tracking_url
@@ -54,7 +57,8 @@ class Composer:
         # HTML e-mail is autoescaped (a reason typed by an official cannot inject markup); SMS text is plain text,
         # where escaping would show "&amp;" to the citizen.
         self.env = Environment(
-            loader=PackageLoader("notify", "templates"),
+            loader=ChoiceLoader([*([FileSystemLoader(templates_dir)] if templates_dir else []),
+                                 PackageLoader("notify", "templates")]),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             undefined=StrictUndefined,  # a missing variable is a bug, not an empty line in a letter
             keep_trailing_newline=False,

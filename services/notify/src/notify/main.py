@@ -65,7 +65,8 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
     }
     now = clock or (lambda: datetime.now().astimezone())
     composer = Composer(catalogue(), tracking_url=settings.tracking_url, unit_email=settings.unit_email,
-                        apology_working_days=settings.apology_working_days, today=lambda: today_vn(now()))
+                        apology_working_days=settings.apology_working_days, today=lambda: today_vn(now()),
+                        templates_dir=settings.templates_dir)
 
     async def park(event: CloudEvent, reason: str) -> None:
         await dead_letter_event(broker, event, dlq_topic=NOTIFICATION_EVENTS.dlq, service="notify", reason=reason)

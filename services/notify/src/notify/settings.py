@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -31,6 +33,11 @@ class NotifySettings(ServiceSettings):
     )
     allow_http_webhooks: bool = Field(
         False, description="Accept http:// webhook URLs (tests, closed networks); otherwise only https://"
+    )
+
+    templates_dir: Path | None = Field(
+        None, description="Templates here override the packaged ones of the same name (the province edits letters "
+        "without a release)"
     )
 
     # Delivery policy
