@@ -69,6 +69,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -89,10 +90,10 @@ class HttpSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sink.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                             time.monotonic()))
                 queue = sink.script[self.path]
                 status, headers = queue.popleft() if queue else (sink.always.get(self.path, 200), {})
+                sink.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                             time.monotonic(), status))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
