@@ -83,7 +83,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
         **({"clock": clock} if clock else {}),
     )
     broker.include_router(handlers.build_router(notifier, settings.group_id, settings.start_from,
-                                                settings.retry_hold_max_s))
+                                                settings.retry_hold_max_s, settings.concurrency))
 
     async def measure_backlog() -> None:
         lag = await consumer_lag(kafka.servers, settings.group_id, [NOTIFICATION_RETRY.name])

@@ -40,6 +40,8 @@ class NotifySettings(ServiceSettings):
         "without a release)"
     )
 
+    concurrency: int = Field(8, ge=1, le=256, description="Dossiers (and due retries) handled at once")
+
     # Delivery policy
     max_attempts: int = Field(5, ge=1, le=100, description="Attempts per notification before notification.failed")
     backoff_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt, with jitter")
