@@ -51,7 +51,6 @@ async def publish(producer: AIOKafkaProducer, events: list) -> None:
 
 
 async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int, float]:
-    run = uuid.uuid4().hex[:4].upper()
     async with httpx.AsyncClient(base_url=base) as api:
         for path, unit in (("/hooks/all", "HACTHANH"), ("/hooks/drain", "HOANGSON")):
             resp = await api.post("/v1/subscriptions", json={"url": f"{http.base}{path}", "unit_codes": [unit]})

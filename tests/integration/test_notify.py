@@ -231,7 +231,7 @@ async def test_failures_of_one_dossier_do_not_hold_up_the_others(infra, notify):
     _, smtp, _, _, _, publish = notify
     slow = new_code()
     smtp.refuse[f"{slow.lower()}@example.vn"] = "451 4.3.0 Mailbox busy, try later"
-    broken = f"HACTHANH-251201-066666"
+    broken = "HACTHANH-251201-066666"
     good = [new_code() for _ in range(5)]
     await publish(submitted(slow, email=f"{slow.lower()}@example.vn"),
                   submitted(broken, email="broken@example.vn"),

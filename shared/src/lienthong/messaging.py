@@ -11,7 +11,7 @@ Delivery policy, decided once here:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,6 +153,24 @@ async def publish_event(
         headers={"content-type": CLOUDEVENTS_JSON, **(headers or {})},
         no_confirm=no_confirm,
     )
+
+
+def event_publisher(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    description: str,
+    schema: type,
+    headers_of: Callable[[CloudEvent], dict[str, str]] | None = None,
+) -> Callable[..., Awaitable[None]]:
+    """`send(event, headers=None)` for one topic, declared on the broker (so it is in the AsyncAPI document);
+    `headers_of` adds headers derived from each event (e.g. the unit that must act)."""
+    publisher = broker.publisher(topic, description=description, schema=schema)
+
+    async def send(event: CloudEvent, headers: dict[str, str] | None = None) -> None:
+        await publish_event(publisher, event, headers={**(headers_of(event) if headers_of else {}), **(headers or {})})
+
+    return send
 
 
 def record_context(record: ConsumerRecord) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import secrets
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 
 from lienthong.catalogue import catalogue
 from lienthong.contracts import EVENT_TYPES
@@ -29,25 +29,13 @@ class SubscriptionRequest(Contract):
     secret: str | None = Field(None, min_length=32, max_length=128,
                                description="HMAC key for X-Signature; generated when omitted")
 
-    @field_validator("event_types")
+    @field_validator("event_types", "unit_codes", "procedure_codes")
     @classmethod
-    def _known_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if unknown := [t for t in value if t not in DOSSIER_EVENT_TYPES]:
-            raise ValueError(f"unknown event types: {', '.join(unknown)}")
-        return value
-
-    @field_validator("unit_codes")
-    @classmethod
-    def _known_units(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if unknown := [u for u in value if u not in catalogue().units]:
-            raise ValueError(f"unknown unit codes: {', '.join(unknown)}")
-        return value
-
-    @field_validator("procedure_codes")
-    @classmethod
-    def _known_procedures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if unknown := [p for p in value if p not in catalogue().procedures]:
-            raise ValueError(f"unknown procedure codes: {', '.join(unknown)}")
+    def _known(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known = {"event_types": DOSSIER_EVENT_TYPES, "unit_codes": catalogue().units,
+                 "procedure_codes": catalogue().procedures}[info.field_name]
+        if unknown := [v for v in value if v not in known]:
+            raise ValueError(f"unknown {info.field_name.replace('_', ' ')}: {', '.join(unknown)}")
         return value
 
 

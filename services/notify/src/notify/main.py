@@ -9,7 +9,6 @@ from datetime import datetime
 
 import httpx
 from faststream import FastStream
-from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import Gauge
 from pymongo import AsyncMongoClient
@@ -18,7 +17,7 @@ from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.notification import NotificationRequestedEvent, SubscriberDisabledEvent
-from lienthong.messaging import consumer_lag, dead_letter_event, make_broker, publish_event
+from lienthong.messaging import consumer_lag, dead_letter_event, event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
@@ -33,15 +32,6 @@ from notify.store import NotifyStore
 from notify.subscriptions import Subscriptions
 
 RETRY_BACKLOG = Gauge("lienthong_notify_retry_backlog", "Retry requests not yet consumed (notification.retry lag)")
-
-
-def _publisher(broker: KafkaBroker, topic: str, description: str, schema: type):  # noqa: ANN202
-    publisher = broker.publisher(topic, description=description, schema=schema)
-
-    async def publish(event: CloudEvent, headers: dict[str, str] | None) -> None:
-        await publish_event(publisher, event, headers=headers)
-
-    return publish
 
 
 def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = None,
@@ -73,13 +63,13 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
 
     notifier = Notifier(
         store, subscriptions, composer, channels, load_rules(), settings,
-        publish_outcome=_publisher(broker, NOTIFICATION_EVENTS.name, "notification.sent / notification.failed",
-                                   CloudEvent),
-        publish_retry=_publisher(broker, NOTIFICATION_RETRY.name, "Attempts to repeat; header `not-before`",
-                                 NotificationRequestedEvent),
+        publish_outcome=event_publisher(broker, NOTIFICATION_EVENTS.name, schema=CloudEvent,
+                                        description="notification.sent / notification.failed"),
+        publish_retry=event_publisher(broker, NOTIFICATION_RETRY.name, schema=NotificationRequestedEvent,
+                                      description="Attempts to repeat; header `not-before`"),
         publish_dead_letter=park,
-        publish_alert=_publisher(broker, OPERATOR_ALERTS.name, "Webhook subscriptions switched off",
-                                 SubscriberDisabledEvent),
+        publish_alert=event_publisher(broker, OPERATOR_ALERTS.name, schema=SubscriberDisabledEvent,
+                                      description="Webhook subscriptions switched off"),
         **({"clock": clock} if clock else {}),
     )
     broker.include_router(handlers.build_router(notifier, settings.group_id, settings.start_from,

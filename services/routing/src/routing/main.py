@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from faststream import FastStream
-from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
@@ -14,7 +13,7 @@ from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
-from lienthong.messaging import make_broker, publish_event
+from lienthong.messaging import event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
@@ -23,15 +22,6 @@ from routing import handlers
 from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
-
-def _sender(broker: KafkaBroker, topic: str, description: str, schema: type, unit_header: bool = False):  # noqa: ANN202
-    publisher = broker.publisher(topic, description=description, schema=schema)
-
-    async def send(event: CloudEvent) -> None:
-        await publish_event(publisher, event, headers={"unit": event.data.unit_code} if unit_header else None)
-
-    return send
-
 
 def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
           mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
@@ -43,10 +33,13 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
     router = Router(
         store,
         catalogue(),
-        _sender(broker, DOSSIER_LIFECYCLE.name, "Lifecycle events routing decides (assigned, resolved, ...)",
-                CloudEvent),
-        _sender(broker, UNIT_WORK.name, "Assignments for units; header `unit`", DossierAssignedEvent, True),
-        _sender(broker, OPERATOR_ALERTS.name, "Routing failures and refused outcomes", OutcomeRejectedEvent),
+        event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=CloudEvent,
+                        description="Lifecycle events routing decides (assigned, resolved, ...)"),
+        event_publisher(broker, UNIT_WORK.name, schema=DossierAssignedEvent,
+                        description="Assignments for units; header `unit`",
+                        headers_of=lambda event: {"unit": event.data.unit_code}),
+        event_publisher(broker, OPERATOR_ALERTS.name, schema=OutcomeRejectedEvent,
+                        description="Routing failures and refused outcomes"),
         clock=clock,
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
