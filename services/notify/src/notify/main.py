@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 from faststream import FastStream
@@ -53,7 +53,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
         "sms": SmsChannel(http, url=settings.sms_gateway_url, token=settings.sms_gateway_token.get_secret_value()),
         "webhook": WebhookChannel(http, subscriptions.target),
     }
-    now = clock or (lambda: datetime.now().astimezone())
+    now = clock or (lambda: datetime.now(UTC))
     composer = Composer(catalogue(), tracking_url=settings.tracking_url, unit_email=settings.unit_email,
                         apology_working_days=settings.apology_working_days, today=lambda: today_vn(now()),
                         templates_dir=settings.templates_dir)
@@ -70,7 +70,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
         publish_dead_letter=park,
         publish_alert=event_publisher(broker, OPERATOR_ALERTS.name, schema=SubscriberDisabledEvent,
                                       description="Webhook subscriptions switched off"),
-        **({"clock": clock} if clock else {}),
+        clock=now,
     )
     broker.include_router(handlers.build_router(notifier, settings.group_id, settings.start_from,
                                                 settings.retry_hold_max_s, settings.concurrency))

@@ -68,9 +68,13 @@ class Notifier:
         self.publish_dead_letter, self.publish_alert = publish_dead_letter, publish_alert
 
     async def on_event(self, event: CloudEvent) -> None:
-        dossier = await self.store.remember(event)
-        opted_out = await self.store.opted_out(dossier.citizen_key) if dossier else frozenset()
-        deliveries = plan(event, self.rules, dossier, await self.subscriptions.active(), opted_out)
+        rules = tuple(r for r in self.rules if r.matches(event))
+        subscriptions = await self.subscriptions.active()
+        # Most events (step started, transferred, paused, ...) concern nobody: no store round trip for them.
+        dossier = await self.store.remember(event, read=bool(rules or subscriptions))
+        tells_citizen = dossier is not None and any(r.recipient == "citizen" for r in rules)
+        opted_out = await self.store.opted_out(dossier.citizen_key) if tells_citizen else frozenset()
+        deliveries = plan(event, rules, dossier, subscriptions, opted_out)
         # One event's deliveries are independent: one slow channel does not hold up the others.
         await asyncio.gather(*(self._first_attempt(d, event, dossier) for d in deliveries))
 
@@ -84,13 +88,10 @@ class Notifier:
         with structlog.contextvars.bound_contextvars(channel=delivery.channel, recipient=delivery.recipient_kind):
             try:
                 message = self.composer.compose(delivery, event, dossier)
-            except ComposeError as exc:
-                message = None
-                reason = str(exc)
-            if message is None:  # nothing to send, ever: record the failure once
+            except ComposeError as exc:  # nothing to send, ever: record the failure once
                 claimed = await self._claim(delivery, {"message": None})
                 if claimed is not None:
-                    await self._give_up(delivery, claimed["attempts"], reason)
+                    await self._give_up(delivery, claimed["attempts"], str(exc))
                 return
             await self._attempt(delivery, message)
 
@@ -123,7 +124,7 @@ class Notifier:
         await self.store.finish(delivery.key, attempts, "sent", self.clock())
         SENT.labels(delivery.channel).inc()
         if delivery.recipient_kind == "subscriber":
-            await self.store.subscriber_succeeded(delivery.recipient_ref)
+            await self.subscriptions.succeeded(delivery.recipient_ref)
         log.info("notification_sent", attempts=attempts)
 
     async def _not_claimed(self, delivery: Delivery) -> None:

@@ -31,9 +31,10 @@ class NotifyStore:
 
     # -- what notify knows of a dossier ------------------------------------------------------------------------
 
-    async def remember(self, event: CloudEvent) -> DossierFacts | None:
+    async def remember(self, event: CloudEvent, *, read: bool = True) -> DossierFacts | None:
         """Record what later messages need from this event and return the dossier's facts (None: never saw its
-        `submitted`). Due dates only move later, so `$max` makes every update idempotent and order-free."""
+        `submitted`, or `read` is false and the event changes nothing). Due dates only move later, so `$max`
+        makes every update idempotent and order-free."""
         data = event.data
         code = event.subject
         if isinstance(data, DossierSubmitted):
@@ -53,8 +54,10 @@ class NotifyStore:
             found = await self._later(code, "due_date", data.new_due_date)
         elif isinstance(data, DeadlineExtended) and data.new_due_date:
             found = await self._later(code, "due_date", data.new_due_date)
-        else:
+        elif read:
             found = await self.dossiers.find_one({"_id": code})
+        else:
+            return None
         return _facts(found)
 
     async def _later(self, code: str, field: str, day: date) -> dict[str, Any] | None:

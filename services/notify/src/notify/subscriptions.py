@@ -16,6 +16,7 @@ class Subscriptions:
         self.refresh_s = refresh_s
         self._active: list[Subscription] = []
         self._read_at = float("-inf")
+        self._failures: dict[str, int] = {}  # as read just before each webhook send
 
     def invalidate(self) -> None:
         self._read_at = float("-inf")
@@ -30,4 +31,12 @@ class Subscriptions:
     async def target(self, sub_id: str) -> WebhookTarget | None:
         """Read at send time: a URL changed or a subscription switched off since the event was planned counts."""
         doc = await self.store.subscription(sub_id)
-        return WebhookTarget(doc["url"], doc["secret"], doc["active"]) if doc else None
+        if doc is None:
+            return None
+        self._failures[sub_id] = doc.get("consecutive_failures", 0)
+        return WebhookTarget(doc["url"], doc["secret"], doc["active"])
+
+    async def succeeded(self, sub_id: str) -> None:
+        """Reset the failure count, with no write when the send's own read showed none to reset."""
+        if self._failures.pop(sub_id, 1):
+            await self.store.subscriber_succeeded(sub_id)
