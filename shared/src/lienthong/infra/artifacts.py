@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -67,17 +68,48 @@ def kafka_classpath() -> Path:
     return dest / "libs"
 
 
+# FerretDB v1.24.2's SQLite backend never uses its own `_id` index: the index is built on
+# `_ferretdb_sjson->"_id"` but lookups, updates and deletes filter on `_ferretdb_sjson->'$._id'`, an equal value
+# that SQLite does not match to the index expression, so every update and delete scans the whole table (measured:
+# 10 ms at 2,000 documents, 60 ms at 20,000). And the `_id` pushdown is only tried when the filter has no other key,
+# so a compare-and-set filter such as {_id, seq} scans too. Both patches only narrow the rows SQLite returns: the
+# handlers still apply the whole filter to every document.
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_PATCHES = [
+    ("internal/backends/sqlite/metadata/metadata.go",
+     'IDColumn = DefaultColumn + "->\'$._id\'"', 'IDColumn = DefaultColumn + "->\'_id\'"'),
+    ("internal/backends/sqlite/collection.go", "if params.Filter.Len() == 1 {", "if params.Filter.Len() >= 1 {"),
+]
+
+
 def ferretdb_binary() -> Path:
-    """FerretDB v1 (SQLite backend) built from the Go module proxy through our embedding main package."""
+    """FerretDB v1 (SQLite backend) built from the Go module proxy through our embedding main package, with
+    FERRETDB_PATCHES applied to a copy of the module (`replace` directive; the module cache stays untouched)."""
     src = assets_dir() / "ferretdb"
     recipe = [src / "main.go", src / "go.mod", src / "go.sum"]
-    dest = cache_dir() / f"ferretdb-{_digest(*recipe)}" / "ferretdb"
+    dest = cache_dir() / f"ferretdb-{_digest(*recipe, extra=repr(FERRETDB_PATCHES))}" / "ferretdb"
     if dest.exists():
         return dest
     go = require("go", "build FerretDB", "apt-get install golang (Go >= 1.24)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
     env = {**os.environ, "CGO_ENABLED": "0"}
-    _run([go, "build", "-trimpath", "-o", str(tmp), "."], cwd=src, log_name="ferretdb-build.log", env=env)
+    build = dest.parent / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    shutil.copytree(src, build / "main")
+    _run([go, "mod", "download", FERRETDB_MODULE], cwd=build / "main", log_name="ferretdb-download.log", env=env)
+    listed = subprocess.run([go, "list", "-m", "-json", FERRETDB_MODULE], cwd=build / "main", env=env,
+                            capture_output=True, text=True, check=True)
+    module = build / "FerretDB"
+    shutil.copytree(json.loads(listed.stdout)["Dir"], module, copy_function=shutil.copyfile)  # cache is read-only
+    for relative, old, new in FERRETDB_PATCHES:
+        file = module / relative
+        text = file.read_text()
+        if old not in text:
+            raise RuntimeError(f"FerretDB patch no longer applies: {old!r} not found in {file}")
+        file.write_text(text.replace(old, new))
+    _run([go, "mod", "edit", f"-replace={FERRETDB_MODULE}=../FerretDB"], cwd=build / "main",
+         log_name="ferretdb-build.log", env=env)
+    tmp = dest.with_suffix(".tmp")
+    _run([go, "build", "-trimpath", "-o", str(tmp), "."], cwd=build / "main", log_name="ferretdb-build.log", env=env)
     tmp.rename(dest)
+    shutil.rmtree(build)
     return dest
