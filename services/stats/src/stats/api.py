@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 import csv
 import io
+from collections import defaultdict
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from openpyxl import Workbook
 
 from lienthong.catalogue import catalogue
-from stats.projection import summarize
+from stats import rollups
 from stats.store import ProjectionStore
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9]{1,15}-\d{6}-\d{4,6}$"
@@ -20,31 +21,39 @@ Start = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")
 End = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
 UnitCode = Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9]{1,15}$", description="Receiving or competent unit")]
 Level = Literal["commune", "province"] | None
+Basis = Annotated[Literal["dossiers", "steps"], Query(
+    description="dossiers: each dossier once (a chain counts once, as the citizen sees it); steps: each step at "
+                "the unit that held it (a chain counts once per step, as units are judged)")]
+
+
+def _basis(basis: str, unit: str | None) -> rollups.Basis:
+    if basis == "steps":
+        return "step"
+    return "any" if unit is not None else "recv"
 
 
 def build_router(store: ProjectionStore) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
-    async def figures(start: date, end: date, unit: str | None, level: str | None) -> dict:
+    async def figures(start: date, end: date, unit: str | None, level: str | None, basis: str) -> dict:
         _check_range(start, end)
-        units = catalogue().units
-        if unit is not None and unit not in units:
+        if unit is not None and unit not in catalogue().units:
             raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
-        docs = await store.figure_docs(end.isoformat())
-        if unit is not None:
-            docs = [d for d in docs if unit in (d["receiving_unit"], d["competent_unit"])]
+        rows = await store.rows(end.isoformat(), _basis(basis, unit), unit)
         if level is not None:
-            docs = [d for d in docs if units[d["receiving_unit"]].level == level]
-        return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level,
-                **summarize(docs, start, end).as_dict()}
+            rows = [r for r in rows if r["level"] == level]
+        return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
+                **rollups.figures(rows, _basis(basis, unit), start, end).as_dict()}
 
     @router.get("/stats/summary", summary="Figures for a period, as the province reports them")
-    async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> dict:
-        return await figures(start, end, unit, level)
+    async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None,
+                      basis: Basis = "dossiers") -> dict:
+        return await figures(start, end, unit, level, basis)
 
     @router.get("/stats/summary.csv", summary="The same figures as CSV (one header row, one value row)")
-    async def summary_csv(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> Response:
-        row = await figures(start, end, unit, level)
+    async def summary_csv(start: Start, end: End, unit: UnitCode = None, level: Level = None,
+                          basis: Basis = "dossiers") -> Response:
+        row = await figures(start, end, unit, level, basis)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(row))
         writer.writeheader()
@@ -53,8 +62,9 @@ def build_router(store: ProjectionStore) -> APIRouter:
                         headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.csv"'})
 
     @router.get("/stats/summary.xlsx", summary="The same figures as an Excel sheet, for the periodic report")
-    async def summary_xlsx(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> Response:
-        row = await figures(start, end, unit, level)
+    async def summary_xlsx(start: Start, end: End, unit: UnitCode = None, level: Level = None,
+                           basis: Basis = "dossiers") -> Response:
+        row = await figures(start, end, unit, level, basis)
         book = Workbook()
         sheet = book.active
         sheet.title = "Tong hop"
@@ -71,18 +81,22 @@ def build_router(store: ProjectionStore) -> APIRouter:
         start: Start,
         end: End,
         sort: Literal["on_time_rate", "overdue", "received"] = "on_time_rate",
+        basis: Basis = "dossiers",
     ) -> list[dict]:
         _check_range(start, end)
-        docs = await store.figure_docs(end.isoformat())
-        by_unit: dict[str, list[dict]] = {}
-        for doc in docs:  # a unit is judged on what it received and what it was competent for
-            for unit in {doc["receiving_unit"], doc["competent_unit"]}:
-                by_unit.setdefault(unit, []).append(doc)
-        rows = [{"unit": unit, "name": catalogue().units[unit].name, **summarize(unit_docs, start, end).as_dict()}
-                for unit, unit_docs in by_unit.items() if unit in catalogue().units]
+        kind: rollups.Basis = "step" if basis == "steps" else "any"  # a unit's own figures
+        by_unit: dict[str, list[dict]] = defaultdict(list)
+        for row in await store.rows(end.isoformat(), kind):
+            by_unit[row["unit"]].append(row)
+        units = catalogue().units
+        ranked = [{"unit": unit, "name": units[unit].name, "level": units[unit].level,
+                   **rollups.figures(rows, kind, start, end).as_dict()}
+                  for unit, rows in by_unit.items() if unit in units]
+        ranked = [r for r in ranked if r["received"] or r["in_progress"] or r["resolved"] or r["rejected"]
+                  or r["withdrawn"]]
         if sort == "on_time_rate":  # worst first; units with nothing resolved last
-            return sorted(rows, key=lambda r: (r["on_time_rate"] is None, r["on_time_rate"] or 0, r["unit"]))
-        return sorted(rows, key=lambda r: (-r[sort], r["unit"]))
+            return sorted(ranked, key=lambda r: (r["on_time_rate"] is None, r["on_time_rate"] or 0, r["unit"]))
+        return sorted(ranked, key=lambda r: (-r[sort], r["unit"]))
 
     @router.get("/stats/timeseries", summary="Figures per day, week or month")
     async def timeseries(
@@ -90,12 +104,13 @@ def build_router(store: ProjectionStore) -> APIRouter:
         end: End,
         unit: UnitCode = None,
         interval: Literal["day", "week", "month"] = "day",
+        basis: Basis = "dossiers",
     ) -> list[dict]:
         _check_range(start, end)
-        docs = await store.figure_docs(end.isoformat())
-        if unit is not None:
-            docs = [d for d in docs if unit in (d["receiving_unit"], d["competent_unit"])]
-        return [{"from": a, "to": b, **summarize(docs, a, b).as_dict()} for a, b in _buckets(start, end, interval)]
+        kind = _basis(basis, unit)
+        daily = rollups.daily_totals(await store.rows(end.isoformat(), kind, unit), kind)
+        return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b).as_dict()}
+                for a, b in _buckets(start, end, interval)]
 
     @router.get("/dossiers/{code}", summary="Public tracking of one dossier (no personal data)")
     async def tracking(code: Annotated[str, Path(pattern=CODE_PATTERN)]) -> dict:

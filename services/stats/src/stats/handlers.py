@@ -10,7 +10,7 @@ from lienthong.contracts import parse_event
 from lienthong.contracts.errors import summarize
 from lienthong.messaging import SUBSCRIBER_ACK_POLICY, dead_letter, record_context
 from lienthong.topics import DOSSIER_LIFECYCLE
-from stats.store import ProjectionStore
+from stats.store import Positioned, ProjectionStore
 
 MAX_BATCH = 500
 log = structlog.get_logger("stats")
@@ -28,7 +28,7 @@ def build_router(store: ProjectionStore, group_id: str = "stats") -> KafkaRouter
         events = []
         for record in message.raw_message:
             try:
-                events.append(parse_event(record.value or b""))
+                events.append(Positioned(parse_event(record.value or b""), record.partition, record.offset))
             except ValidationError as exc:
                 with structlog.contextvars.bound_contextvars(**record_context(record)):
                     await dead_letter(broker, record, dlq_topic=DOSSIER_LIFECYCLE.dlq, service="stats",

@@ -1,28 +1,32 @@
 """Stats' domain, pure: fold a dossier's lifecycle events into its projection document, and compute the
-province's figures from projections. Figures follow the province's reporting:
+province's figures from work items (a dossier, or one step of it). Figures follow the province's reporting:
 
-- received: dossiers received in the period (by channel); online rate = received online / received;
-- resolved: dossiers resolved in the period, on time or late; on-time rate = resolved on time / resolved;
+- received: items received in the period (by channel); online rate = received online / received;
+- resolved: items resolved in the period, on time or late; on-time rate = resolved on time / resolved;
 - rejected, withdrawn: closed that way in the period;
 - in progress as of the period's end: received by then and not closed by then; overdue: of those, past due.
+
+`summarize` counts items one by one: the definition, and the oracle the rollups are tested against.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Iterable
 
-from lienthong.calendar import VN_TZ
+from lienthong.calendar import VN_TZ, add_working_days
 from lienthong.masking import mask_name
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import (
+    DeadlineExtended,
     DossierAssigned,
     DossierRejected,
     DossierResolved,
     DossierResumed,
     DossierSubmitted,
     DossierWithdrawn,
+    StepCompleted,
 )
 
 CLOSED = {"resolved", "rejected", "withdrawn"}
@@ -52,9 +56,11 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
             "closed_day": None,
             "on_time": None,
             "paused_days": 0,
+            "steps": [],
             "timeline": [],
         }
-    doc = {**doc, "seq": event.dossierseq, "timeline": [*doc["timeline"], _entry(event, day)]}
+    doc = {**doc, "seq": event.dossierseq, "timeline": [*doc["timeline"], _entry(event, day)],
+           "steps": doc.get("steps", [])}  # documents projected before steps were kept have none
     match data:
         case DossierAssigned():
             first = doc["status"] == "received"
@@ -63,15 +69,43 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
                 doc["competent_unit"] = data.unit_code
             if data.unit_code not in doc["units"]:
                 doc["units"] = [*doc["units"], data.unit_code]
+            step = {"step": data.step, "unit": data.unit_code, "received_day": day,
+                    "due_date": data.step_due_date.isoformat(), "closed_day": None, "status": "in_progress",
+                    "on_time": None}  # a step assigned again (transfer) replaces its earlier holder
+            doc["steps"] = [*(s for s in doc["steps"] if s["step"] != data.step or s["closed_day"]), step]
+        case StepCompleted():
+            doc["steps"] = [_close(s, "resolved", day) if _is_open(s, data.step, data.unit_code) else s
+                            for s in doc["steps"]]
         case DossierResumed():
             doc.update(due_date=data.new_due_date.isoformat(), paused_days=doc["paused_days"] + data.paused_working_days)
+            doc["steps"] = _move_open_step_due(doc["steps"], data.paused_working_days)
+        case DeadlineExtended() if data.new_due_date is not None:
+            doc.update(due_date=data.new_due_date.isoformat())
+            doc["steps"] = _move_open_step_due(doc["steps"], data.working_days)
         case DossierResolved():
             doc.update(status="resolved", closed_day=day, on_time=data.on_time)
         case DossierRejected():
             doc.update(status="rejected", closed_day=day)
         case DossierWithdrawn():
             doc.update(status="withdrawn", closed_day=day)
+    if doc["closed_day"]:  # steps still open when the dossier closes close with it
+        doc["steps"] = [_close(s, doc["status"], day) if not s["closed_day"] else s for s in doc["steps"]]
     return doc
+
+
+def _is_open(step: dict[str, Any], index: int, unit: str) -> bool:
+    return step["step"] == index and step["unit"] == unit and not step["closed_day"]
+
+
+def _close(step: dict[str, Any], status: str, day: str) -> dict[str, Any]:
+    on_time = day <= step["due_date"] if status == "resolved" else None
+    return {**step, "status": status, "closed_day": day, "on_time": on_time}
+
+
+def _move_open_step_due(steps: list[dict[str, Any]], working_days: int) -> list[dict[str, Any]]:
+    """Routing moves the open step's due date by the same working days as the dossier's."""
+    return [{**s, "due_date": add_working_days(date.fromisoformat(s["due_date"]), working_days).isoformat()}
+            if not s["closed_day"] else s for s in steps]
 
 
 def _entry(event: CloudEvent, day: str) -> dict[str, Any]:
@@ -106,20 +140,21 @@ class Summary:
         return {**self.__dict__, "on_time_rate": self.on_time_rate, "online_rate": self.online_rate}
 
 
-def summarize(docs: list[dict[str, Any]], start: date, end: date) -> Summary:
+def summarize(items: Iterable[dict[str, Any]], start: date, end: date) -> Summary:
+    """Figures over work items, each with received_day, channel, closed_day, status, on_time and due_date."""
     counts: dict[str, int] = {k: 0 for k in Summary.__dataclass_fields__}
     lo, hi = start.isoformat(), end.isoformat()
-    for doc in docs:
-        if lo <= doc["received_day"] <= hi:
+    for item in items:
+        if lo <= item["received_day"] <= hi:
             counts["received"] += 1
-            counts[f"received_{doc['channel']}"] += 1
-        closed = doc["closed_day"]
+            counts[f"received_{item['channel']}"] += 1
+        closed = item["closed_day"]
         if closed is not None and lo <= closed <= hi:
-            counts[doc["status"]] += 1
-            if doc["status"] == "resolved":
-                counts["resolved_on_time" if doc["on_time"] else "resolved_late"] += 1
-        if doc["received_day"] <= hi and (closed is None or closed > hi):
+            counts[item["status"]] += 1
+            if item["status"] == "resolved":
+                counts["resolved_on_time" if item["on_time"] else "resolved_late"] += 1
+        if item["received_day"] <= hi and (closed is None or closed > hi):
             counts["in_progress"] += 1
-            if doc["due_date"] < hi:
+            if item["due_date"] < hi:
                 counts["overdue"] += 1
     return Summary(**counts)

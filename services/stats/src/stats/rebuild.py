@@ -19,7 +19,7 @@ from lienthong.messaging import partitions_of
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE
-from stats.store import ProjectionStore
+from stats.store import Positioned, ProjectionStore
 
 
 async def _replay(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], until: dict, store: ProjectionStore,
@@ -35,7 +35,7 @@ async def _replay(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
         for records in batch.values():
             for record in records:
                 try:
-                    parsed.append(parse_event(record.value or b""))
+                    parsed.append(Positioned(parse_event(record.value or b""), record.partition, record.offset))
                 except ValueError:
                     continue  # the live consumer parked it in the DLQ already
         await store.project(parsed)
@@ -63,6 +63,7 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
         topped_up = await _replay(consumer, partitions, await consumer.end_offsets(partitions), fresh)
         if previous != target:
             await db.drop_collection(previous)
+            await db.drop_collection(previous + "_rollups")
     finally:
         await consumer.stop()
         await client.close()

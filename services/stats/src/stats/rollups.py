@@ -1,0 +1,110 @@
+"""Rollups, pure: what a dossier adds to the day x unit rows, and the figures read back from rows.
+
+Every counter is a flow, counted on the day it happens, so an event only ever adds to a few rows and a period's
+figures are sums: received and closed flows over the period's days; "as of the period's end" figures as running
+sums up to its last day (in progress = received - closed; overdue = due_passed - due_passed_closed, where an item
+passes its due date the day after it and stops counting the day it closes, or passes due if that is later).
+
+Three bases, each a row field, so one row per day x unit carries them all:
+- `recv`: the dossier at its receiving unit; summed over units it counts each dossier once (the citizen's view,
+  province and level totals; a chain counts once);
+- `any`: the dossier at each unit that received it or was competent for it (`unit=` on the dossier basis);
+- `step`: each step at the unit that held it (the units' view: a chain counts once per step).
+`by.<procedure>.<channel>` repeats the `recv` counters, for reports by procedure and channel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+from typing import Any, Iterable, Literal
+
+from stats.projection import Summary
+
+Basis = Literal["recv", "any", "step"]
+BASES: tuple[Basis, ...] = ("recv", "any", "step")
+COUNTERS = ("received_online", "received_direct", "received_postal", "resolved_on_time", "resolved_late",
+            "rejected", "withdrawn", "due_passed", "due_passed_closed")
+Cell = tuple[str, str, str]  # day, unit, field path ("recv.received_online", "by.HT-KS.online.rejected")
+
+
+def work_items(doc: dict[str, Any], basis: Basis) -> list[tuple[str, dict[str, Any]]]:
+    """(unit, item) pairs of one dossier on a basis; items have the fields `projection.summarize` reads."""
+    dossier = {k: doc[k] for k in ("received_day", "channel", "closed_day", "status", "on_time", "due_date")}
+    if basis == "recv":
+        pairs = [(doc["receiving_unit"], dossier)]
+    elif basis == "any":
+        pairs = [(unit, dossier) for unit in sorted({doc["receiving_unit"], doc["competent_unit"]})]
+    else:
+        pairs = [(s["unit"], {**{k: s[k] for k in dossier if k != "channel"}, "channel": doc["channel"]})
+                 for s in doc.get("steps", [])]
+    # An item closes no earlier than it was received (clocks of different systems), so that "in progress" as a
+    # running difference of flows never goes negative.
+    return [(unit, {**item, "closed_day": max(item["closed_day"], item["received_day"])} if item["closed_day"]
+             else item) for unit, item in pairs]
+
+
+def item_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
+    """(day, counter) flows of one work item."""
+    flows = [(item["received_day"], f"received_{item['channel']}")]
+    due_passed = max(item["received_day"], (date.fromisoformat(item["due_date"]) + timedelta(days=1)).isoformat())
+    flows.append((due_passed, "due_passed"))
+    if closed := item["closed_day"]:
+        status = item["status"]
+        if status == "resolved":
+            status = "resolved_on_time" if item["on_time"] else "resolved_late"
+        flows += [(closed, status), (max(closed, due_passed), "due_passed_closed")]
+    return flows
+
+
+def contributions(doc: dict[str, Any] | None) -> Counter[Cell]:
+    """Everything one dossier adds to the rows."""
+    out: Counter[Cell] = Counter()
+    if doc is None:
+        return out
+    for basis in BASES:
+        for unit, item in work_items(doc, basis):
+            for day, counter in item_flows(item):
+                out[(day, unit, f"{basis}.{counter}")] += 1
+                if basis == "recv":
+                    out[(day, unit, f"by.{doc['procedure']}.{doc['channel']}.{counter}")] += 1
+    return out
+
+
+def delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[Cell, int]:
+    """The change one event makes to the rows; a moved date or unit is a -1 in one row and +1 in another."""
+    change = contributions(after)
+    change.subtract(contributions(before))
+    return {cell: n for cell, n in change.items() if n}
+
+
+def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date) -> Summary:
+    """Figures from rows: `rows` must include every row up to `end` of the units concerned."""
+    lo, hi = start.isoformat(), end.isoformat()
+    flows: Counter[str] = Counter()
+    running: Counter[str] = Counter()
+    for row in rows:
+        if row["day"] > hi:
+            continue
+        counters = row.get(basis) or {}
+        running.update(counters)
+        if row["day"] >= lo:
+            flows.update(counters)
+    received = {c: flows[f"received_{c}"] for c in ("online", "direct", "postal")}
+    closed = sum(running[c] for c in ("resolved_on_time", "resolved_late", "rejected", "withdrawn"))
+    return Summary(
+        received=sum(received.values()), received_online=received["online"], received_direct=received["direct"],
+        received_postal=received["postal"], resolved=flows["resolved_on_time"] + flows["resolved_late"],
+        resolved_on_time=flows["resolved_on_time"], resolved_late=flows["resolved_late"],
+        rejected=flows["rejected"], withdrawn=flows["withdrawn"],
+        in_progress=sum(running[f"received_{c}"] for c in ("online", "direct", "postal")) - closed,
+        overdue=running["due_passed"] - running["due_passed_closed"],
+    )
+
+
+def daily_totals(rows: Iterable[dict[str, Any]], basis: Basis) -> list[dict[str, Any]]:
+    """Rows summed per day (one row per day, whatever the units), for figures over many periods at once."""
+    per_day: dict[str, Counter[str]] = {}
+    for row in rows:
+        per_day.setdefault(row["day"], Counter()).update(row.get(basis) or {})
+    return [{"day": day, basis: counts} for day, counts in sorted(per_day.items())]

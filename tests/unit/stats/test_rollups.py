@@ -1,0 +1,133 @@
+"""Rollups against the definition: figures read from day x unit rows, built from event deltas, equal the figures
+counted item by item (`summarize`) for every basis, unit, level and period."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lienthong.calendar import VN_TZ, add_working_days
+from lienthong.catalogue import catalogue
+from lienthong.contracts.dossier import (
+    Applicant,
+    DeadlineExtended,
+    DossierAssigned,
+    DossierRejected,
+    DossierResolved,
+    DossierResumed,
+    DossierSubmitted,
+    DossierWithdrawn,
+    StepCompleted,
+)
+from lienthong.contracts.envelope import new_event
+from stats import rollups
+from stats.projection import apply, summarize
+
+START = date(2025, 7, 1)
+UNITS = ["HACTHANH", "HOANGSON", "BIMSON", "CATINH", "VPDKDD"]
+
+
+def at(day: date, hour: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=VN_TZ)
+
+
+def dossier_events(rng: random.Random, n: int) -> list:
+    """One dossier's events: a chain of 1-3 steps over units, pauses, extensions, and an outcome (or none)."""
+    code = f"HACTHANH-250701-{n:04d}"
+    received = START + timedelta(days=rng.randrange(20))
+    due = received + timedelta(days=rng.randrange(0, 6))
+    receiving = rng.choice(UNITS[:3])
+    applicant = Applicant(citizen_id="038099001122", full_name="Lê Văn A", address="x", residence_unit=receiving)
+    datas = [(received, DossierSubmitted(
+        procedure_code=rng.choice(["HT-KS", "DD-CN"]), channel=rng.choice(["online", "online", "direct", "postal"]),
+        receiving_unit=receiving, external_ref=code, received_at=at(received, 8), due_date=due, processing_days=3,
+        applicant=applicant))]
+    day = received
+    for step in range(rng.choice([1, 1, 2, 3])):
+        unit = rng.choice(UNITS)
+        datas.append((day, DossierAssigned(unit_code=unit, step=step, step_name="s",
+                                           step_due_date=day + timedelta(days=rng.randrange(0, 4)))))
+        if rng.random() < 0.2:
+            datas.append((day, DossierResumed(unit_code=unit, paused_working_days=2,
+                                              new_due_date=add_working_days(due, 2))))
+            due = add_working_days(due, 2)
+        if rng.random() < 0.1:
+            due = add_working_days(due, 3)
+            datas.append((day, DeadlineExtended(unit_code=unit, working_days=3, reason="r", new_due_date=due)))
+        if rng.random() < 0.15:
+            break  # still open at this step, or closed below without completing it
+        day = day + timedelta(days=rng.randrange(0, 5))
+        datas.append((day, StepCompleted(unit_code=unit, step=step)))
+    outcome = rng.choices(["resolved", "rejected", "withdrawn", "open"], [70, 8, 7, 15])[0]
+    if outcome == "resolved" and isinstance(datas[-1][1], StepCompleted):
+        datas.append((day, DossierResolved(unit_code=unit, resolved_at=at(day, 16), due_date=due, on_time=day <= due)))
+    elif outcome in ("rejected", "withdrawn"):
+        day = day + timedelta(days=rng.randrange(0, 3))
+        datas.append((day, DossierRejected(unit_code=unit, reason="r") if outcome == "rejected"
+                      else DossierWithdrawn(reason=None)))
+    return [new_event(d, subject=code, source="/t", seq=i + 1, time=at(when, 9 + i % 8))
+            for i, (when, d) in enumerate(datas)]
+
+
+def build(seed: int, dossiers: int):
+    rng = random.Random(seed)
+    docs, rows = [], {}
+    for n in range(dossiers):
+        doc = None
+        for event in dossier_events(rng, n):
+            after = apply(doc, event)
+            for (day, unit, field), k in rollups.delta(doc, after).items():
+                row = rows.setdefault((day, unit), {"day": day, "unit": unit,
+                                                    "level": catalogue().units[unit].level})
+                basis, _, counter = field.partition(".")
+                row.setdefault(basis, Counter())[counter] += k
+            doc = after
+        docs.append(doc)
+    return docs, list(rows.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), lo=st.integers(0, 30), length=st.integers(0, 20))
+def test_rows_built_from_deltas_give_the_figures_counted_item_by_item(seed, lo, length):
+    docs, rows = build(seed, 60)
+    start = START + timedelta(days=lo)
+    end = start + timedelta(days=length)
+    for basis in rollups.BASES:
+        items = [(u, item) for d in docs for u, item in rollups.work_items(d, basis)]
+        assert rollups.figures(rows, basis, start, end) == summarize([i for _, i in items], start, end)
+        for unit in UNITS:
+            mine = [r for r in rows if r["unit"] == unit]
+            assert rollups.figures(mine, basis, start, end) == summarize([i for u, i in items if u == unit],
+                                                                        start, end), (basis, unit)
+        for level in ("commune", "province"):
+            at_level = [r for r in rows if r["level"] == level]
+            expected = [i for u, i in items if catalogue().units[u].level == level]
+            assert rollups.figures(at_level, basis, start, end) == summarize(expected, start, end)
+    daily = rollups.daily_totals(rows, "recv")
+    assert rollups.figures(daily, "recv", start, end) == rollups.figures(rows, "recv", start, end)
+
+
+def test_a_chain_counts_once_for_the_citizen_and_once_per_step_for_the_units():
+    day = START
+    sub = DossierSubmitted(procedure_code="DD-CN", channel="online", receiving_unit="HACTHANH", external_ref="x",
+                           received_at=at(day, 8), due_date=day + timedelta(days=10), processing_days=8,
+                           applicant=Applicant(citizen_id="038099001122", full_name="Lê Văn A", address="x",
+                                               residence_unit="HACTHANH"))
+    datas = [sub]
+    for step, unit in enumerate(["VPDKDD", "CATINH", "HACTHANH"]):
+        datas += [DossierAssigned(unit_code=unit, step=step, step_name="s", step_due_date=day + timedelta(days=3)),
+                  StepCompleted(unit_code=unit, step=step)]
+    datas.append(DossierResolved(unit_code="HACTHANH", resolved_at=at(day, 16), due_date=day, on_time=True))
+    doc = None
+    for i, d in enumerate(datas):
+        doc = apply(doc, new_event(d, subject="HACTHANH-250701-0001", source="/t", seq=i + 1, time=at(day, 9)))
+    cells = rollups.contributions(doc)
+    received = {basis: sum(n for (_, _, f), n in cells.items() if f == f"{basis}.received_online")
+                for basis in rollups.BASES}
+    assert received == {"recv": 1, "any": 2, "step": 3}  # any: HACTHANH received it, VPDKDD was competent
+    assert {u for (_, u, f) in cells if f == "step.resolved_on_time"} == {"VPDKDD", "CATINH", "HACTHANH"}
+    assert sum(n for (_, _, f), n in cells.items() if f.startswith("by.DD-CN.online.received")) == 1
