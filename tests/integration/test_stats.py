@@ -7,7 +7,7 @@ import asyncio
 import io
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import httpx
@@ -16,7 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
 
-from lienthong.calendar import VN_TZ
+from lienthong.calendar import VN_TZ, add_working_days
 from lienthong.contracts import to_json
 from lienthong.contracts.dossier import (
     Applicant,
@@ -51,6 +51,13 @@ class Truth:
     closed: date | None
     on_time: bool | None
     unit: str
+    step_dues: list[date]  # one per step of the chain, as moved by a pause
+
+
+def as_steps(truths: list[Truth]) -> list[Truth]:
+    """The units' view: each step an item, closed with the dossier (no step completes early here)."""
+    return [replace(t, due=d, on_time=t.closed <= d if t.outcome == "resolved" else None)
+            for t in truths for d in t.step_dues]
 
 
 def at(day: date, hour: int = 10) -> datetime:
@@ -73,11 +80,14 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
             received_at=at(received), due_date=due, processing_days=5,
             applicant=Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=unit)),
             subject=code, source="/test", seq=seq, time=at(received))]
-        for step in range(rng.choice([1, 1, 2, 3])):  # chains count once for the citizen
+        steps = rng.choice([1, 1, 2, 3])
+        for step in range(steps):  # chains count once for the citizen, per step for the units
             seq += 1
             evs.append(new_event(DossierAssigned(unit_code=unit, step=step, step_name="x", step_due_date=due),
                                  subject=code, source="/test", seq=seq, time=at(received, 11)))
+        step_dues = [due] * steps
         if rng.random() < 0.2:  # a supplement pause moved the due date
+            step_dues = [add_working_days(d, 2) for d in step_dues]
             due = due + timedelta(days=2)
             seq += 1
             evs.append(new_event(DossierResumed(unit_code=unit, paused_working_days=2, new_due_date=due),
@@ -95,7 +105,7 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
                 data = DossierWithdrawn(reason=None)
             on_time = closed <= due if outcome == "resolved" else None
             evs.append(new_event(data, subject=code, source="/test", seq=seq, time=at(closed, 16)))
-        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit))
+        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit, step_dues))
         events.extend(evs)
     return truths, events
 
@@ -143,16 +153,21 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
         periods = [PERIOD, (date(2019, 12, 4), date(2019, 12, 7))]
 
-        async def figures(start, end, unit=None):
-            params = {"from": start.isoformat(), "to": end.isoformat(), **({"unit": unit} if unit else {})}
+        async def figures(start, end, unit=None, **extra):
+            params = {"from": start.isoformat(), "to": end.isoformat(), **({"unit": unit} if unit else {}), **extra}
             resp = await http.get("/v1/stats/summary", params=params)
             assert resp.status_code == 200, resp.text
-            return {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level"}}
+            return {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level", "basis"}}
 
         first = {p: await figures(*p) for p in periods}
         for start, end in periods:
             assert first[(start, end)] == expected(truths, start, end)
         assert await figures(*PERIOD, unit="HOANGSON") == expected(truths, *PERIOD, unit="HOANGSON")
+        assert await figures(*PERIOD, basis="steps") == expected(as_steps(truths), *PERIOD)
+        assert (await figures(*PERIOD, unit="BIMSON", basis="steps")
+                == expected(as_steps(truths), *PERIOD, unit="BIMSON"))
+        assert await figures(*PERIOD, level="commune") == first[PERIOD]  # all three units are communes
+        assert (await figures(*PERIOD, level="province"))["received"] == 0
 
         await publish_all(infra, events)  # every event delivered again
         await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
@@ -210,5 +225,5 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
     ) as http:
         await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
         resp = await http.get("/v1/stats/summary", params={"from": period[0].isoformat(), "to": period[1].isoformat()})
-    figures = {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level"}}
+    figures = {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level", "basis"}}
     assert figures == expected(truths, *period)

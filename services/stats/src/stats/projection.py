@@ -77,7 +77,8 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
             doc["steps"] = [_close(s, "resolved", day) if _is_open(s, data.step, data.unit_code) else s
                             for s in doc["steps"]]
         case DossierResumed():
-            doc.update(due_date=data.new_due_date.isoformat(), paused_days=doc["paused_days"] + data.paused_working_days)
+            doc.update(due_date=data.new_due_date.isoformat(),
+                       paused_days=doc["paused_days"] + data.paused_working_days)
             doc["steps"] = _move_open_step_due(doc["steps"], data.paused_working_days)
         case DeadlineExtended() if data.new_due_date is not None:
             doc.update(due_date=data.new_due_date.isoformat())

@@ -11,10 +11,11 @@ from typing import Any
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
+from lienthong.store import bulk_write_chunked
 from stats import rollups
 from stats.projection import apply
 
@@ -94,14 +95,10 @@ class ProjectionStore:
             return
         ops = [InsertOne(doc) if stored is None else ReplaceOne({"_id": doc["_id"], "seq": stored["seq"]}, doc)
                for _, stored, doc in folded]
-        try:
-            result = await dossiers.bulk_write(ops, ordered=False)
-            lost = [] if result.matched_count + result.inserted_count == len(ops) else None
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
-            lost = None
-        if lost is None:  # another writer moved some dossiers on meanwhile: check each one
+        done, errors = await bulk_write_chunked(dossiers, ops)
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise RuntimeError(f"dossier projection writes failed: {[e.get('code') for e in errors]}")
+        if done < len(ops):  # another writer moved some dossiers on meanwhile: check each one
             for its, _, doc in folded:
                 await self._save_one(dossiers, its, doc)
 
@@ -156,15 +153,12 @@ async def add_to_rows(rows: AsyncCollection, deltas: Deltas) -> None:
     ops = [UpdateOne({"_id": _row_id(row), f"applied.p{partition}": {"$not": {"$gte": deltas[(row, partition)][0][0]}}},
                      _increment(row, partition, deltas[(row, partition)]), upsert=True)
            for row, partition in keys]
-    try:
-        await rows.bulk_write(ops, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        for error in errors:
-            row, partition = keys[error["index"]]
-            await _catch_up(rows, row, partition, deltas[(row, partition)])
+    _, errors = await bulk_write_chunked(rows, ops)
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise RuntimeError(f"rollup writes failed: {[e.get('code') for e in errors]}")
+    for error in errors:
+        row, partition = keys[error["index"]]
+        await _catch_up(rows, row, partition, deltas[(row, partition)])
 
 
 async def _catch_up(rows: AsyncCollection, row: RowKey, partition: int, ds: list[tuple[int, str, int]]) -> None:
