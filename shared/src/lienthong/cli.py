@@ -3,7 +3,8 @@
     lienthong infra up|down|status   local Kafka + FerretDB (no Docker), topics from the catalogue
     lienthong topics create|list     the topic catalogue on KAFKA_BOOTSTRAP_SERVERS
     lienthong stats rebuild          replay the dossier log into fresh projections, switch atomically
-    lienthong run                    infrastructure + the four services, until Ctrl-C
+    lienthong run                    infrastructure + the four services + a gentle simulator, until Ctrl-C
+    lienthong simulate               realistic traffic through intake and the units' topics (deterministic by seed)
 """
 
 from __future__ import annotations
@@ -66,6 +67,36 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "stats.rebuild"])
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from lienthong.logging import configure_logging
+    from lienthong.settings import KafkaSettings
+    from lienthong.simulation.plan import filings
+    from lienthong.simulation.run import SimClock, Simulator
+
+    duration = args.duration or None
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    if args.dry_run:  # the filings only (outcomes depend on the dossier codes intake gives)
+        if duration is None:
+            print("error: --dry-run needs a --duration", file=sys.stderr)
+            return 2
+        for f in filings(args.seed, args.rate, duration, start, args.speedup):
+            b = f.body
+            print(json.dumps({"at": f.at.isoformat(), "via": f.via, "external_ref": b["external_ref"],
+                              "procedure": b["procedure_code"], "channel": b["channel"], "unit": b["receiving_unit"]}))
+        return 0
+    configure_logging(os.environ.get("SIMULATOR_LOG_LEVEL", "INFO"))
+    sim = Simulator(args.seed, args.intake_url, KafkaSettings(), SimClock(args.speedup, start))
+    try:
+        counts = asyncio.run(sim.run(args.rate, duration))
+    except KeyboardInterrupt:
+        counts = sim.counts
+    print(json.dumps({"seed": args.seed, **dict(sorted(counts.items()))}))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     env = _environment(args)
     outcomes = env.up()
@@ -74,7 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     procs = {
         name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env={**os.environ}) for name in SERVICES
     }
-    print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084. Ctrl-C stops everything.")
+    if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
+        procs["simulator"] = subprocess.Popen([
+            sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
+            "--speedup", "60", "--seed", "1"], env={**os.environ})
+    print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084 "
+          "(dashboard: http://127.0.0.1:8084/dashboard). Ctrl-C stops everything.")
     stopping = False
 
     def stop(*_: object) -> None:
@@ -118,8 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="stats projections: `rebuild` replays the dossier log into fresh ones")
     stats.add_argument("action", choices=["rebuild"])
     stats.set_defaults(func=cmd_stats)
-    run = sub.add_parser("run", help="infrastructure + the four services, until Ctrl-C")
+    run = sub.add_parser("run", help="infrastructure + the four services + a gentle simulator, until Ctrl-C")
+    run.add_argument("--simulate-rate", type=float, default=0.2, help="dossiers per second; 0: no simulator")
     run.set_defaults(func=cmd_run)
+    sim = sub.add_parser("simulate", help="realistic traffic through intake and the units' topics")
+    sim.add_argument("--rate", type=float, default=1.0, help="dossiers filed per real second in office hours")
+    sim.add_argument("--duration", type=float, default=60.0, help="real seconds; 0: until Ctrl-C")
+    sim.add_argument("--seed", type=int, default=1, help="same seed (and --start): same filings and outcomes")
+    sim.add_argument("--speedup", type=float, default=1.0, help="simulated seconds per real second")
+    sim.add_argument("--start", help="simulated start time, ISO 8601 with offset (default: now)")
+    sim.add_argument("--intake-url", default=os.environ.get("INTAKE_URL", "http://127.0.0.1:8081"))
+    sim.add_argument("--dry-run", action="store_true", help="print the plan as JSON lines; send nothing")
+    sim.set_defaults(func=cmd_simulate)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -32,6 +32,12 @@ def _basis(basis: str, unit: str | None) -> rollups.Basis:
     return "any" if unit is not None else "recv"
 
 
+def _slot(unit: str | None, level: str | None) -> str:
+    if unit is not None:
+        return unit
+    return rollups.level_slot(level) if level is not None else rollups.PROVINCE
+
+
 def build_router(store: ProjectionStore) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
@@ -39,9 +45,9 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         if unit is not None and unit not in catalogue().units:
             raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
-        rows = await store.rows(end.isoformat(), _basis(basis, unit), unit)
-        if level is not None:
-            rows = [r for r in rows if r["level"] == level]
+        rows = await store.slot_rows(end.isoformat(), _slot(unit, level))
+        if unit is not None and level is not None and catalogue().units[unit].level != level:
+            rows = []  # the unit is not of that level: nothing of it counts
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
                 **rollups.figures(rows, _basis(basis, unit), start, end).as_dict()}
 
@@ -86,7 +92,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         kind: rollups.Basis = "step" if basis == "steps" else "any"  # a unit's own figures
         by_unit: dict[str, list[dict]] = defaultdict(list)
-        for row in await store.rows(end.isoformat(), kind):
+        for row in await store.unit_rows(end.isoformat()):
             by_unit[row["unit"]].append(row)
         units = catalogue().units
         ranked = [{"unit": unit, "name": units[unit].name, "level": units[unit].level,
@@ -107,10 +113,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
         basis: Basis = "dossiers",
     ) -> list[dict]:
         _check_range(start, end)
-        kind = _basis(basis, unit)
-        daily = rollups.daily_totals(await store.rows(end.isoformat(), kind, unit), kind)
-        return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b).as_dict()}
-                for a, b in _buckets(start, end, interval)]
+        return await timeseries_of(store, start, end, unit, interval, basis)
 
     @router.get("/dossiers/{code}", summary="Public tracking of one dossier (no personal data)")
     async def tracking(code: Annotated[str, Path(pattern=CODE_PATTERN)]) -> dict:
@@ -130,6 +133,14 @@ def build_router(store: ProjectionStore) -> APIRouter:
         }
 
     return router
+
+
+async def timeseries_of(store: ProjectionStore, start: date, end: date, unit: str | None, interval: str,
+                        basis: str) -> list[dict]:
+    kind = _basis(basis, unit)
+    daily = await store.slot_rows(end.isoformat(), _slot(unit, None))
+    return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b).as_dict()}
+            for a, b in _buckets(start, end, interval)]
 
 
 def _filename(row: dict) -> str:

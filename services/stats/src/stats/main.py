@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from fastapi.staticfiles import StaticFiles
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
 from lienthong.messaging import make_broker
-from lienthong.service import create_app, serve
+from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.store import database, make_client, ping
 from stats import api, handlers
+from stats.dashboard import routes as dashboard_routes
+from stats.dashboard.topics import TopicMonitor
 from stats.settings import StatsSettings
 from stats.store import ProjectionStore
 
@@ -23,13 +26,19 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
     client: AsyncMongoClient = make_client(mongo)
     store = ProjectionStore(database(client, mongo))
     broker.include_router(handlers.build_router(store, settings.group_id))
+    monitor = TopicMonitor(kafka.servers)
+    sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
 
     async def stop() -> None:
+        await sampler.stop()
         await client.close()
 
     app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the "
-                     "province's figures.", readiness={"mongo": lambda: ping(client)}, on_shutdown=[stop])
+                     "province's figures and the operators' dashboard.", readiness={"mongo": lambda: ping(client)},
+                     on_startup=[sampler.start], on_shutdown=[stop])
     app.include_router(api.build_router(store))
+    app.include_router(dashboard_routes.build_router(store, monitor))
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC), name="dashboard-static")
     return app, broker, store
 
 

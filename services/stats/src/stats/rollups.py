@@ -1,16 +1,17 @@
-"""Rollups, pure: what a dossier adds to the day x unit rows, and the figures read back from rows.
+"""Rollups, pure: what a dossier adds to the rollup cells, and the figures read back from them.
 
-Every counter is a flow, counted on the day it happens, so an event only ever adds to a few rows and a period's
+Every counter is a flow, counted on the day it happens, so an event only ever adds to a few cells and a period's
 figures are sums: received and closed flows over the period's days; "as of the period's end" figures as running
 sums up to its last day (in progress = received - closed; overdue = due_passed - due_passed_closed, where an item
 passes its due date the day after it and stops counting the day it closes, or passes due if that is later).
 
-Three bases, each a row field, so one row per day x unit carries them all:
+A cell is (day, slot, field). Slots: a unit's code; `*` (the province) and `@commune` / `@province` (totals by
+level), so that totals are read from one row per month instead of summed over every unit; `#<procedure>` (the
+`recv` counters per channel, for reports by procedure and channel). Fields are `<basis>.<counter>`, three bases:
 - `recv`: the dossier at its receiving unit; summed over units it counts each dossier once (the citizen's view,
   province and level totals; a chain counts once);
 - `any`: the dossier at each unit that received it or was competent for it (`unit=` on the dossier basis);
 - `step`: each step at the unit that held it (the units' view: a chain counts once per step).
-`by.<procedure>.<channel>` repeats the `recv` counters, for reports by procedure and channel.
 """
 
 from __future__ import annotations
@@ -19,13 +20,28 @@ from collections import Counter
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal
 
+from lienthong.catalogue import catalogue
 from stats.projection import Summary
 
 Basis = Literal["recv", "any", "step"]
 BASES: tuple[Basis, ...] = ("recv", "any", "step")
 COUNTERS = ("received_online", "received_direct", "received_postal", "resolved_on_time", "resolved_late",
             "rejected", "withdrawn", "due_passed", "due_passed_closed")
-Cell = tuple[str, str, str]  # day, unit, field path ("recv.received_online", "by.HT-KS.online.rejected")
+TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over units
+PROVINCE = "*"
+Cell = tuple[str, str, str]  # day, slot, field ("recv.received_online"; in a `#<procedure>` slot "online.rejected")
+
+
+def level_slot(level: str) -> str:
+    return f"@{level}"
+
+
+def procedure_slot(procedure: str) -> str:
+    return f"#{procedure}"
+
+
+def is_unit_slot(slot: str) -> bool:
+    return slot[:1] not in ("*", "@", "#")
 
 
 def work_items(doc: dict[str, Any], basis: Basis) -> list[tuple[str, dict[str, Any]]]:
@@ -58,16 +74,22 @@ def item_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def contributions(doc: dict[str, Any] | None) -> Counter[Cell]:
-    """Everything one dossier adds to the rows."""
+    """Everything one dossier adds to the cells."""
     out: Counter[Cell] = Counter()
     if doc is None:
         return out
+    units = catalogue().units
     for basis in BASES:
         for unit, item in work_items(doc, basis):
+            known = units.get(unit)
             for day, counter in item_flows(item):
-                out[(day, unit, f"{basis}.{counter}")] += 1
+                field = f"{basis}.{counter}"
+                out[(day, unit, field)] += 1
+                if basis in TOTAL_BASES:
+                    out[(day, PROVINCE, field)] += 1
+                    out[(day, level_slot(known.level if known else "unknown"), field)] += 1
                 if basis == "recv":
-                    out[(day, unit, f"by.{doc['procedure']}.{doc['channel']}.{counter}")] += 1
+                    out[(day, procedure_slot(doc["procedure"]), f"{doc['channel']}.{counter}")] += 1
     return out
 
 
@@ -101,10 +123,3 @@ def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date
         overdue=running["due_passed"] - running["due_passed_closed"],
     )
 
-
-def daily_totals(rows: Iterable[dict[str, Any]], basis: Basis) -> list[dict[str, Any]]:
-    """Rows summed per day (one row per day, whatever the units), for figures over many periods at once."""
-    per_day: dict[str, Counter[str]] = {}
-    for row in rows:
-        per_day.setdefault(row["day"], Counter()).update(row.get(basis) or {})
-    return [{"day": day, basis: counts} for day, counts in sorted(per_day.items())]

@@ -11,3 +11,4 @@ class StatsSettings(ServiceSettings):
 
     http_port: int = Field(8084, ge=1, le=65535)
     group_id: str = Field("stats", description="Kafka consumer group")
+    dashboard_sample_s: float = Field(5.0, gt=0, description="How often the dashboard samples topic offsets and lag")

@@ -1,9 +1,14 @@
 """Projections in MongoDB: one document per dossier, whose `seq` is its tracking position, and one rollup row per
-day x unit, whose `applied.p<partition>` is the last log offset it includes. Each position is stored in the same
-write as the effect, so each event applies once, whatever Kafka redelivers or a replay sends again."""
+month x slot (a unit, the province, a level, a procedure) with a sub-document per day, whose `applied.p<partition>`
+is the last log offset it includes. Each position is stored in the same write as the effect, so each event
+applies once, whatever Kafka redelivers or a replay sends again.
+
+Rows are month-sized so that a figure for the province, a level or a unit reads one row per month by `_id` (the
+only lookup FerretDB indexes), and a ranking of all units scans a few thousand rows, not one per day."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +18,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.store import bulk_write_chunked
 from stats import rollups
@@ -34,7 +38,8 @@ class Positioned:
     offset: int
 
 
-RowKey = tuple[str, str]  # day, unit
+RowKey = tuple[str, str]  # month (YYYY-MM), slot
+SPAN = "span"  # the row that records the first month with data: running figures start there
 # (row, partition) -> [(offset, field, delta)], in offset order
 Deltas = dict[tuple[RowKey, int], list[tuple[int, str, int]]]
 
@@ -120,10 +125,29 @@ class ProjectionStore:
                 pass
         raise RuntimeError(f"dossier {doc['_id']}: too many concurrent projection updates")
 
-    async def rows(self, up_to: str, basis: rollups.Basis, unit: str | None = None) -> list[dict[str, Any]]:
-        """Rollup rows up to a day (every day before it: running figures need them), one basis's counters."""
-        match: dict[str, Any] = {"day": {"$lte": up_to}, **({"unit": unit} if unit else {})}
-        cursor = (await self.rollups()).find(match, projection={"_id": 0, "day": 1, "unit": 1, "level": 1, basis: 1})
+    async def slot_rows(self, up_to: str, slot: str) -> list[dict[str, Any]]:
+        """Day rows of one slot, from the first month with data to `up_to` (running figures need them all)."""
+        rows = await self.rollups()
+        span = await rows.find_one({"_id": SPAN})
+        if span is None:
+            return []
+        months = _months(span["first"], up_to[:7])
+        docs = await asyncio.gather(*(rows.find_one({"_id": f"{m}|{slot}"}) for m in months))
+        return [r for doc in docs if doc for r in _days(doc) if r["day"] <= up_to]
+
+    async def unit_rows(self, up_to: str) -> list[dict[str, Any]]:
+        """Day rows of every unit up to `up_to` (one scan of the month rows)."""
+        cursor = (await self.rollups()).find({"month": {"$lte": up_to[:7]}})
+        return [r async for doc in cursor if rollups.is_unit_slot(doc["slot"]) for r in _days(doc)
+                if r["day"] <= up_to]
+
+    async def overdue(self, today: str, unit: str | None, limit: int) -> list[dict[str, Any]]:
+        """Open dossiers due before `today`, earliest due first. A scan on FerretDB (it indexes only `_id`)."""
+        match: dict[str, Any] = {"closed_day": None, "due_date": {"$lt": today}}
+        if unit is not None:
+            match["current_unit"] = unit
+        fields = {"procedure": 1, "current_unit": 1, "receiving_unit": 1, "step": 1, "due_date": 1}
+        cursor = (await self.collection()).find(match, projection=fields).sort("due_date", 1).limit(limit)
         return await cursor.to_list(None)
 
     async def tracking(self, code: str) -> dict[str, Any] | None:
@@ -137,8 +161,8 @@ def _fold(stored: dict[str, Any] | None, items: list[Positioned], deltas: Deltas
         after = apply(doc, item.event)
         if after is None:
             continue  # already applied (redelivery, replay) or not yet applicable
-        for (day, unit, field), n in rollups.delta(doc, after).items():
-            deltas[((day, unit), item.partition)].append((item.offset, field, n))
+        for (day, slot, field), n in rollups.delta(doc, after).items():
+            deltas[((day[:7], slot), item.partition)].append((item.offset, f"d{day[8:]}.{field}", n))
         doc = after
     return doc
 
@@ -153,6 +177,11 @@ async def add_to_rows(rows: AsyncCollection, deltas: Deltas) -> None:
     ops = [UpdateOne({"_id": _row_id(row), f"applied.p{partition}": {"$not": {"$gte": deltas[(row, partition)][0][0]}}},
                      _increment(row, partition, deltas[(row, partition)]), upsert=True)
            for row, partition in keys]
+    first = {"$min": {"first": min(month for (month, _), _ in keys)}}
+    try:
+        await rows.update_one({"_id": SPAN}, first, upsert=True)
+    except DuplicateKeyError:  # created meanwhile by another writer: now it exists
+        await rows.update_one({"_id": SPAN}, first)
     _, errors = await bulk_write_chunked(rows, ops)
     if any(e.get("code") != DUPLICATE_KEY for e in errors):
         raise RuntimeError(f"rollup writes failed: {[e.get('code') for e in errors]}")
@@ -188,10 +217,20 @@ def _increment(row: RowKey, partition: int, ds: list[tuple[int, str, int]]) -> d
     sums: dict[str, int] = defaultdict(int)
     for _, field, n in ds:
         sums[field] += n
-    day, unit = row
-    known = catalogue().units.get(unit)
-    return {
-        "$inc": dict(sums),
-        "$max": {f"applied.p{partition}": ds[-1][0]},
-        "$setOnInsert": {"day": day, "unit": unit, "level": known.level if known else "unknown"},
-    }
+    month, slot = row
+    return {"$inc": dict(sums), "$max": {f"applied.p{partition}": ds[-1][0]},
+            "$setOnInsert": {"month": month, "slot": slot}}
+
+
+def _months(first: str, last: str) -> list[str]:
+    months, (y, m) = [], map(int, first.split("-"))
+    while f"{y:04d}-{m:02d}" <= last:
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return months
+
+
+def _days(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A month row as day rows: {"day", "unit", <basis>: {counter: n}}."""
+    return [{"day": f"{doc['month']}-{key[1:]}", "unit": doc["slot"], **value}
+            for key, value in doc.items() if key[:1] == "d" and key[1:].isdigit()]

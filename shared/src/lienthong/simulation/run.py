@@ -1,0 +1,151 @@
+"""Play a plan against the running system, as the province's people and agencies would: citizens and counters
+file through intake (HTTP, or Kafka for counter applications), units answer the assignments routing publishes on
+`unit.work` with outcomes on `unit.outcomes`, citizens supply papers or withdraw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer
+
+from lienthong.calendar import VN_TZ, working_days_between
+from lienthong.contracts import CloudEvent, parse_event
+from lienthong.contracts.dossier import (
+    DocumentRef,
+    DossierAssigned,
+    DossierRejected,
+    DossierWithdrawn,
+    StepCompleted,
+    StepStarted,
+    SupplementProvided,
+    SupplementRequested,
+)
+from lienthong.contracts.envelope import EventData, deterministic_id, new_event
+from lienthong.messaging import make_broker, publish_event
+from lienthong.settings import KafkaSettings
+from lienthong.simulation.plan import Action, Filing, actions, add_office_time, filings
+from lienthong.topics import INTAKE_SUBMISSIONS, UNIT_OUTCOMES, UNIT_WORK
+
+log = structlog.get_logger("simulator")
+
+
+@dataclass
+class SimClock:
+    """Simulated time: `speedup` simulated seconds per real second from `start`."""
+
+    speedup: float
+    start: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.monotonic)
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self.t0) * self.speedup)
+
+    async def sleep_until(self, moment: datetime) -> None:
+        await asyncio.sleep(max(0.0, (moment - self.now()).total_seconds() / self.speedup))
+
+
+@dataclass
+class Simulator:
+    seed: int
+    intake_url: str
+    kafka: KafkaSettings
+    clock: SimClock
+    counts: Counter[str] = field(default_factory=Counter)
+
+    async def run(self, rate: float, duration_s: float | None) -> Counter[str]:
+        broker = make_broker("simulator", self.kafka)
+        async with broker, httpx.AsyncClient(base_url=self.intake_url, timeout=10) as http:
+            await broker.start()
+            agencies = asyncio.create_task(self._agencies(broker))
+            try:
+                for filing in filings(self.seed, rate, duration_s, self.clock.start, self.clock.speedup):
+                    await self.clock.sleep_until(filing.at)
+                    await self._file(filing, http, broker)
+                await asyncio.sleep(2)  # let the last assignments arrive before stopping the agencies
+            finally:
+                agencies.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await agencies
+        return self.counts
+
+    async def _file(self, filing: Filing, http: httpx.AsyncClient, broker) -> None:  # noqa: ANN001
+        ref = filing.body["external_ref"]
+        if filing.via == "kafka":
+            await broker.publish(orjson.dumps(filing.body), INTAKE_SUBMISSIONS.name, key=ref.encode())
+            self.counts["filed_kafka"] += 1
+            return
+        for attempt in range(6):
+            try:
+                resp = await http.post("/v1/dossiers", json=filing.body)
+            except httpx.HTTPError as exc:  # intake not up yet, or restarting: try again shortly
+                log.warning("intake_unreachable", external_ref=ref, error=type(exc).__name__)
+                await asyncio.sleep(min(2**attempt, 10))
+                continue
+            if resp.status_code in (429, 503):
+                await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                continue
+            self.counts["filed_http" if resp.status_code in (200, 201) else f"refused_{resp.status_code}"] += 1
+            if resp.status_code >= 400:  # the body lists fields and rules, never values
+                log.warning("filing_refused", external_ref=ref, status=resp.status_code, detail=resp.text[:300])
+            return
+        self.counts["gave_up"] += 1
+
+    async def _agencies(self, broker) -> None:  # noqa: ANN001
+        consumer = AIOKafkaConsumer(UNIT_WORK.name, bootstrap_servers=self.kafka.servers,
+                                    group_id=f"simulator-agencies-{self.seed}", auto_offset_reset="latest",
+                                    enable_auto_commit=True)
+        await consumer.start()
+        pending: set[asyncio.Task] = set()
+        try:
+            async for record in consumer:
+                try:
+                    event = parse_event(record.value or b"")
+                except ValueError:
+                    continue
+                if isinstance(event.data, DossierAssigned):
+                    task = asyncio.create_task(self._answer(event, broker))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+        finally:
+            for task in pending:
+                task.cancel()
+            await consumer.stop()
+
+    async def _answer(self, assignment: CloudEvent, broker) -> None:  # noqa: ANN001
+        data: DossierAssigned = assignment.data  # type: ignore[assignment]
+        assigned_at = self.clock.now()
+        days = working_days_between(assigned_at.astimezone(VN_TZ).date(), data.step_due_date)
+        for action in actions(self.seed, assignment.subject, data.step, days):
+            await self.clock.sleep_until(add_office_time(assigned_at, action.after))
+            outcome = _outcome(action, data)
+            event = new_event(outcome, subject=assignment.subject, source=f"/units/{data.unit_code}/simulator",
+                              seq=assignment.dossierseq, time=datetime.now(UTC),
+                              event_id=deterministic_id("sim", self.seed, assignment.subject, assignment.dossierseq,
+                                                        action.kind))
+            await publish_event(broker.publisher(UNIT_OUTCOMES.name), event)
+            self.counts[f"outcome_{action.kind}"] += 1
+
+
+def _outcome(action: Action, data: DossierAssigned) -> EventData:
+    unit, step = data.unit_code, data.step
+    match action.kind:
+        case "started":
+            return StepStarted(unit_code=unit, step=step)
+        case "completed":
+            return StepCompleted(unit_code=unit, step=step, result_ref=f"KQ-{step}")
+        case "supplement-requested":
+            return SupplementRequested(unit_code=unit, step=step, missing_documents=("Bản sao giấy tờ còn thiếu",))
+        case "supplement-provided":
+            return SupplementProvided(documents=(DocumentRef(kind="bo-sung", name="bo-sung.pdf"),))
+        case "rejected":
+            return DossierRejected(unit_code=unit, reason="Hồ sơ không đủ điều kiện giải quyết")
+        case _:
+            return DossierWithdrawn(reason="Công dân rút hồ sơ")
