@@ -93,7 +93,8 @@ def filings(seed: int, rate: float, duration_s: float | None, start: datetime, s
             "receiving_unit": unit,
             "external_ref": f"SIM{seed}-{n:07d}",
             "applicant": _applicant(rng, residence),
-            "documents": [{"kind": kind, "name": f"{kind}.pdf"} for kind in proc.required_documents],
+            "documents": [{"kind": kind, "name": f"{kind}.pdf", "sha256": _sha256(f"{seed}/{n}/{kind}")}
+                          for kind in proc.required_documents],
         }
         if proc.needs_land_parcel:
             body["land_parcel"] = f"{residence}-{rng.randint(1, 60)}-{rng.randint(1, 900)}"
@@ -142,6 +143,10 @@ def actions(seed: int, dossier: str, step: int, step_days: int) -> list[Action]:
             return [Action("started", start), Action("completed", budget + timedelta(hours=rng.uniform(8, 24)))]
         case _:
             return [Action("withdrawn", start)]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _rng(seed: int, *parts: object) -> random.Random:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -144,7 +145,8 @@ def _outcome(action: Action, data: DossierAssigned) -> EventData:
         case "supplement-requested":
             return SupplementRequested(unit_code=unit, step=step, missing_documents=("Bản sao giấy tờ còn thiếu",))
         case "supplement-provided":
-            return SupplementProvided(documents=(DocumentRef(kind="bo-sung", name="bo-sung.pdf"),))
+            paper = DocumentRef(kind="bo-sung", name="bo-sung.pdf", sha256=hashlib.sha256(b"bo-sung").hexdigest())
+            return SupplementProvided(documents=(paper,))
         case "rejected":
             return DossierRejected(unit_code=unit, reason="Hồ sơ không đủ điều kiện giải quyết")
         case _:

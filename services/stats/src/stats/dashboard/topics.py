@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +79,8 @@ class TopicMonitor:
             row: dict[str, Any] = {
                 "topic": name, "partitions": topic.partitions, "description": topic.description,
                 "messages": now.ends.get(name, 0),
-                "in_per_s": _rate(now, before, lambda s: s.ends.get(name, 0)),
-                "out_per_s": _rate(now, before, lambda s: sum(o.get(name, 0) for o in s.committed.values())),
+                "in_per_s": _rate(now, before, _written, name),
+                "out_per_s": _rate(now, before, _consumed, name),
                 "lag": dict(sorted(lag.items())),
                 "lag_growing": bool(earlier) and sum(lag.values()) > 0 and sum(lag.values()) > _lag(earlier, name),
             }
@@ -104,10 +105,18 @@ def _lag(sample: Sample, topic: str) -> int:
     return sum(sample.ends.get(topic, 0) - o[topic] for o in sample.committed.values() if topic in o)
 
 
-def _rate(now: Sample, before: Sample | None, count) -> float | None:  # noqa: ANN001
+def _written(sample: Sample, topic: str) -> int:
+    return sample.ends.get(topic, 0)
+
+
+def _consumed(sample: Sample, topic: str) -> int:
+    return sum(offsets.get(topic, 0) for offsets in sample.committed.values())
+
+
+def _rate(now: Sample, before: Sample | None, count: Callable[[Sample, str], int], topic: str) -> float | None:
     if before is None or now.at <= before.at:
         return None
-    return round(max(count(now) - count(before), 0) / (now.at - before.at), 2)
+    return round(max(count(now, topic) - count(before, topic), 0) / (now.at - before.at), 2)
 
 
 def _sum(offsets: dict[TopicPartition, int]) -> dict[str, int]:

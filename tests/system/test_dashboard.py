@@ -1,0 +1,139 @@
+"""The operators' dashboard in real headless Chromium, while the simulator drives intake, routing and stats as
+separate processes on the real broker and store: live topic rates, province figures equal to the API, a chart,
+a drill-down click. The screenshot is kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import async_playwright
+
+from lienthong.calendar import VN_TZ, today_vn
+from lienthong.simulation.run import SimClock, Simulator
+from lienthong.topics import CATALOGUE, DOSSIER_LIFECYCLE
+from tests.integration.kafka_reader import wait_caught_up
+from tests.integration.sinks import free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling Google, which this closed network refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+
+
+@contextmanager
+def service(name: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    log = (ARTIFACTS / f"{name}.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", f"{name}.main"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env, f"{name.upper()}_HTTP_PORT": str(port)})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def ready(base: str, timeout: float = 90) -> None:
+    async with httpx.AsyncClient(timeout=3) as http:
+        for _ in range(int(timeout * 2)):
+            try:
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"{base} did not become ready in {timeout}s (see test-artifacts/*.log)")
+
+
+async def shown_figures(page, scope: str) -> dict[str, str]:
+    return await page.eval_on_selector_all(f"{scope} dd", "els => Object.fromEntries(els.map(e => "
+                                           "[e.dataset.key, e.dataset.value]))")
+
+
+def as_shown(api: dict) -> dict[str, str]:
+    return {k: "" if api[k] is None else str(api[k]) for k in (
+        "received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
+        "resolved_late", "in_progress", "overdue", "rejected", "withdrawn", "on_time_rate", "online_rate")}
+
+
+async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra):
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); .ci/run does")
+    ARTIFACTS.mkdir(exist_ok=True)
+    run = uuid.uuid4().hex[:6]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers), "MONGODB_URI": infra.mongo.uri,
+           "MONGODB_DATABASE": f"dashboard_{run}", "ROUTING_GROUP_ID": f"routing-{run}", "ROUTING_START_FROM": "latest",
+           "STATS_GROUP_ID": f"stats-{run}", "STATS_DASHBOARD_SAMPLE_S": "1",
+           **{f"{s}_LOG_LEVEL": "WARNING" for s in ("INTAKE", "ROUTING", "STATS")}}
+    with ExitStack() as stack:
+        intake, _routing, stats = (stack.enter_context(service(n, env)) for n in ("intake", "routing", "stats"))
+        for base in (intake, _routing, stats):
+            await ready(base)
+        # Simulated time starts on a Wednesday morning so counters are open whenever CI runs.
+        clock = SimClock(speedup=600, start=datetime(2026, 11, 25, 8, 0, tzinfo=VN_TZ))
+        simulator = Simulator(seed=11, intake_url=intake, kafka=infra.kafka, clock=clock)
+        simulation = asyncio.create_task(simulator.run(rate=4, duration_s=25))
+        async with async_playwright() as pw, httpx.AsyncClient(base_url=stats, timeout=30) as api:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+            await page.goto(f"{stats}/dashboard")
+            await page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+
+            # Topics: one row per catalogue topic, and traffic visible while the simulator runs.
+            await page.wait_for_function(f"document.querySelectorAll('#topics tbody tr').length == {len(CATALOGUE)}")
+            rows = await page.eval_on_selector_all("#topics tbody tr", "rs => rs.map(r => r.dataset.topic)")
+            assert rows == [t.name for t in CATALOGUE]
+            await page.wait_for_function(
+                """() => [...document.querySelectorAll('#topics tbody tr')].some(r =>
+                       parseFloat((r.querySelector('.in-rate').textContent || '0').replace(',', '.')) > 0)""",
+                timeout=60_000)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
+
+            counts = await simulation
+            assert counts["filed_http"] + counts["filed_kafka"] > 50, counts
+            assert counts["outcome_completed"] > 0, counts
+            await wait_caught_up(infra.kafka.servers, f"stats-{run}", DOSSIER_LIFECYCLE.name)
+
+            # Province: the page shows exactly what GET /v1/stats/summary answers.
+            today = today_vn().isoformat()
+            period = {"from": today[:8] + "01", "to": today}
+            await page.click("#period button[type=submit]")
+            await page.wait_for_timeout(1500)
+            api_now = (await api.get("/v1/stats/summary", params=period)).json()
+            assert api_now["received"] > 0
+            assert await shown_figures(page, "#period-figures") == as_shown(api_now)
+
+            # A chart rendered by the server, inlined as SVG with its series drawn.
+            assert await page.locator("#timeseries-chart svg").count() == 1
+            assert await page.locator("#timeseries-chart svg .series").count() >= 1
+            assert await page.locator("#lag-chart svg").count() == 1
+
+            # Drill-down: clicking a unit of the ranking opens its figures, again equal to the API.
+            first = page.locator("#ranking tbody tr").first
+            unit = await first.get_attribute("data-unit")
+            await first.click()
+            await page.wait_for_selector("#unit-detail:not([hidden]) #unit-figures dd")
+            await page.wait_for_timeout(500)
+            unit_api = (await api.get("/v1/stats/summary", params={**period, "unit": unit})).json()
+            assert await shown_figures(page, "#unit-figures") == as_shown(unit_api)
+            assert await page.locator("#unit-chart svg").count() == 1
+            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            await browser.close()
