@@ -63,13 +63,14 @@ async def ready(base: str, timeout: float = 90) -> None:
     raise AssertionError(f"{base} did not become ready in {timeout}s (see test-artifacts/*.log)")
 
 
-async def shown_figures(page, scope: str) -> dict[str, str]:
-    return await page.eval_on_selector_all(f"{scope} dd", "els => Object.fromEntries(els.map(e => "
-                                           "[e.dataset.key, e.dataset.value]))")
+async def shown_figures(page, scope: str) -> dict[str, float | None]:
+    shown = await page.eval_on_selector_all(f"{scope} dd", "els => Object.fromEntries(els.map(e => "
+                                            "[e.dataset.key, e.dataset.value]))")
+    return {k: float(v) if v else None for k, v in shown.items()}
 
 
-def as_shown(api: dict) -> dict[str, str]:
-    return {k: "" if api[k] is None else str(api[k]) for k in (
+def as_shown(api: dict) -> dict[str, float | None]:
+    return {k: None if api[k] is None else float(api[k]) for k in (
         "received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
         "resolved_late", "in_progress", "overdue", "rejected", "withdrawn", "on_time_rate", "online_rate")}
 

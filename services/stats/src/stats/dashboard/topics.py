@@ -32,6 +32,7 @@ class TopicMonitor:
     topics: tuple[Topic, ...] = CATALOGUE
     samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY))
     reasons: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)  # as the cluster has them (an operator may add some)
 
     async def sample(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.servers, client_id="lienthong-dashboard")
@@ -41,7 +42,9 @@ class TopicMonitor:
         await consumer.start()
         try:
             names = [t.name for t in self.topics] + [t.dlq for t in self.topics if t.has_dlq]
-            parts = [TopicPartition(n, p) for n in names for p in await _partitions(consumer, n)]
+            parts = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(names)
+                     if not d.get("error_code") for p in d["partitions"]]
+            self.partitions = {n: sum(tp.topic == n for tp in parts) for n in names}
             ends = await consumer.end_offsets(parts) if parts else {}
             starts = await consumer.beginning_offsets(parts) if parts else {}
             committed: dict[str, dict[str, int]] = {}
@@ -77,7 +80,7 @@ class TopicMonitor:
             name = topic.name
             lag = {g: now.ends.get(name, 0) - offsets[name] for g, offsets in now.committed.items() if name in offsets}
             row: dict[str, Any] = {
-                "topic": name, "partitions": topic.partitions, "description": topic.description,
+                "topic": name, "partitions": self.partitions.get(name, 0), "description": topic.description,
                 "messages": now.ends.get(name, 0),
                 "in_per_s": _rate(now, before, _written, name),
                 "out_per_s": _rate(now, before, _consumed, name),
@@ -124,14 +127,6 @@ def _sum(offsets: dict[TopicPartition, int]) -> dict[str, int]:
     for tp, n in offsets.items():
         out[tp.topic] = out.get(tp.topic, 0) + n
     return out
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if partitions is None:
-        await consumer.client.force_metadata_update()  # first sight of this topic
-        partitions = consumer.partitions_for_topic(topic)
-    return partitions or set()
 
 
 async def _groups(admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
