@@ -50,13 +50,14 @@ class Truth:
     outcome: str  # resolved | rejected | withdrawn | open
     closed: date | None
     on_time: bool | None
-    unit: str
+    unit: str  # receiving
+    competent: str  # holds every step; another unit for dossiers filed away from it ("phi địa giới")
     step_dues: list[date]  # one per step of the chain, as moved by a pause
 
 
 def as_steps(truths: list[Truth]) -> list[Truth]:
     """The units' view: each step an item, closed with the dossier (no step completes early here)."""
-    return [replace(t, due=d, on_time=t.closed <= d if t.outcome == "resolved" else None)
+    return [replace(t, unit=t.competent, due=d, on_time=t.closed <= d if t.outcome == "resolved" else None)
             for t in truths for d in t.step_dues]
 
 
@@ -73,17 +74,19 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
         channel = rng.choices(["online", "direct", "postal"], [96, 3, 1])[0]
         received = period[0] + timedelta(days=rng.randrange(0, 14))  # some after the period
         due = received + timedelta(days=rng.randrange(1, 8))
-        unit = rng.choice(["HACTHANH", "HOANGSON", "BIMSON"])
+        unit, competent, residence = (rng.choice(["HACTHANH", "HOANGSON", "BIMSON"]) for _ in range(3))
+        if rng.random() < 0.7:
+            competent = residence = unit
         seq = 1
         evs = [new_event(DossierSubmitted(
             procedure_code="HT-KH", channel=channel, receiving_unit=unit, external_ref=f"T-{code}",
             received_at=at(received), due_date=due, processing_days=5,
-            applicant=Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=unit)),
+            applicant=Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=residence)),
             subject=code, source="/test", seq=seq, time=at(received))]
         steps = rng.choice([1, 1, 2, 3])
         for step in range(steps):  # chains count once for the citizen, per step for the units
             seq += 1
-            evs.append(new_event(DossierAssigned(unit_code=unit, step=step, step_name="x", step_due_date=due),
+            evs.append(new_event(DossierAssigned(unit_code=competent, step=step, step_name="x", step_due_date=due),
                                  subject=code, source="/test", seq=seq, time=at(received, 11)))
         step_dues = [due] * steps
         if rng.random() < 0.2:  # a supplement pause moved the due date
@@ -105,13 +108,13 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
                 data = DossierWithdrawn(reason=None)
             on_time = closed <= due if outcome == "resolved" else None
             evs.append(new_event(data, subject=code, source="/test", seq=seq, time=at(closed, 16)))
-        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit, step_dues))
+        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit, competent, step_dues))
         events.extend(evs)
     return truths, events
 
 
 def expected(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict:
-    ts = [t for t in truths if unit is None or t.unit == unit]
+    ts = [t for t in truths if unit is None or unit in (t.unit, t.competent)]
     received = [t for t in ts if start <= t.received <= end]
     closed = [t for t in ts if t.closed is not None and start <= t.closed <= end]
     open_at_end = [t for t in ts if t.received <= end and (t.closed is None or t.closed > end)]

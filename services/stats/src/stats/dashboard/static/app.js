@@ -10,7 +10,7 @@ const FIGURES = [
   ["rejected", "Từ chối"], ["withdrawn", "Rút hồ sơ"], ["on_time_rate", "Tỉ lệ đúng hạn"],
   ["online_rate", "Tỉ lệ trực tuyến"],
 ];
-const state = { unit: null };
+const state = { unit: null, busy: false };
 const $ = (sel) => document.querySelector(sel);
 
 function todayVN() {
@@ -155,12 +155,17 @@ async function refreshTopics() {
 }
 
 async function refresh() {
+  if (state.busy) return;  // a slow store must not pile up requests: skip a tick instead
+  state.busy = true;
   try {
     await Promise.all([refreshProvince(), refreshTopics()]);
     $("#updated").textContent = new Date().toLocaleTimeString("vi-VN");
     document.body.dataset.loaded = "true";
+    document.body.dataset.rounds = String(Number(document.body.dataset.rounds || 0) + 1);
   } catch (err) {
     $("#updated").textContent = `lỗi: ${err.message}`;
+  } finally {
+    state.busy = false;
   }
 }
 
@@ -168,7 +173,11 @@ function init() {
   const today = todayVN();
   $("#to").value = today;
   $("#from").value = today.slice(0, 8) + "01";
-  $("#period").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+  $("#period").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    while (state.busy) await new Promise((r) => setTimeout(r, 100));  // the chosen period, not a stale tick
+    await refresh();
+  });
   $("#unit-close").addEventListener("click", () => { state.unit = null; $("#unit-detail").hidden = true; });
   refresh();
   setInterval(refresh, REFRESH_MS);
