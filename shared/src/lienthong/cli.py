@@ -106,9 +106,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env={**os.environ}) for name in SERVICES
     }
     if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
+        from datetime import UTC, datetime, timedelta
+
+        from lienthong.simulation.plan import add_office_time
+
+        opens = add_office_time(datetime.now(UTC), timedelta(0))  # at night too, offices are open in the simulation
         procs["simulator"] = subprocess.Popen([
             sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
-            "--speedup", "60", "--seed", "1"], env={**os.environ})
+            "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env={**os.environ})
     print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084 "
           "(dashboard: http://127.0.0.1:8084/dashboard). Ctrl-C stops everything.")
     stopping = False
