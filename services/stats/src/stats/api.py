@@ -92,7 +92,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         kind: rollups.Basis = "step" if basis == "steps" else "any"  # a unit's own figures
         by_unit: dict[str, list[dict]] = defaultdict(list)
-        for row in await store.unit_rows(end.isoformat()):
+        for row in await store.ranking_rows(start, end):
             by_unit[row["unit"]].append(row)
         units = catalogue().units
         ranked = [{"unit": unit, "name": units[unit].name, "level": units[unit].level,

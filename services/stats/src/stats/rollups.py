@@ -7,7 +7,9 @@ passes its due date the day after it and stops counting the day it closes, or pa
 
 A cell is (day, slot, field). Slots: a unit's code; `*` (the province) and `@commune` / `@province` (totals by
 level), so that totals are read from one row per month instead of summed over every unit; `#<procedure>` (the
-`recv` counters per channel, for reports by procedure and channel). Fields are `<basis>.<counter>`, three bases:
+`recv` counters per channel, for reports by procedure and channel); `~units`, every unit's `any` and `step` counters
+summed per month (fields `<unit>.<basis>.<counter>`), so a ranking of all units reads one row per month plus the
+day rows of the months a period cuts. Fields are `<basis>.<counter>`, three bases:
 - `recv`: the dossier at its receiving unit; summed over units it counts each dossier once (the citizen's view,
   province and level totals; a chain counts once);
 - `any`: the dossier at each unit that received it or was competent for it (`unit=` on the dossier basis);
@@ -29,6 +31,8 @@ COUNTERS = ("received_online", "received_direct", "received_postal", "resolved_o
             "rejected", "withdrawn", "due_passed", "due_passed_closed")
 TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over units
 PROVINCE = "*"
+UNIT_MONTHS = "~units"  # a month-only slot: the store keeps no day dimension for it
+RANKED_BASES: tuple[Basis, ...] = ("any", "step")  # the bases a unit is ranked on
 Cell = tuple[str, str, str]  # day, slot, field ("recv.received_online"; in a `#<procedure>` slot "online.rejected")
 
 
@@ -41,7 +45,7 @@ def procedure_slot(procedure: str) -> str:
 
 
 def is_unit_slot(slot: str) -> bool:
-    return slot[:1] not in ("*", "@", "#")
+    return slot[:1] not in ("*", "@", "#", "~")
 
 
 def work_items(doc: dict[str, Any], basis: Basis) -> list[tuple[str, dict[str, Any]]]:
@@ -85,6 +89,8 @@ def contributions(doc: dict[str, Any] | None) -> Counter[Cell]:
             for day, counter in item_flows(item):
                 field = f"{basis}.{counter}"
                 out[(day, unit, field)] += 1
+                if basis in RANKED_BASES:
+                    out[(day, UNIT_MONTHS, f"{unit}.{field}")] += 1
                 if basis in TOTAL_BASES:
                     out[(day, PROVINCE, field)] += 1
                     out[(day, level_slot(known.level if known else "unknown"), field)] += 1
@@ -123,3 +129,27 @@ def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date
         overdue=running["due_passed"] - running["due_passed_closed"],
     )
 
+
+
+def cut_months(start: date, end: date) -> set[str]:
+    """The months (YYYY-MM) a period starts or ends inside of: only their day rows tell flows in from out."""
+    cut = set()
+    if start.day != 1:
+        cut.add(start.isoformat()[:7])
+    if (end + timedelta(days=1)).day != 1:
+        cut.add(end.isoformat()[:7])
+    return cut
+
+
+def ranking_rows(monthly: dict[str, dict[str, dict[str, dict[str, int]]]], cut_days: list[dict[str, Any]],
+                 start: date, end: date) -> list[dict[str, Any]]:
+    """Rows that give every unit's figures for [start, end]: one row per unit and whole month (dated on the
+    month's first day, which is inside the period or before it), and the real day rows of the cut months.
+    `monthly` is month -> unit -> basis -> counters (the `~units` rows)."""
+    cut = cut_months(start, end)
+    rows = [r for r in cut_days if r["day"][:7] in cut]
+    for month, units in monthly.items():
+        if month in cut or month > end.isoformat()[:7]:
+            continue
+        rows += [{"day": f"{month}-01", "unit": unit, **bases} for unit, bases in units.items()]
+    return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pymongo import InsertOne, ReplaceOne, UpdateOne
@@ -40,6 +41,7 @@ class Positioned:
 
 RowKey = tuple[str, str]  # month (YYYY-MM), slot
 SPAN = "span"  # the row that records the first month with data: running figures start there
+_ROW_FIELDS = {"_id", "month", "slot", "applied"}
 # (row, partition) -> [(offset, field, delta)], in offset order
 Deltas = dict[tuple[RowKey, int], list[tuple[int, str, int]]]
 
@@ -135,11 +137,20 @@ class ProjectionStore:
         docs = await asyncio.gather(*(rows.find_one({"_id": f"{m}|{slot}"}) for m in months))
         return [r for doc in docs if doc for r in _days(doc) if r["day"] <= up_to]
 
-    async def unit_rows(self, up_to: str) -> list[dict[str, Any]]:
-        """Day rows of every unit up to `up_to` (one scan of the month rows)."""
-        cursor = (await self.rollups()).find({"month": {"$lte": up_to[:7]}})
-        return [r async for doc in cursor if rollups.is_unit_slot(doc["slot"]) for r in _days(doc)
-                if r["day"] <= up_to]
+    async def ranking_rows(self, start: date, end: date) -> list[dict[str, Any]]:
+        """Rows that give every unit's figures for the period: the `~units` row of each month up to its end, and
+        the unit rows of the (at most two) months it cuts, all read by `_id`."""
+        rows = await self.rollups()
+        span = await rows.find_one({"_id": SPAN})
+        if span is None:
+            return []
+        months = _months(span["first"], end.isoformat()[:7])
+        found = await asyncio.gather(*(rows.find_one({"_id": f"{m}|{rollups.UNIT_MONTHS}"}) for m in months))
+        monthly = {m: {k: v for k, v in doc.items() if k not in _ROW_FIELDS}
+                   for m, doc in zip(months, found, strict=True) if doc}
+        cut = [(m, unit) for m in rollups.cut_months(start, end) if m in monthly for unit in monthly[m]]
+        docs = await asyncio.gather(*(rows.find_one({"_id": f"{m}|{unit}"}) for m, unit in cut))
+        return rollups.ranking_rows(monthly, [r for doc in docs if doc for r in _days(doc)], start, end)
 
     async def overdue(self, today: str, unit: str | None, limit: int) -> list[dict[str, Any]]:
         """Open dossiers due before `today`, earliest due first. A scan on FerretDB (it indexes only `_id`)."""
@@ -162,7 +173,8 @@ def _fold(stored: dict[str, Any] | None, items: list[Positioned], deltas: Deltas
         if after is None:
             continue  # already applied (redelivery, replay) or not yet applicable
         for (day, slot, field), n in rollups.delta(doc, after).items():
-            deltas[((day[:7], slot), item.partition)].append((item.offset, f"d{day[8:]}.{field}", n))
+            path = field if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field}"
+            deltas[((day[:7], slot), item.partition)].append((item.offset, path, n))
         doc = after
     return doc
 
