@@ -43,7 +43,7 @@ from lienthong.topics import DOSSIER_LIFECYCLE, Topic  # noqa: E402
 from stats import rollups  # noqa: E402
 from stats.projection import summarize  # noqa: E402
 from stats.rebuild import rebuild  # noqa: E402
-from stats.store import Positioned, ProjectionStore, add_to_rows  # noqa: E402
+from stats.store import Positioned, ProjectionStore, add_to_rows, path_of, row_of  # noqa: E402
 
 DOSSIERS = 500  # x 4 events each
 
@@ -141,7 +141,7 @@ async def load_rows(db_name: str, n: int) -> tuple[int, float]:
         cells.update(rollups.contributions(doc))
     deltas: dict = defaultdict(list)
     for (day, slot, field), k in cells.items():
-        deltas[((day[:7], slot), 0)].append((0, f"d{day[8:]}.{field}", k))
+        deltas[(row_of(day, slot), 0)].append((0, path_of(day, slot, field), k))
     settings = MongoSettings(uri=MONGO, database=db_name)
     client = make_client(settings)
     started = time.perf_counter()
@@ -178,23 +178,34 @@ def timed_get(base: str, path: str, params: dict, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def progress(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     n = int(os.environ.get("BENCH_STATS_DOSSIERS", "1000000"))
     scan_n = int(os.environ.get("BENCH_STATS_SCAN_DOSSIERS", "100000"))
     period = {"from": PERIOD_START.isoformat(), "to": (PERIOD_START + timedelta(days=DAYS - 1)).isoformat()}
     with environment():
+        progress("projector: batch vs one at a time")
         batch, single, total = asyncio.run(measure())
+        progress(f"rollup rows of {n:,} dossiers")
         db_name = f"bench_summary_{uuid.uuid4().hex[:6]}"
         rows, loaded = asyncio.run(load_rows(db_name, n))
+        progress("queries through the stats service")
         with service("stats", 18084, db_name) as base:
             latencies = {
                 "summary, province, 6 months": timed_get(base, "/v1/stats/summary", period),
                 "summary, one unit": timed_get(base, "/v1/stats/summary", {**period, "unit": "HACTHANH"}),
                 "summary, per step": timed_get(base, "/v1/stats/summary", {**period, "basis": "steps"}),
                 "ranking of all units": timed_get(base, "/v1/stats/units", period),
+                "ranking, 15 Aug - 20 Nov (cuts two months: their unit rows are read)":
+                    timed_get(base, "/v1/stats/units", {"from": "2025-08-15", "to": "2025-11-20"}),
                 "timeseries by month": timed_get(base, "/v1/stats/timeseries", {**period, "interval": "month"}),
             }
+        progress(f"earlier design over {scan_n:,} dossier documents")
         scan = asyncio.run(scan_baseline(scan_n))
+        progress("rebuild")
         rebuilt = asyncio.run(rebuild(KafkaSettings(bootstrap_servers=KAFKA), MongoSettings(uri=MONGO)))
     print("| stats benchmark | figure |")
     print("|---|---|")

@@ -165,6 +165,15 @@ class ProjectionStore:
         return await (await self.collection()).find_one({"_id": code})
 
 
+def row_of(day: str, slot: str) -> RowKey:
+    return day[:7], slot
+
+
+def path_of(day: str, slot: str, field: str) -> str:
+    """Where a cell's count lives in its month row: under its day, but for the month-only `~units` slot."""
+    return field if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field}"
+
+
 def _fold(stored: dict[str, Any] | None, items: list[Positioned], deltas: Deltas) -> dict[str, Any] | None:
     """Apply the items in order; the rollup deltas of every applied event are added to `deltas`."""
     doc = stored
@@ -173,8 +182,7 @@ def _fold(stored: dict[str, Any] | None, items: list[Positioned], deltas: Deltas
         if after is None:
             continue  # already applied (redelivery, replay) or not yet applicable
         for (day, slot, field), n in rollups.delta(doc, after).items():
-            path = field if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field}"
-            deltas[((day[:7], slot), item.partition)].append((item.offset, path, n))
+            deltas[(row_of(day, slot), item.partition)].append((item.offset, path_of(day, slot, field), n))
         doc = after
     return doc
 
