@@ -111,9 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from lienthong.simulation.plan import add_office_time
 
         opens = add_office_time(datetime.now(UTC), timedelta(0))  # at night too, offices are open in the simulation
-        procs["simulator"] = subprocess.Popen([
+        simulator = subprocess.Popen([
             sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
             "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env={**os.environ})
+    else:
+        simulator = None
     print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084 "
           "(dashboard: http://127.0.0.1:8084/dashboard). Ctrl-C stops everything.")
     stopping = False
@@ -130,12 +132,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             if dead:
                 print(f"service(s) exited: {', '.join(dead)}; stopping the rest", file=sys.stderr)
                 break
+            if simulator is not None and simulator.poll() is not None:  # traffic is optional: the services stay
+                print(f"the simulator exited (code {simulator.returncode}); the services keep running",
+                      file=sys.stderr)
+                simulator = None
             time.sleep(0.5)
     finally:
-        for proc in procs.values():
+        children = [*procs.values(), *([simulator] if simulator else [])]
+        for proc in children:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
+        for proc in children:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
