@@ -5,7 +5,6 @@ file through intake (HTTP, or Kafka for counter applications), units answer the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -36,6 +35,8 @@ from lienthong.simulation.plan import Action, Filing, actions, add_office_time, 
 from lienthong.topics import INTAKE_SUBMISSIONS, UNIT_OUTCOMES, UNIT_WORK
 
 log = structlog.get_logger("simulator")
+MAX_FILINGS_IN_FLIGHT = 64
+FINISH_GRACE_S = 30.0
 
 
 @dataclass
@@ -66,15 +67,24 @@ class Simulator:
         async with broker, httpx.AsyncClient(base_url=self.intake_url, timeout=10) as http:
             await broker.start()
             agencies = asyncio.create_task(self._agencies(broker))
+            filing_tasks: set[asyncio.Task] = set()
             try:
                 for filing in filings(self.seed, rate, duration_s, self.clock.start, self.clock.speedup):
                     await self.clock.sleep_until(filing.at)
-                    await self._file(filing, http, broker)
+                    if len(filing_tasks) >= MAX_FILINGS_IN_FLIGHT:  # intake is slow or away: keep the schedule
+                        self.counts["skipped_backlog"] += 1
+                        continue
+                    task = asyncio.create_task(self._file(filing, http, broker))  # a retry never delays others
+                    filing_tasks.add(task)
+                    task.add_done_callback(filing_tasks.discard)
+                if filing_tasks:
+                    await asyncio.wait(filing_tasks, timeout=FINISH_GRACE_S)
+                    self.counts["abandoned"] += len(filing_tasks)  # still retrying an absent intake
                 await asyncio.sleep(2)  # let the last assignments arrive before stopping the agencies
             finally:
-                agencies.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await agencies
+                for task in [*filing_tasks, agencies]:
+                    task.cancel()
+                await asyncio.gather(*filing_tasks, agencies, return_exceptions=True)
         return self.counts
 
     async def _file(self, filing: Filing, http: httpx.AsyncClient, broker) -> None:  # noqa: ANN001
