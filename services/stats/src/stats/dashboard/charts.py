@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import re
+
 import pygal
 from pygal.style import Style
 
@@ -26,13 +28,21 @@ def _chart(title: str, labels: list[str]) -> pygal.Line:
     return chart
 
 
+# pygal writes its config into an inline <script> even without its tooltip scripts; the page needs neither.
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL)
+
+
+def _svg(chart: pygal.Line) -> str:
+    return _SCRIPT.sub("", chart.render(is_unicode=True))
+
+
 def received_resolved(series: list[dict]) -> str:
     """Daily received and resolved (on time, late) from the timeseries endpoint's buckets."""
     chart = _chart("Tiếp nhận và giải quyết theo ngày", [b["from"][5:] for b in series])
     chart.add("Tiếp nhận", [b["received"] for b in series])
     chart.add("Giải quyết đúng hạn", [b["resolved_on_time"] for b in series])
     chart.add("Giải quyết quá hạn", [b["resolved_late"] for b in series])
-    return chart.render(is_unicode=True)
+    return _svg(chart)
 
 
 def lag(history: dict[str, list[tuple[float, int]]]) -> str:
@@ -43,4 +53,4 @@ def lag(history: dict[str, list[tuple[float, int]]]) -> str:
     for group, points in sorted(history.items()):
         by_time = dict(points)
         chart.add(group, [by_time.get(t) for t in times])
-    return chart.render(is_unicode=True)
+    return _svg(chart)
