@@ -5,11 +5,14 @@ figures are sums: received and closed flows over the period's days; "as of the p
 sums up to its last day (in progress = received - closed; overdue = due_passed - due_passed_closed, where an item
 passes its due date the day after it and stops counting the day it closes, or passes due if that is later).
 
-A cell is (day, slot, field). Slots: a unit's code; `*` (the province) and `@commune` / `@province` (totals by
-level), so that totals are read from one row per month instead of summed over every unit; `#<procedure>` (the
-`recv` counters per channel, for reports by procedure and channel); `~units`, every unit's `any` and `step` counters
-summed per month (fields `<unit>.<basis>.<counter>`), so a ranking of all units reads one row per month plus the
-day rows of the months a period cuts. Fields are `<basis>.<counter>`, three bases:
+A cell is (day, slot, field). Slots:
+- a unit's code, with fields `<basis>.<counter>`, and `by.<procedure>.<channel>.<counter>` repeating its `recv`
+  counters (day x receiving unit x procedure x channel);
+- `*` (the province) and `@commune` / `@province` (totals by level), so that totals are read from one row per
+  month instead of summed over every unit; `#<procedure>` (the province's `recv` counters per channel);
+- `~units`: every unit's `any` and `step` counters summed per month (fields `<unit>.<basis>.<counter>`), so a
+  ranking of all units reads one row per month plus the day rows of the months a period cuts.
+Three bases:
 - `recv`: the dossier at its receiving unit; summed over units it counts each dossier once (the citizen's view,
   province and level totals; a chain counts once);
 - `any`: the dossier at each unit that received it or was competent for it (`unit=` on the dossier basis);
@@ -94,7 +97,8 @@ def contributions(doc: dict[str, Any] | None) -> Counter[Cell]:
                 if basis in TOTAL_BASES:
                     out[(day, PROVINCE, field)] += 1
                     out[(day, level_slot(known.level if known else "unknown"), field)] += 1
-                if basis == "recv":
+                if basis == "recv":  # day x receiving unit x procedure x channel, and the same for the province
+                    out[(day, unit, f"by.{doc['procedure']}.{doc['channel']}.{counter}")] += 1
                     out[(day, procedure_slot(doc["procedure"]), f"{doc['channel']}.{counter}")] += 1
     return out
 
