@@ -123,8 +123,9 @@ def test_rows_built_from_deltas_give_the_figures_counted_item_by_item(seed, lo, 
                     == rollups.figures([r for r in unit_days if r["unit"] == unit], basis, start, end)), (basis, unit)
     for unit in UNITS:  # day x receiving unit x procedure x channel adds up to the unit's received
         mine = [r for r in rows if r["unit"] == unit]
-        by = sum(n for r in mine for key, n in r.get("by", {}).items()
-                 if key.endswith(".received_" + key.split(".")[1]))
+        breakdown = [r for r in rows if r["unit"] == rollups.breakdown_slot(unit)]
+        by = sum(n for r in breakdown for procedure, per_channel in r.items() if procedure not in ("day", "unit")
+                 for key, n in per_channel.items() if key.startswith(key.split(".")[0] + ".received_"))
         assert by == rollups.figures(mine, "recv", START, START + timedelta(99)).received
     by_procedure = Counter()
     for row in rows:

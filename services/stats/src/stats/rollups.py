@@ -6,8 +6,9 @@ sums up to its last day (in progress = received - closed; overdue = due_passed -
 passes its due date the day after it and stops counting the day it closes, or passes due if that is later).
 
 A cell is (day, slot, field). Slots:
-- a unit's code, with fields `<basis>.<counter>`, and `by.<procedure>.<channel>.<counter>` repeating its `recv`
-  counters (day x receiving unit x procedure x channel);
+- a unit's code, with fields `<basis>.<counter>`; `<unit>#`, with fields `<procedure>.<channel>.<counter>`
+  repeating its `recv` counters (day x receiving unit x procedure x channel; a row apart, which figures never
+  read, so that a unit's figures stay one small row per month);
 - `*` (the province) and `@commune` / `@province` (totals by level), so that totals are read from one row per
   month instead of summed over every unit; `#<procedure>` (the province's `recv` counters per channel);
 - `~units`: every unit's `any` and `step` counters summed per month (fields `<unit>.<basis>.<counter>`), so a
@@ -47,8 +48,12 @@ def procedure_slot(procedure: str) -> str:
     return f"#{procedure}"
 
 
+def breakdown_slot(unit: str) -> str:
+    return f"{unit}#"
+
+
 def is_unit_slot(slot: str) -> bool:
-    return slot[:1] not in ("*", "@", "#", "~")
+    return slot[:1] not in ("*", "@", "#", "~") and not slot.endswith("#")
 
 
 def work_items(doc: dict[str, Any], basis: Basis) -> list[tuple[str, dict[str, Any]]]:
@@ -98,7 +103,7 @@ def contributions(doc: dict[str, Any] | None) -> Counter[Cell]:
                     out[(day, PROVINCE, field)] += 1
                     out[(day, level_slot(known.level if known else "unknown"), field)] += 1
                 if basis == "recv":  # day x receiving unit x procedure x channel, and the same for the province
-                    out[(day, unit, f"by.{doc['procedure']}.{doc['channel']}.{counter}")] += 1
+                    out[(day, breakdown_slot(unit), f"{doc['procedure']}.{doc['channel']}.{counter}")] += 1
                     out[(day, procedure_slot(doc["procedure"]), f"{doc['channel']}.{counter}")] += 1
     return out
 
