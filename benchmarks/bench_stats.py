@@ -156,7 +156,7 @@ async def load_rows(db_name: str, n: int) -> tuple[int, float]:
     await add_to_rows(database(client, settings)["stats_dossiers_rollups"], deltas)
     loaded = time.perf_counter() - started
     await client.close()
-    return len(deltas), loaded
+    return len(per_row), loaded
 
 
 async def scan_baseline(n: int) -> float:
