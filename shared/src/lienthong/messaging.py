@@ -46,6 +46,10 @@ class LogContextMiddleware(BaseMiddleware):
             return await call_next(msg)
 
 
+# Headers of a dead letter (the dashboard reads them back): a reason, never a value from the record.
+DLQ_REASON, DLQ_SERVICE, DLQ_TIME = "dlq-reason", "dlq-service", "dlq-time"
+
+
 def make_broker(
     service: str,
     settings: KafkaSettings | None = None,
@@ -212,7 +216,7 @@ async def dead_letter_event(broker: KafkaBroker, event: CloudEvent, *, dlq_topic
 
 async def _park(broker: KafkaBroker, value: bytes, key: bytes | None, dlq_topic: str, service: str, reason: str,
                 extra: dict[str, str]) -> None:
-    headers = {"dlq-reason": reason[:1000], "dlq-service": service, "dlq-time": datetime.now(UTC).isoformat(),
+    headers = {DLQ_REASON: reason[:1000], DLQ_SERVICE: service, DLQ_TIME: datetime.now(UTC).isoformat(),
                **extra}
     await broker.publish(value, dlq_topic, key=key, headers=headers)
     log.warning("dead_lettered", dlq_topic=dlq_topic, reason=reason)

@@ -45,9 +45,10 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         if unit is not None and unit not in catalogue().units:
             raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
-        rows = await store.slot_rows(end.isoformat(), _slot(unit, level))
         if unit is not None and level is not None and catalogue().units[unit].level != level:
             rows = []  # the unit is not of that level: nothing of it counts
+        else:
+            rows = await store.slot_rows(end.isoformat(), _slot(unit, level))
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
                 **rollups.figures(rows, _basis(basis, unit), start, end).as_dict()}
 

@@ -62,8 +62,9 @@ class ProjectionStore:
         pointer = await self.meta.find_one({"_id": ACTIVE})
         return self.db[pointer["collection"] if pointer else DEFAULT_COLLECTION]
 
-    async def rollups(self) -> AsyncCollection:
-        return self.db[(await self.collection()).name + "_rollups"]
+    async def rollups(self, dossiers: AsyncCollection | None = None) -> AsyncCollection:
+        """The rows beside a dossier collection (the active one unless given: one pointer read, not two)."""
+        return self.db[(dossiers if dossiers is not None else await self.collection()).name + "_rollups"]
 
     async def switch_to(self, name: str) -> str:
         """Point every reader and writer at `name`; returns the collection it replaced."""
@@ -82,12 +83,14 @@ class ProjectionStore:
         by_dossier: dict[str, list[Positioned]] = defaultdict(list)
         for item in items:
             by_dossier[item.event.subject].append(item)
-        dossiers, rows = await self.collection(), await self.rollups()
+        dossiers = await self.collection()
+        rows = await self.rollups(dossiers)
+        # One read per dossier by `_id` (the lookup FerretDB indexes; `$in` would scan), all in flight at once.
+        stored_docs = await asyncio.gather(*(dossiers.find_one({"_id": code}) for code in by_dossier))
         deltas: Deltas = defaultdict(list)
         folded = []
-        for code, its in by_dossier.items():
+        for its, stored in zip(by_dossier.values(), stored_docs, strict=True):
             its.sort(key=lambda i: i.event.dossierseq)
-            stored = await dossiers.find_one({"_id": code})
             doc = _fold(stored, its, deltas)
             if doc is not stored:
                 folded.append((its, stored, doc))

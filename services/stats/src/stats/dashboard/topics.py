@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from lienthong.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TIME
 from lienthong.topics import CATALOGUE, Topic
 
 HISTORY = 120  # samples kept for the lag chart (10 minutes at one sample every 5 s)
@@ -146,6 +147,6 @@ async def _newest_reasons(consumer: AIOKafkaConsumer, parts: list[TopicPartition
     for records in (await consumer.getmany(*wanted, timeout_ms=2000)).values():
         for record in records:
             headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-            found.append({"time": headers.get("dlq-time", ""), "service": headers.get("dlq-service", ""),
-                          "reason": headers.get("dlq-reason", "")[:300]})
+            found.append({"time": headers.get(DLQ_TIME, ""), "service": headers.get(DLQ_SERVICE, ""),
+                          "reason": headers.get(DLQ_REASON, "")[:300]})
     return sorted(found, key=lambda r: r["time"], reverse=True)[:REASONS_SHOWN]
