@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 import csv
@@ -12,6 +12,7 @@ from collections import defaultdict
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from openpyxl import Workbook
 
+from lienthong.calendar import VN_TZ
 from lienthong.catalogue import catalogue
 from stats import rollups
 from stats.store import ProjectionStore
@@ -50,7 +51,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
         else:
             rows = await store.slot_rows(end.isoformat(), _slot(unit, level))
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
-                **rollups.figures(rows, _basis(basis, unit), start, end).as_dict()}
+                **rollups.figures(rows, _basis(basis, unit), start, end, today()).as_dict()}
 
     @router.get("/stats/summary", summary="Figures for a period, as the province reports them")
     async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None,
@@ -93,11 +94,11 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         kind: rollups.Basis = "step" if basis == "steps" else "any"  # a unit's own figures
         by_unit: dict[str, list[dict]] = defaultdict(list)
-        for row in await store.ranking_rows(start, end):
+        for row in await store.ranking_rows(start, min(end, today())):  # nothing is due later yet
             by_unit[row["unit"]].append(row)
         units = catalogue().units
         ranked = [{"unit": unit, "name": units[unit].name, "level": units[unit].level,
-                   **rollups.figures(rows, kind, start, end).as_dict()}
+                   **rollups.figures(rows, kind, start, end, today()).as_dict()}
                   for unit, rows in by_unit.items() if unit in units]
         ranked = [r for r in ranked if r["received"] or r["in_progress"] or r["resolved"] or r["rejected"]
                   or r["withdrawn"]]
@@ -140,8 +141,13 @@ async def timeseries_of(store: ProjectionStore, start: date, end: date, unit: st
                         basis: str) -> list[dict]:
     kind = _basis(basis, unit)
     daily = await store.slot_rows(end.isoformat(), _slot(unit, None))
-    return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b).as_dict()}
+    return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b, today()).as_dict()}
             for a, b in _buckets(start, end, interval)]
+
+
+def today() -> date:
+    """The province's today: in progress and overdue are never counted as of a later day."""
+    return datetime.now(VN_TZ).date()
 
 
 def _filename(row: dict) -> str:

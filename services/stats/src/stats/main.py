@@ -14,6 +14,7 @@ from lienthong.store import database, make_client, ping
 from stats import api, handlers
 from stats.dashboard import routes as dashboard_routes
 from stats.dashboard.topics import TopicMonitor
+from stats.projector import Projector
 from stats.settings import StatsSettings
 from stats.store import ProjectionStore
 
@@ -25,7 +26,7 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
     broker = make_broker("stats", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     store = ProjectionStore(database(client, mongo))
-    broker.include_router(handlers.build_router(store, settings.group_id))
+    broker.include_router(handlers.build_router(Projector(store), settings.group_id))
     monitor = TopicMonitor(kafka.servers)
     sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
 

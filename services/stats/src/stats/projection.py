@@ -4,7 +4,8 @@ province's figures from work items (a dossier, or one step of it). Figures follo
 - received: items received in the period (by channel); online rate = received online / received;
 - resolved: items resolved in the period, on time or late; on-time rate = resolved on time / resolved;
 - rejected, withdrawn: closed that way in the period;
-- in progress as of the period's end: received by then and not closed by then; overdue: of those, past due.
+- in progress as of the period's end, or today if that is earlier (nothing is overdue in the future yet): received
+  by then and not closed by then; overdue: of those, past due.
 
 `summarize` counts items one by one: the definition, and the oracle the rollups are tested against.
 """
@@ -141,10 +142,12 @@ class Summary:
         return {**self.__dict__, "on_time_rate": self.on_time_rate, "online_rate": self.online_rate}
 
 
-def summarize(items: Iterable[dict[str, Any]], start: date, end: date) -> Summary:
-    """Figures over work items, each with received_day, channel, closed_day, status, on_time and due_date."""
+def summarize(items: Iterable[dict[str, Any]], start: date, end: date, today: date | None = None) -> Summary:
+    """Figures over work items, each with received_day, channel, closed_day, status, on_time and due_date.
+    In progress and overdue are as of `end`, or `today` when that is earlier."""
     counts: dict[str, int] = {k: 0 for k in Summary.__dataclass_fields__}
     lo, hi = start.isoformat(), end.isoformat()
+    asof = min(end, today).isoformat() if today else hi
     for item in items:
         if lo <= item["received_day"] <= hi:
             counts["received"] += 1
@@ -154,8 +157,8 @@ def summarize(items: Iterable[dict[str, Any]], start: date, end: date) -> Summar
             counts[item["status"]] += 1
             if item["status"] == "resolved":
                 counts["resolved_on_time" if item["on_time"] else "resolved_late"] += 1
-        if item["received_day"] <= hi and (closed is None or closed > hi):
+        if item["received_day"] <= asof and (closed is None or closed > asof):
             counts["in_progress"] += 1
-            if item["due_date"] < hi:
+            if item["due_date"] < asof:
                 counts["overdue"] += 1
     return Summary(**counts)

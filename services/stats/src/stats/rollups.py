@@ -115,16 +115,20 @@ def delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[Cell, in
     return {cell: n for cell, n in change.items() if n}
 
 
-def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date) -> Summary:
-    """Figures from rows: `rows` must include every row up to `end` of the units concerned."""
+def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date,
+            today: date | None = None) -> Summary:
+    """Figures from rows: `rows` must include every row up to `end` of the units concerned (several rows of one
+    day, one per partition, add up). In progress and overdue are as of `end`, or `today` when that is earlier."""
     lo, hi = start.isoformat(), end.isoformat()
+    asof = min(end, today).isoformat() if today else hi
     flows: Counter[str] = Counter()
     running: Counter[str] = Counter()
     for row in rows:
         if row["day"] > hi:
             continue
         counters = row.get(basis) or {}
-        running.update(counters)
+        if row["day"] <= asof:
+            running.update(counters)
         if row["day"] >= lo:
             flows.update(counters)
     received = {c: flows[f"received_{c}"] for c in ("online", "direct", "postal")}

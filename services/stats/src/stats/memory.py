@@ -1,0 +1,44 @@
+"""The projector's store in memory: what a rebuild folds the whole log into before one bulk load, and the fake
+the service-layer tests run against. Writes are compare-and-set like the real store's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from stats.projector import DossierWrite, ProjectionConflict, Row
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.dossiers: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, Row] = {}
+        self.firsts: dict[int, str] = {}
+
+    async def prepare(self) -> str:
+        return "memory"
+
+    async def load_dossiers(self, codes: list[str]) -> dict[str, dict[str, Any]]:
+        return {c: self.dossiers[c] for c in codes if c in self.dossiers}
+
+    async def load_rows(self, ids: list[str]) -> list[Row]:
+        return [replace(self.rows[i], cells=dict(self.rows[i].cells)) for i in ids if i in self.rows]
+
+    async def note_first_month(self, partition: int, month: str) -> None:
+        self.firsts[partition] = min(month, self.firsts.get(partition, month))
+
+    async def write_rows(self, rows: list[Row]) -> None:
+        for row in rows:
+            current = self.rows.get(row.id)
+            if (current.pos if current else None) != row.stored_pos:
+                raise ProjectionConflict(f"row {row.id} moved on")
+        for row in rows:
+            self.rows[row.id] = replace(row, cells=dict(row.cells), stored_pos=row.pos)
+
+    async def write_dossiers(self, writes: list[DossierWrite]) -> None:
+        for w in writes:
+            current = self.dossiers.get(w.doc["_id"])
+            if (current["seq"] if current else None) != w.stored_seq:
+                raise ProjectionConflict(f"dossier {w.doc['_id']} moved on")
+        for w in writes:
+            self.dossiers[w.doc["_id"]] = w.doc

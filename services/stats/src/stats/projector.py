@@ -1,0 +1,222 @@
+"""Stats' service layer: fold a batch of lifecycle events in memory, then write the result behind in a few bulk
+round trips, with absolute values and each document's own tracking position.
+
+State is partitioned like the log (a dossier's events share its partition, so does everything derived from them):
+- one document per dossier, its tracking position `seq` (the last `dossierseq` it includes);
+- one rollup row per month x slot x partition (`rollups` says what a slot is), its tracking position `pos` (the
+  last offset of that partition it includes). No two partitions write the same row; readers add them up.
+
+Why this is exact under any crash, whatever the store answers:
+- rows are written before dossiers. A dossier document at `seq` k therefore implies every row holds the deltas of
+  its events up to k; a replayed event either folds from an older document (its deltas come out the same and each
+  row skips what its `pos` already includes) or is no longer the next one (nothing to add, nothing missing);
+- every write is a compare-and-set on the position read (or an insert of a document that was absent), and its
+  count is checked. Anything unexpected — a failed guard, a duplicate key, an error reply of any shape, a lost
+  connection — drops the partitions' cached rows and re-raises: the batch comes again, folds from what the store
+  holds then, and writes absolute values. No error reply is interpreted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from lienthong.contracts import CloudEvent
+from stats import rollups
+from stats.projection import apply
+
+log = structlog.get_logger("stats.projector")
+
+
+@dataclass(frozen=True)
+class Positioned:
+    """An event and where it sits in the log: (partition, offset) is the rows' tracking position."""
+
+    event: CloudEvent
+    partition: int
+    offset: int
+
+
+@dataclass
+class Row:
+    """One rollup row in memory: flat cells (`d05.recv.received_online` -> n) and the last offset it includes."""
+
+    id: str
+    month: str
+    slot: str
+    partition: int
+    pos: int = -1
+    cells: dict[str, int] = field(default_factory=dict)
+    stored_pos: int | None = None  # what the store holds: a stored row is replaced by compare-and-set on it
+
+
+@dataclass(frozen=True)
+class DossierWrite:
+    doc: dict[str, Any]
+    stored_seq: int | None  # None: the document was absent and is inserted
+
+
+@dataclass(frozen=True)
+class Poison:
+    """An event that validated but cannot be folded: parked with a reason instead of stalling its partition."""
+
+    item: Positioned
+    reason: str
+
+
+class ProjectionConflict(RuntimeError):
+    """A guarded write did not apply: another writer moved a document on, or the store's reply was not the one
+    expected. The batch is folded again from what the store holds."""
+
+
+class ProjectionPort(Protocol):
+    """What the projector needs from a store (MongoDB in production, a dict in unit tests)."""
+
+    async def prepare(self) -> str: ...
+    async def load_dossiers(self, codes: list[str]) -> dict[str, dict[str, Any]]: ...
+    async def load_rows(self, ids: list[str]) -> list[Row]: ...
+    async def note_first_month(self, partition: int, month: str) -> None: ...
+    async def write_rows(self, rows: list[Row]) -> None: ...
+    async def write_dossiers(self, writes: list[DossierWrite]) -> None: ...
+
+
+def row_id(month: str, slot: str, partition: int) -> str:
+    return f"{month}|{slot}|p{partition}"
+
+
+def path_of(day: str, slot: str, field_: str) -> str:
+    """Where a cell's count lives in its month row: under its day, but for the month-only `~units` slot."""
+    return field_ if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field_}"
+
+
+@dataclass
+class PartitionState:
+    """What the projector keeps of a partition between batches while it reads it in order."""
+
+    next_offset: int
+    rows: OrderedDict[str, Row] = field(default_factory=OrderedDict)
+    first_month: str | None = None
+
+
+class Projector:
+    """Projects batches; keeps each partition's recently used rows while the partition is read in order. A batch
+    that does not continue where the last one ended (a rebalance, a redelivery) starts that partition afresh."""
+
+    def __init__(self, store: ProjectionPort, *, cached_rows_per_partition: int = 4000) -> None:
+        self.store = store
+        self.cached_rows = cached_rows_per_partition
+        self._partitions: dict[int, PartitionState] = {}
+        self._collection: str | None = None
+
+    async def project(self, items: list[Positioned]) -> list[Poison]:
+        """Fold and store a batch (records of any partitions, each partition's in offset order). Returns the
+        events that could not be folded; everything else is stored when this returns."""
+        if not items:
+            return []
+        collection = await self.store.prepare()
+        if collection != self._collection:  # a rebuild switched collections: nothing cached is valid
+            self._partitions.clear()
+            self._collection = collection
+        by_partition: dict[int, list[Positioned]] = defaultdict(list)
+        for item in items:
+            by_partition[item.partition].append(item)
+        states = {p: self._state(p, its[0].offset) for p, its in by_partition.items()}
+        try:
+            return await self._project(by_partition, states)
+        except BaseException:
+            for p in by_partition:  # the cached rows may hold what was not stored
+                self._partitions.pop(p, None)
+            raise
+
+    def _state(self, partition: int, first_offset: int) -> PartitionState:
+        state = self._partitions.get(partition)
+        if state is None or state.next_offset != first_offset:
+            state = PartitionState(next_offset=first_offset)
+            self._partitions[partition] = state
+        return state
+
+    async def _project(self, by_partition: dict[int, list[Positioned]],
+                       states: dict[int, PartitionState]) -> list[Poison]:
+        codes = list(dict.fromkeys(i.event.subject for its in by_partition.values() for i in its))
+        stored = await self.store.load_dossiers(codes)
+        docs: dict[str, dict[str, Any] | None] = {code: stored.get(code) for code in codes}
+        deltas: dict[str, list[tuple[int, str, int]]] = defaultdict(list)  # row id -> (offset, path, n)
+        where: dict[str, tuple[str, str, int]] = {}
+        poison: list[Poison] = []
+        changed: set[str] = set()
+        for partition, its in by_partition.items():
+            for item in its:
+                code = item.event.subject
+                try:
+                    after = apply(docs[code], item.event)
+                    if after is None:
+                        continue  # already applied (redelivery, replay) or not the next event of its dossier
+                    cells = rollups.delta(docs[code], after)
+                except Exception as exc:  # noqa: BLE001 - a fold that fails for one event must not stall the rest
+                    poison.append(Poison(item, f"fold failed: {type(exc).__name__}"))
+                    continue
+                for (day, slot, field_), n in cells.items():
+                    rid = row_id(day[:7], slot, partition)
+                    where[rid] = (day[:7], slot, partition)
+                    deltas[rid].append((item.offset, path_of(day, slot, field_), n))
+                docs[code] = after
+                changed.add(code)
+        rows = await self._rows(where, states)
+        dirty = []
+        for rid, ds in deltas.items():
+            row = rows[rid]
+            new = [d for d in ds if d[0] > row.pos]
+            if not new:
+                continue
+            for _, path, n in new:
+                total = row.cells.get(path, 0) + n
+                if total:
+                    row.cells[path] = total
+                else:
+                    row.cells.pop(path, None)
+            dirty.append(row)
+        for partition, its in by_partition.items():
+            month = min((rid_month for rid_month, _, p in where.values() if p == partition), default=None)
+            state = states[partition]
+            if month is not None and (state.first_month is None or month < state.first_month):
+                await self.store.note_first_month(partition, month)  # before the rows: readers start there
+                state.first_month = month
+            last = its[-1].offset
+            for row in dirty:
+                if row.partition == partition:
+                    row.pos = last
+        await self.store.write_rows(dirty)
+        await self.store.write_dossiers([DossierWrite(docs[c], stored[c]["seq"] if c in stored else None)
+                                         for c in codes if c in changed])
+        for row in dirty:
+            row.stored_pos = row.pos
+        for partition, its in by_partition.items():
+            states[partition].next_offset = its[-1].offset + 1
+            self._trim(states[partition])
+        return poison
+
+    async def _rows(self, where: dict[str, tuple[str, str, int]],
+                    states: dict[int, PartitionState]) -> dict[str, Row]:
+        """The rows a batch touches: from the cache, else as stored, else new."""
+        rows: dict[str, Row] = {}
+        missing = []
+        for rid, (_, _, partition) in where.items():
+            cached = states[partition].rows.get(rid)
+            if cached is not None:
+                states[partition].rows.move_to_end(rid)
+                rows[rid] = cached
+            else:
+                missing.append(rid)
+        found = {row.id: row for row in await self.store.load_rows(missing)} if missing else {}
+        for rid in missing:
+            month, slot, partition = where[rid]
+            row = found.get(rid) or Row(rid, month, slot, partition)
+            rows[rid] = states[partition].rows[rid] = row
+        return rows
+
+    def _trim(self, state: PartitionState) -> None:
+        while len(state.rows) > self.cached_rows:
+            state.rows.popitem(last=False)
