@@ -5,7 +5,12 @@ Delivery policy, decided once here:
   in-sync replicas have it);
 - subscribers read raw bytes and validate themselves, so a malformed record becomes a dead letter instead of an
   endless redelivery loop, and use NACK_ON_ERROR: an unexpected error (store down) leaves the offset uncommitted
-  and the record is delivered again; offsets are committed only after the handler has stored its effect.
+  and the record is delivered again; offsets are committed only after the handler has stored its effect;
+- poison (one policy for every single-record subscriber, `PoisonPolicy`): a record whose handler keeps failing
+  for a reason of its own is tried MAX_ATTEMPTS times, then parked on its topic's DLQ with the error's type as
+  the reason, and the partition moves on. An infrastructure error (store or broker unreachable) is nobody's
+  record's fault: it never counts, the record waits for the infrastructure. Batch subscribers apply the same rule
+  per record themselves (stats: an event that cannot be folded is parked at once; the fold is deterministic).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from pymongo.errors import ConnectionFailure
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -26,9 +32,12 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from lienthong.contracts import CloudEvent, to_json
 from lienthong.settings import KafkaSettings
-from lienthong.topics import Topic
+from lienthong.topics import Topic, all_topics
 
 SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
+MAX_ATTEMPTS = 5
+# Errors that say the infrastructure is away, not that the record is bad: retried without counting.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError, OSError, TimeoutError)
 CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"  # structured mode, Kafka protocol binding
 
 log = structlog.get_logger("lienthong.messaging")
@@ -46,6 +55,47 @@ class LogContextMiddleware(BaseMiddleware):
             return await call_next(msg)
 
 
+class PoisonPolicy:
+    """Bounded attempts per record for single-record subscribers (see the module docstring). `middleware` goes on
+    the broker; the broker is bound once it exists (it publishes the dead letters)."""
+
+    def __init__(self, service: str, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.service, self.max_attempts = service, max_attempts
+        self.broker: KafkaBroker | None = None
+        self.attempts: dict[tuple[str, int, int], int] = {}  # only records that failed and were not yet parked
+        self.dlq = {t.name: t.dlq for t in all_topics() if t.has_dlq}
+        policy = self
+
+        class Middleware(BaseMiddleware):
+            async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+                return await policy.consume(call_next, msg)
+
+        self.middleware = Middleware
+
+    async def consume(self, call_next: Any, msg: Any) -> Any:
+        record = msg.raw_message
+        if isinstance(record, tuple | list):  # batch subscribers apply the policy per record themselves
+            return await call_next(msg)
+        key = (record.topic, record.partition, record.offset)
+        try:
+            result = await call_next(msg)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("infrastructure_unavailable", error=type(exc).__name__)
+            await asyncio.sleep(1.0)  # the record comes again; no hot loop while the store or broker is away
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is the record's: count it
+            attempts = self.attempts[key] = self.attempts.get(key, 0) + 1
+            log.warning("handler_failed", error=type(exc).__name__, attempt=attempts, max_attempts=self.max_attempts)
+            if attempts < self.max_attempts or record.topic not in self.dlq or self.broker is None:
+                raise
+            del self.attempts[key]
+            await dead_letter(self.broker, record, dlq_topic=self.dlq[record.topic], service=self.service,
+                              reason=f"handler failed {attempts} times: {type(exc).__name__}")
+            return None
+        self.attempts.pop(key, None)
+        return result
+
+
 # Headers of a dead letter (the dashboard reads them back): a reason, never a value from the record.
 DLQ_REASON, DLQ_SERVICE, DLQ_TIME = "dlq-reason", "dlq-service", "dlq-time"
 
@@ -58,7 +108,8 @@ def make_broker(
     registry: CollectorRegistry = REGISTRY,
 ) -> KafkaBroker:
     settings = settings or KafkaSettings()
-    return KafkaBroker(
+    poison = PoisonPolicy(service)
+    broker = KafkaBroker(
         settings.servers,
         client_id=f"{settings.client_id_prefix}-{service}",
         acks="all",
@@ -70,9 +121,12 @@ def make_broker(
         middlewares=[
             LogContextMiddleware,
             KafkaPrometheusMiddleware(registry=registry, app_name=service, metrics_prefix="lienthong"),
+            poison.middleware,
         ],
         description=f"Liên Thông {service} service",
     )
+    poison.broker = broker
+    return broker
 
 
 async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Topic]) -> list[str]:

@@ -6,17 +6,18 @@ so the per-dossier sequence has one writer.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from lienthong.contracts.envelope import EventData, envelope_for
 from lienthong.contracts.types import (
     Channel,
     CitizenId,
     Contract,
+    Day,
     Email,
+    Instant,
     LongText,
     Phone,
     ProcedureCode,
@@ -53,8 +54,8 @@ class DossierSubmitted(EventData):
     channel: Channel = Field(description="online (national portal), direct (counter) or postal")
     receiving_unit: UnitCode = Field(description="Unit whose centre received the dossier")
     external_ref: ShortText = Field(description="Portal dossier number or counter receipt number (idempotency key)")
-    received_at: AwareDatetime = Field(description="Reception time")
-    due_date: date = Field(description="Statutory due date (working days from the shared calendar)")
+    received_at: Instant = Field(description="Reception time")
+    due_date: Day = Field(description="Statutory due date (working days from the shared calendar)")
     processing_days: int = Field(ge=0, le=365, description="Statutory processing time in working days")
     applicant: Applicant
     land_parcel: ShortText | None = Field(None, description="Land parcel reference (map sheet/parcel), land procedures")
@@ -68,7 +69,7 @@ class DossierAssigned(EventData):
     unit_code: UnitCode
     step: int = Field(ge=0, le=50, description="Index of the step in the procedure's chain")
     step_name: ShortText
-    step_due_date: date
+    step_due_date: Day
 
 
 class StepStarted(EventData):
@@ -128,7 +129,7 @@ class DossierResumed(EventData):
     EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.resumed.v1"
     unit_code: UnitCode
     paused_working_days: int = Field(ge=0, le=365)
-    new_due_date: date
+    new_due_date: Day
 
 
 class DeadlineExtended(EventData):
@@ -138,7 +139,7 @@ class DeadlineExtended(EventData):
     unit_code: UnitCode
     working_days: int = Field(ge=1, le=60, description="Working days added to the dossier's and the step's due date")
     reason: ShortText
-    new_due_date: date | None = Field(None, description="Set by routing; agencies leave it empty")
+    new_due_date: Day | None = Field(None, description="Set by routing; agencies leave it empty")
 
 
 class DossierResolved(EventData):
@@ -146,8 +147,8 @@ class DossierResolved(EventData):
 
     EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.resolved.v1"
     unit_code: UnitCode = Field(description="Unit that completed the last step")
-    resolved_at: AwareDatetime
-    due_date: date
+    resolved_at: Instant
+    due_date: Day
     on_time: bool
     result_ref: ShortText | None = None
 
@@ -173,7 +174,7 @@ class ResultReturned(EventData):
     EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.result-returned.v1"
     unit_code: UnitCode
     method: Literal["counter", "postal", "online"]
-    returned_at: AwareDatetime
+    returned_at: Instant
 
 
 class DossierDueSoon(EventData):
@@ -182,7 +183,7 @@ class DossierDueSoon(EventData):
     EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.due-soon.v1"
     unit_code: UnitCode
     step: int | None = Field(None, ge=0, le=50, description="None: the dossier's statutory deadline")
-    due_date: date
+    due_date: Day
 
 
 class DossierOverdue(EventData):
@@ -191,7 +192,7 @@ class DossierOverdue(EventData):
     EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.overdue.v1"
     unit_code: UnitCode
     step: int | None = Field(None, ge=0, le=50, description="None: the dossier's statutory deadline")
-    due_date: date
+    due_date: Day
 
 
 class RoutingFailed(EventData):

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 import orjson
-from pydantic import AwareDatetime, Field, create_model
+from pydantic import Field, create_model
 
-from lienthong.contracts.types import Contract, DossierCode, ShortText
+from lienthong.contracts.types import Contract, DossierCode, Instant, ShortText
 
 
 class EventData(Contract):
@@ -31,7 +31,7 @@ class CloudEvent(Contract):
     source: ShortText = Field(description="URI-reference of the publishing unit/service, e.g. /units/HACTHANH/intake")
     type: str = Field(description="Versioned event type, e.g. vn.gov.dossier.submitted.v1")
     subject: DossierCode = Field(description="The dossier code; also the Kafka key, so one dossier's events stay ordered")
-    time: AwareDatetime = Field(description="When the fact happened (RFC 3339, with offset)")
+    time: Instant = Field(description="When the fact happened (RFC 3339, with offset)")
     datacontenttype: Literal["application/json"] = "application/json"
     dossierseq: int = Field(
         ge=1,

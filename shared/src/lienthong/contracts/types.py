@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 UnitCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,15}$")]
 ProcedureCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9.\-]{1,31}$")]
@@ -15,6 +16,20 @@ Email = Annotated[
     str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+$")
 ]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# Every date a dossier can carry lies in this century: a record beyond it (year 1, 9999-12-31) is a typo or an
+# attack, and would break working-day arithmetic or make every query read thousands of empty months.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def _in_range(value: date | datetime) -> date | datetime:
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"outside {FIRST_DAY.isoformat()}..{LAST_DAY.isoformat()}")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_in_range)]
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
