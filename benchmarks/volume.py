@@ -80,9 +80,8 @@ def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1) -> list[tuple[str
             (_at(day, minute + 5), "assigned", {"unit_code": unit, "step": 0, "step_name": "Xử lý",
                                                 "step_due_date": due.isoformat()})]
         if i not in open_ones:
-            if i in late_ones:
+            if i in late_ones and due < LAST:  # late, but resolved within the five months
                 done = min(LAST, due + timedelta(days=rng.randrange(1, 10)))
-                done = done if done > due else due + timedelta(days=1)
             else:
                 done = min(due, LAST, day + timedelta(days=rng.randrange(0, 12)))
             m = rng.randrange(60, 540) if done > day else rng.randrange(minute + 10, minute + 60)
@@ -108,19 +107,20 @@ def expected(events: list[tuple[str, int, str, bytes]]) -> Counter:
     """The province's figures for FIRST..LAST counted from the plan, dossier by dossier (not from the fold)."""
     counts: Counter = Counter()
     open_: dict[str, str] = {}
+    first, last = FIRST.isoformat(), LAST.isoformat()
     for _, _, code, value in events:
         event = orjson.loads(value)
-        data, kind = event["data"], event["type"].split(".")[3]
-        if kind == "submitted":
+        data, kind, day = event["data"], event["type"].split(".")[3], event["time"][:10]
+        if kind == "submitted" and first <= day <= last:
             counts["received"] += 1
             counts[f"received_{data['channel']}"] += 1
             open_[code] = data["due_date"]
-        elif kind == "resolved":
+        elif kind == "resolved" and first <= day <= last:
             counts["resolved"] += 1
             counts["resolved_on_time" if data["on_time"] else "resolved_late"] += 1
             del open_[code]
     counts["in_progress"] = len(open_)
-    counts["overdue"] = sum(1 for due in open_.values() if due < LAST.isoformat())
+    counts["overdue"] = sum(1 for due in open_.values() if due < last)
     return counts
 
 

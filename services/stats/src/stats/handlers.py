@@ -14,7 +14,7 @@ from stats.projector import Positioned, Projector
 
 # Large batches: the store's cost is per round trip, and a batch is a handful of them whatever its size. The fetch
 # waits at most BATCH_WAIT_MS for a batch to fill, so a quiet stream is still projected within that.
-MAX_BATCH = 20_000
+MAX_BATCH = 100_000
 BATCH_WAIT_MS = 200
 log = structlog.get_logger("stats")
 

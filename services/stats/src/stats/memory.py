@@ -14,6 +14,7 @@ class MemoryStore:
         self.dossiers: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, Row] = {}
         self.firsts: dict[int, str] = {}
+        self.marks: dict[int, int] = {}
 
     async def prepare(self) -> str:
         return "memory"
@@ -24,8 +25,14 @@ class MemoryStore:
     async def load_rows(self, ids: list[str]) -> list[Row]:
         return [replace(self.rows[i], cells=dict(self.rows[i].cells)) for i in ids if i in self.rows]
 
-    async def note_first_month(self, partition: int, month: str) -> None:
-        self.firsts[partition] = min(month, self.firsts.get(partition, month))
+    async def flush_marks(self, partitions: list[int]) -> dict[int, int]:
+        return {p: self.marks[p] for p in partitions if p in self.marks}
+
+    async def mark_flushing(self, marks: dict[int, tuple[str | None, int]]) -> None:
+        for partition, (month, last) in marks.items():
+            self.marks[partition] = max(last, self.marks.get(partition, last))
+            if month is not None:
+                self.firsts[partition] = min(month, self.firsts.get(partition, month))
 
     async def write_rows(self, rows: list[Row]) -> None:
         for row in rows:

@@ -78,9 +78,74 @@ class ProjectionPort(Protocol):
     async def prepare(self) -> str: ...
     async def load_dossiers(self, codes: list[str]) -> dict[str, dict[str, Any]]: ...
     async def load_rows(self, ids: list[str]) -> list[Row]: ...
-    async def note_first_month(self, partition: int, month: str) -> None: ...
+    async def flush_marks(self, partitions: list[int]) -> dict[int, int]: ...
+    async def mark_flushing(self, marks: dict[int, tuple[str | None, int]]) -> None: ...
     async def write_rows(self, rows: list[Row]) -> None: ...
     async def write_dossiers(self, writes: list[DossierWrite]) -> None: ...
+
+
+@dataclass
+class Fold:
+    """A batch folded: the new dossier documents and, per row, the deltas with the offset they come from."""
+
+    docs: dict[str, dict[str, Any] | None]
+    deltas: dict[str, list[tuple[int, str, int]]] = field(default_factory=lambda: defaultdict(list))
+    where: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # row id -> (month, slot, partition)
+    changed: set[str] = field(default_factory=set)
+    poison: list[Poison] = field(default_factory=list)
+
+    def add(self, cells: dict[rollups.Cell, int], partition: int, offset: int) -> None:
+        for (day, slot, field_), n in cells.items():
+            rid = row_id(day[:7], slot, partition)
+            self.where[rid] = (day[:7], slot, partition)
+            self.deltas[rid].append((offset, path_of(day, slot, field_), n))
+
+
+def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int]) -> Fold:
+    """Apply each event to its dossier. In `exact` partitions every event's deltas are kept with its offset;
+    elsewhere a dossier's net change over the batch is one delta at the offset of its last event (a row holds
+    either all of a batch's events or none of them there), which costs one rollup computation per dossier."""
+    fold = Fold(docs={i.event.subject: stored.get(i.event.subject) for its in by_partition.values() for i in its})
+    for partition, its in by_partition.items():
+        if partition in exact:
+            for item in its:
+                _fold_one(fold, item)
+            continue
+        stories: dict[str, list[Positioned]] = defaultdict(list)
+        for item in its:
+            stories[item.event.subject].append(item)
+        for code, story in stories.items():
+            before, doc, last = fold.docs[code], fold.docs[code], None
+            try:
+                for item in story:
+                    after = apply(doc, item.event)
+                    if after is not None:
+                        doc, last = after, item.offset
+                cells = rollups.delta(before, doc) if last is not None else {}
+            except Exception:  # noqa: BLE001 - find the event that breaks the fold, one by one
+                for item in story:
+                    _fold_one(fold, item)
+                continue
+            if last is not None:
+                fold.add(cells, partition, last)
+                fold.docs[code] = doc
+                fold.changed.add(code)
+    return fold
+
+
+def _fold_one(fold: Fold, item: Positioned) -> None:
+    code = item.event.subject
+    try:
+        after = apply(fold.docs[code], item.event)
+        if after is None:
+            return  # already applied (redelivery, replay) or not the next event of its dossier
+        cells = rollups.delta(fold.docs[code], after)
+    except Exception as exc:  # noqa: BLE001 - a fold that fails for one event must not stall the rest
+        fold.poison.append(Poison(item, f"fold failed: {type(exc).__name__}"))
+        return
+    fold.add(cells, item.partition, item.offset)
+    fold.docs[code] = after
+    fold.changed.add(code)
 
 
 def row_id(month: str, slot: str, partition: int) -> str:
@@ -99,6 +164,7 @@ class PartitionState:
     next_offset: int
     rows: OrderedDict[str, Row] = field(default_factory=OrderedDict)
     first_month: str | None = None
+    flushed: int | None = None  # the partition's flush mark: the last offset any flush may have written
 
 
 class Projector:
@@ -142,31 +208,22 @@ class Projector:
                        states: dict[int, PartitionState]) -> list[Poison]:
         codes = list(dict.fromkeys(i.event.subject for its in by_partition.values() for i in its))
         stored = await self.store.load_dossiers(codes)
-        docs: dict[str, dict[str, Any] | None] = {code: stored.get(code) for code in codes}
-        deltas: dict[str, list[tuple[int, str, int]]] = defaultdict(list)  # row id -> (offset, path, n)
-        where: dict[str, tuple[str, str, int]] = {}
-        poison: list[Poison] = []
-        changed: set[str] = set()
-        for partition, its in by_partition.items():
-            for item in its:
-                code = item.event.subject
-                try:
-                    after = apply(docs[code], item.event)
-                    if after is None:
-                        continue  # already applied (redelivery, replay) or not the next event of its dossier
-                    cells = rollups.delta(docs[code], after)
-                except Exception as exc:  # noqa: BLE001 - a fold that fails for one event must not stall the rest
-                    poison.append(Poison(item, f"fold failed: {type(exc).__name__}"))
-                    continue
-                for (day, slot, field_), n in cells.items():
-                    rid = row_id(day[:7], slot, partition)
-                    where[rid] = (day[:7], slot, partition)
-                    deltas[rid].append((item.offset, path_of(day, slot, field_), n))
-                docs[code] = after
-                changed.add(code)
-        rows = await self._rows(where, states)
+        fresh = [p for p, s in states.items() if s.flushed is None]
+        marks = await self.store.flush_marks(fresh) if fresh else {}
+        for p in fresh:
+            states[p].flushed = marks.get(p, -1)
+        # A partition whose batch starts at or before its last flush mark replays a flush that may have stopped
+        # half-way: its rows may hold part of the batch, so each event's deltas are kept apart.
+        exact = {p for p, its in by_partition.items() if its[0].offset <= states[p].flushed}
+        fold = _fold(by_partition, stored, exact)
+        rows = await self._rows(fold.where, states)
+        overlap = {p for rid, (_, _, p) in fold.where.items()
+                   if p not in exact and rows[rid].pos >= by_partition[p][0].offset}
+        if overlap:  # a row written past our position by another writer: fold those partitions event by event
+            fold = _fold(by_partition, stored, exact | overlap)
+            rows = await self._rows(fold.where, states)
         dirty = []
-        for rid, ds in deltas.items():
+        for rid, ds in fold.deltas.items():
             row = rows[rid]
             new = [d for d in ds if d[0] > row.pos]
             if not new:
@@ -178,25 +235,27 @@ class Projector:
                 else:
                     row.cells.pop(path, None)
             dirty.append(row)
+        marks = {}
         for partition, its in by_partition.items():
-            month = min((rid_month for rid_month, _, p in where.values() if p == partition), default=None)
-            state = states[partition]
-            if month is not None and (state.first_month is None or month < state.first_month):
-                await self.store.note_first_month(partition, month)  # before the rows: readers start there
-                state.first_month = month
             last = its[-1].offset
+            month = min((m for m, _, p in fold.where.values() if p == partition), default=None)
+            first = states[partition].first_month
+            marks[partition] = (min(month, first or month) if month else first, last)
             for row in dirty:
                 if row.partition == partition:
                     row.pos = last
+        await self.store.mark_flushing(marks)  # before the rows: readers start at `first`, replays see the mark
         await self.store.write_rows(dirty)
-        await self.store.write_dossiers([DossierWrite(docs[c], stored[c]["seq"] if c in stored else None)
-                                         for c in codes if c in changed])
+        await self.store.write_dossiers([DossierWrite(fold.docs[c], stored[c]["seq"] if c in stored else None)
+                                         for c in codes if c in fold.changed])
         for row in dirty:
             row.stored_pos = row.pos
         for partition, its in by_partition.items():
-            states[partition].next_offset = its[-1].offset + 1
-            self._trim(states[partition])
-        return poison
+            state = states[partition]
+            state.first_month, state.flushed = marks[partition][0], its[-1].offset
+            state.next_offset = its[-1].offset + 1
+            self._trim(state)
+        return fold.poison
 
     async def _rows(self, where: dict[str, tuple[str, str, int]],
                     states: dict[int, PartitionState]) -> dict[str, Row]:

@@ -26,7 +26,7 @@ from stats.memory import MemoryStore
 from stats.projector import Positioned, Projector
 from stats.store import ProjectionStore
 
-FETCH = 20_000
+FETCH = 100_000
 
 
 async def replay(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], until: dict[TopicPartition, int],
@@ -68,7 +68,8 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
                                 Projector(memory, cached_rows_per_partition=0))
         folded = time.perf_counter() - started
         await fresh.prepare()
-        await fresh.insert_all(list(memory.dossiers.values()), list(memory.rows.values()), memory.firsts)
+        await fresh.insert_all(list(memory.dossiers.values()), list(memory.rows.values()), memory.firsts,
+                                memory.marks)
         del memory
         previous = await live.switch_to(target)
         topped_up = await replay(consumer, partitions, await consumer.end_offsets(partitions), Projector(fresh))

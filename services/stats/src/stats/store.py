@@ -72,10 +72,18 @@ class ProjectionStore:
     async def load_rows(self, ids: list[str]) -> list[Row]:
         return [_row_from(doc) for doc in await _find_ids(self._named("_rows"), ids)]
 
-    async def note_first_month(self, partition: int, month: str) -> None:
-        await self._named("_partitions").update_one({"_id": f"p{partition}"},
-                                                    {"$min": {"first": month}, "$set": {"partition": partition}},
-                                                    upsert=True)
+    async def flush_marks(self, partitions: list[int]) -> dict[int, int]:
+        docs = await _find_ids(self._named("_partitions"), [f"p{p}" for p in partitions])
+        return {d["partition"]: d["flushing"] for d in docs if "flushing" in d}
+
+    async def mark_flushing(self, marks: dict[int, tuple[str | None, int]]) -> None:
+        """Per partition: the first month it has rows for (readers start there) and the last offset this flush
+        may write (a replay up to there folds event by event). One small document per partition."""
+        for partition, (month, last) in marks.items():
+            update: dict[str, Any] = {"$max": {"flushing": last}, "$set": {"partition": partition}}
+            if month is not None:
+                update["$min"] = {"first": month}
+            await self._named("_partitions").update_one({"_id": f"p{partition}"}, update, upsert=True)
 
     async def write_rows(self, rows: list[Row]) -> None:
         await _write(self._named("_rows"),
@@ -89,18 +97,18 @@ class ProjectionStore:
                      [ReplaceOne({"_id": w.doc["_id"], "seq": w.stored_seq}, w.doc)
                       for w in writes if w.stored_seq is not None])
 
-    async def insert_all(self, dossiers: list[dict[str, Any]], rows: list[Row], firsts: dict[int, str]) -> None:
+    async def insert_all(self, dossiers: list[dict[str, Any]], rows: list[Row], firsts: dict[int, str],
+                         marks: dict[int, int]) -> None:
         """A rebuild's bulk load into empty collections."""
         for suffix, docs in (("", dossiers), ("_rows", [_row_doc(r) for r in rows])):
             for start in range(0, len(docs), 10 * READ_CHUNK):
                 await self._named(suffix).insert_many(docs[start:start + 10 * READ_CHUNK], ordered=False)
-        for partition, month in firsts.items():
-            await self.note_first_month(partition, month)
+        await self.mark_flushing({p: (firsts.get(p), mark) for p, mark in marks.items()})
 
     # -- readers -----------------------------------------------------------------------------------------------
     async def _layout(self) -> tuple[str, list[int]] | None:
         """The first month with data and the partitions that wrote rows, or None before any."""
-        docs = await self._named("_partitions").find({}).to_list(None)
+        docs = [d for d in await self._named("_partitions").find({}).to_list(None) if "first" in d]
         if not docs:
             return None
         return min(d["first"] for d in docs), sorted(d["partition"] for d in docs)

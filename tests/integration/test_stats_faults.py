@@ -1,0 +1,115 @@
+"""Stats under fire, on the real broker and store: two stats processes in one consumer group, SIGKILLed at random
+moments (while fetching, folding, or half-way through a flush) and restarted, at least 20 times, while the dossier
+log grows; every kill is a rebalance for the survivor. After the last event, the figures equal the ground truth,
+for the province, per unit and per step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.kafka_reader import wait_caught_up
+from tests.integration.test_stats import as_steps, expected, generate, publish_all
+from lienthong.topics import DOSSIER_LIFECYCLE
+
+pytestmark = pytest.mark.integration
+
+PERIOD = (date(2018, 3, 5), date(2018, 3, 16))  # no other test writes into it
+KILLS = 24
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StatsProcess:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name, self.env, self.port = name, env, free_port()
+        self.proc: subprocess.Popen | None = None
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log = (ARTIFACTS / f"stats-faults-{name}.log").open("a")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "stats.main"], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.env, "STATS_HTTP_PORT": str(self.port)})
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited by itself ({self.proc.returncode}): see {self.log.name}")
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
+    truths, events = generate(1500, seed=21, period=PERIOD)
+    group = f"stats-faults-{uuid.uuid4().hex[:6]}"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers), "MONGODB_URI": infra.mongo.uri,
+           "MONGODB_DATABASE": f"{infra.mongo.database}_faults", "STATS_GROUP_ID": group,
+           "STATS_GRACEFUL_TIMEOUT_S": "2", "STATS_LOG_LEVEL": "WARNING"}
+    processes = [StatsProcess("a", env), StatsProcess("b", env)]
+    rng = random.Random(5)
+    # In time order, as routing publishes: a dossier's events spread over several chunks, so kills and replays
+    # fall between them and inside batches that fold part of a dossier.
+    events = sorted(events, key=lambda e: (e.time, e.dossierseq))
+    size = -(-len(events) // KILLS)
+    chunks = [events[i:i + size] for i in range(0, len(events), size)]
+    kills = 0
+    try:
+        for p in processes:
+            p.start()
+        for chunk in chunks:
+            await publish_all(infra, chunk)
+            await asyncio.sleep(rng.uniform(0.3, 2.5))  # starting, fetching, folding or flushing
+            victim = rng.choice(processes)
+            victim.kill()
+            kills += 1
+            victim.start()
+        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name, timeout=240)
+        base = f"http://127.0.0.1:{processes[0].port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            for _ in range(120):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.5)
+
+            async def figures(unit=None, **extra):
+                params = {"from": PERIOD[0].isoformat(), "to": PERIOD[1].isoformat(),
+                          **({"unit": unit} if unit else {}), **extra}
+                body = (await http.get("/v1/stats/summary", params=params)).raise_for_status().json()
+                return {k: v for k, v in body.items() if k not in ("from", "to", "unit", "level", "basis")}
+
+            assert kills >= 20
+            assert await figures() == expected(truths, *PERIOD)
+            for unit in ("HACTHANH", "HOANGSON", "BIMSON"):
+                assert await figures(unit) == expected(truths, *PERIOD, unit=unit), unit
+                assert await figures(unit, basis="steps") == expected(as_steps(truths), *PERIOD, unit=unit), unit
+    finally:
+        for p in processes:
+            p.stop()
