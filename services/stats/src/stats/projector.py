@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from lienthong.contracts import CloudEvent
+from lienthong.failpoints import failpoint
 from stats import rollups
 from stats.projection import apply
 
@@ -246,8 +247,10 @@ class Projector:
                     row.pos = last
         await self.store.mark_flushing(marks)  # before the rows: readers start at `first`, replays see the mark
         await self.store.write_rows(dirty)
+        failpoint("stats.after_rows")  # rows hold the batch, dossiers not yet: the replay must not count twice
         await self.store.write_dossiers([DossierWrite(fold.docs[c], stored[c]["seq"] if c in stored else None)
                                          for c in codes if c in fold.changed])
+        failpoint("stats.after_dossiers")  # stored, offset not committed: the batch comes again
         for row in dirty:
             row.stored_pos = row.pos
         for partition, its in by_partition.items():
