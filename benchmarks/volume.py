@@ -44,8 +44,10 @@ def _at(day: date, minutes: int) -> str:
     return datetime(day.year, day.month, day.day, 7 + minutes // 60, minutes % 60, tzinfo=VN_TZ).isoformat()
 
 
-def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1) -> list[tuple[str, int, str, bytes]]:
-    """(time, dossierseq, code, value) of every event, sorted by time. `batch` tells volumes apart in codes."""
+def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1, first: date = FIRST,
+         last: date = LAST) -> list[tuple[str, int, str, bytes]]:
+    """(time, dossierseq, code, value) of every event, sorted by time, received between `first` and `last` (a
+    burst: a few days). `batch` tells volumes apart in codes."""
     rng = random.Random(seed)
     n = round(DOSSIERS * scale)
     resolved = round(RESOLVED * scale)
@@ -53,8 +55,8 @@ def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1) -> list[tuple[str
     online = round(n * ONLINE_RATE)
     units = [u for u, unit in catalogue().units.items() if unit.level == "commune"]
     procedures = [p for p in catalogue().procedures.values() if p.processing_days >= 2]
-    days = (LAST - FIRST).days + 1
-    received_days = sorted(FIRST + timedelta(days=rng.randrange(days)) for _ in range(n))
+    days = (last - first).days + 1
+    received_days = sorted(first + timedelta(days=rng.randrange(days)) for _ in range(n))
     # The still-open ones are among the most recent; the late ones among those resolved.
     open_ones = set(rng.sample(range(n - min(n, 4 * (n - resolved)), n), n - resolved))
     resolved_ids = [i for i in range(n) if i not in open_ones]

@@ -23,3 +23,14 @@ def test_only_loopback_addresses_are_provisioned(host, local):
 def test_mongo_host_port_from_uri():
     assert MongoSettings(uri="mongodb://u:p@db1:27018,db2:27018/?replicaSet=rs0").host_port == ("db1", 27018)
     assert MongoSettings(uri="mongodb://127.0.0.1/").host_port == ("127.0.0.1", 27017)
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch):
+    import uuid
+
+    from lienthong.infra import servers
+
+    # 0xf8 as the first byte encodes as "-" in URL-safe base64: the first UUID drawn is refused.
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
+    monkeypatch.setattr(servers.uuid, "uuid4", lambda: next(drawn))
+    assert servers.kraft_cluster_id() == "EBAQEBAQEBAQEBAQEBAQEA"

@@ -151,6 +151,15 @@ class LocalServer:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
 
+def kraft_cluster_id() -> str:
+    """A random cluster id as Kafka's `random-uuid` makes them: URL-safe base64 of a UUID that never starts with
+    `-` (the storage tool would read it as an option: `format -t -79u...` failed about one start in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _alive(pid: int) -> bool:
     try:
         # Reap it if it is our child (a zombie still answers kill 0).
@@ -215,7 +224,7 @@ class LocalKafka(LocalServer):
             "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
         )
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = kraft_cluster_id()
             subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(self.properties), "--ignore-formatted"],
