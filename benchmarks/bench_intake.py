@@ -19,7 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import KAFKA, environment, percentile, service  # noqa: E402
+from common import kafka_as, KAFKA, environment, percentile, service  # noqa: E402
 
 from lienthong.catalogue import catalogue  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS  # noqa: E402
@@ -85,11 +85,11 @@ async def offered_load(base: str, units: list[str]) -> tuple[float, float, int, 
 
 async def kafka_ingestion(units: list[str]) -> float:
     refs = set()
-    consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, bootstrap_servers=KAFKA, group_id=None,
+    consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, **kafka_as().client_options(), group_id=None,
                                 auto_offset_reset="latest")
     await consumer.start()
     await consumer.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     start = time.perf_counter()
     for i in range(KAFKA_BATCH):

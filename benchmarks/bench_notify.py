@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
-from common import KAFKA, environment, service  # noqa: E402
+from common import kafka_as, KAFKA, environment, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import to_json  # noqa: E402
@@ -56,7 +56,7 @@ async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int
             resp = await api.post("/v1/subscriptions", json={"url": f"{http.base}{path}", "unit_codes": [unit]})
             resp.raise_for_status()
     await asyncio.sleep(6)  # subscriptions are re-read every few seconds
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         events = [submitted(f"HACTHANH-261123-{i + 10**5}", "HACTHANH", True) for i in range(DOSSIERS)]
@@ -89,7 +89,7 @@ def main() -> None:
     http.base = http.start()
     with environment():
         with service("notify", 18083, f"bench_notify_{uuid.uuid4().hex[:6]}",
-                     NOTIFY_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}", NOTIFY_START_FROM="latest",
+                     NOTIFY_GROUP_ID=f"notify-bench-{uuid.uuid4().hex[:6]}", NOTIFY_START_FROM="latest",
                      NOTIFY_SMTP_PORT=str(smtp_port), NOTIFY_SMS_GATEWAY_URL=f"{http.base}/sms", NOTIFY_SMS_GATEWAY_TOKEN="bench",
                      NOTIFY_ALLOW_HTTP_WEBHOOKS="true", NOTIFY_MAX_ATTEMPTS="20", NOTIFY_BACKOFF_BASE_S="0.5",
                      NOTIFY_BACKOFF_MAX_S="5", NOTIFY_RETRY_HOLD_MAX_S="2") as base:

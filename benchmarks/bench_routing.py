@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import KAFKA, environment, percentile, service  # noqa: E402
+from common import kafka_as, KAFKA, environment, percentile, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import parse_event, to_json  # noqa: E402
@@ -44,10 +44,10 @@ def submitted_event(code: str):
 async def measure() -> tuple[float, float, float]:
     run = uuid.uuid4().hex[:4].upper()
     codes = [f"B{run}-261123-{i:04d}" for i in range(1, DOSSIERS + 1)]
-    work = AIOKafkaConsumer(UNIT_WORK.name, bootstrap_servers=KAFKA, group_id=None, auto_offset_reset="latest")
+    work = AIOKafkaConsumer(UNIT_WORK.name, **kafka_as().client_options(), group_id=None, auto_offset_reset="latest")
     await work.start()
     await work.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     wanted = set(codes)
     assignments: dict[str, list] = {}
@@ -88,7 +88,7 @@ async def measure() -> tuple[float, float, float]:
 
 def main() -> None:
     with environment(), service("routing", 38082, f"bench_{uuid.uuid4().hex[:6]}", ROUTING_START_FROM="latest",
-                                ROUTING_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}"):
+                                ROUTING_GROUP_ID=f"routing-bench-{uuid.uuid4().hex[:6]}"):
         time.sleep(3)  # the consumer group gets its partitions
         routed, p50, p99 = asyncio.run(measure())
     print("| routing benchmark | figure |")

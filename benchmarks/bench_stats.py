@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 import volume  # noqa: E402
-from common import KAFKA, MONGO, environment, service  # noqa: E402
+from common import kafka_as, KAFKA, MONGO, environment, service  # noqa: E402
 
 from lienthong.infra.paths import state_dir  # noqa: E402
 from lienthong.messaging import partitions_of  # noqa: E402
@@ -52,7 +52,7 @@ def progress(what: str) -> None:
 
 async def bare_consumer(total: int) -> float:
     """Events per second that aiokafka alone reads and JSON-decodes from the lifecycle topic."""
-    consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, bootstrap_servers=KAFKA, group_id=None,
+    consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, **kafka_as().client_options(), group_id=None,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     done, started = 0, time.perf_counter()
@@ -70,13 +70,13 @@ async def bare_consumer(total: int) -> float:
 
 async def until_no_lag(group: str, timeout: float, started: float) -> float:
     """Seconds from `started` until the group has committed (so stored) everything on the topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=None)
+    admin = AIOKafkaAdminClient(**kafka_as().client_options())
+    consumer = AIOKafkaConsumer(**kafka_as().client_options(), group_id=None)
     await admin.start()
     await consumer.start()
     try:
         partitions = [TopicPartition(DOSSIER_LIFECYCLE.name, p)
-                      for p in await partitions_of([KAFKA], DOSSIER_LIFECYCLE.name)]
+                      for p in await partitions_of(kafka_as(), DOSSIER_LIFECYCLE.name)]
         ends = await consumer.end_offsets(partitions)
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
@@ -154,9 +154,9 @@ def main() -> None:
     with environment():
         first = volume.plan(0.05, seed=1, batch=1)
         progress(f"catch-up log: {len(first):,} events")
-        asyncio.run(volume.produce([KAFKA], DOSSIER_LIFECYCLE.name, first))
+        asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, first))
         bare = asyncio.run(bare_consumer(len(first)))
-        group = f"bench-stats-{uuid.uuid4().hex[:6]}"
+        group = f"stats-bench-{uuid.uuid4().hex[:6]}"
         progress("stats service catching up")
         started = time.perf_counter()
         with service("stats", 18084, db_name, STATS_GROUP_ID=group) as base:
@@ -165,16 +165,16 @@ def main() -> None:
             # The portal re-sending a backlog: two days' filings at once (the rows of one month x slot x partition)
             burst = volume.plan(0.01, seed=2, batch=2, first=date(2025, 11, 27), last=date(2025, 11, 28))
             progress(f"burst of {len(burst):,} events")
-            asyncio.run(volume.produce([KAFKA], DOSSIER_LIFECYCLE.name, burst))
+            asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, burst))
             settled = asyncio.run(until_no_lag(group, 600, time.perf_counter()))
             check("burst", figures_of(base), volume.expected(first) + volume.expected(burst))
         full = volume.plan(scale, seed=3, batch=3)
         full_events, full_expected = len(full), volume.expected(full)
         progress(f"full volume: {full_events:,} events")
-        asyncio.run(volume.produce([KAFKA], DOSSIER_LIFECYCLE.name, full))
+        asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, full))
         del full  # ~7 GB of rendered events: the rebuild needs the room
         progress("rebuild")
-        rebuilt = asyncio.run(rebuild(KafkaSettings(bootstrap_servers=KAFKA), MongoSettings(uri=MONGO,
+        rebuilt = asyncio.run(rebuild(kafka_as("stats"), MongoSettings(uri=MONGO,
                                                                                               database=db_name)))
         check("rebuild", asyncio.run(rebuilt_figures(db_name)),
               volume.expected(first) + volume.expected(burst) + full_expected)

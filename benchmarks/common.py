@@ -18,9 +18,18 @@ KAFKA = "127.0.0.1:39092"
 MONGO = "mongodb://127.0.0.1:37017/"
 
 
+def _environment() -> Environment:
+    return Environment.from_settings(KafkaSettings(**kafka_as().client_options()), MongoSettings(uri=MONGO), name="bench")
+
+
+def kafka_as(client: str = "admin") -> KafkaSettings:
+    """A registered client's settings on the benchmark broker (SASL/SCRAM, like every client)."""
+    return _environment().kafka.client_settings(client, KafkaSettings(**kafka_as().client_options()))
+
+
 @contextmanager
 def environment() -> Iterator[Environment]:
-    env = Environment.from_settings(KafkaSettings(bootstrap_servers=KAFKA), MongoSettings(uri=MONGO), name="bench")
+    env = _environment()
     env.up()
     try:
         yield env
@@ -32,7 +41,7 @@ def environment() -> Iterator[Environment]:
 def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[str]:
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        **kafka_as(name).as_env(),
         "MONGODB_URI": MONGO,
         "MONGODB_DATABASE": database,
         f"{name.upper()}_HTTP_PORT": str(port),

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from lienthong.calendar import VN_TZ, add_working_days
 from lienthong.catalogue import catalogue
 from lienthong.contracts import parse_event
+from lienthong.settings import KafkaSettings
 
 FIRST, LAST = date(2025, 7, 1), date(2025, 11, 30)
 DOSSIERS, RESOLVED, ONLINE_RATE, ON_TIME_RATE = 522_706, 511_236, 0.9662, 0.9933
@@ -126,9 +127,9 @@ def expected(events: list[tuple[str, int, str, bytes]]) -> Counter:
     return counts
 
 
-async def produce(servers: list[str], topic: str, events: list[tuple[str, int, str, bytes]], **client: object) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=20,
-                                max_batch_size=512 * 1024, **client)
+async def produce(kafka: KafkaSettings, topic: str, events: list[tuple[str, int, str, bytes]]) -> None:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=True, linger_ms=20,
+                                max_batch_size=512 * 1024)
     await producer.start()
     try:
         pending = []

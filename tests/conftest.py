@@ -60,10 +60,13 @@ def infra() -> Iterator[Infra]:
         from testcontainers.mongodb import MongoDbContainer
 
         with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka, MongoDbContainer(MONGO_IMAGE) as mongo:
-            yield _ready(kafka.get_bootstrap_server(), mongo.get_connection_url(), database, "testcontainers")
+            # The container's broker has no authentication: the identity tests say so and fail.
+            plain = KafkaSettings(bootstrap_servers=kafka.get_bootstrap_server(), security_protocol="PLAINTEXT")
+            yield _ready(plain, mongo.get_connection_url(), database, "testcontainers")
         return
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
-        yield _ready(os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URI"], database, "environment")
+        # An operator's credentials come with the address (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD).
+        yield _ready(KafkaSettings(), os.environ["MONGODB_URI"], database, "environment")
         return
     from lienthong.infra.environment import Environment
 
@@ -77,21 +80,21 @@ def infra() -> Iterator[Infra]:
     except Exception as exc:  # noqa: BLE001 - any reason must surface as a failure, never a skip
         pytest.fail(f"no Kafka/MongoDB-compatible server for the integration tests: {exc}", pytrace=False)
     try:
-        yield _ready(TEST_KAFKA, TEST_MONGO, database, "deploy/local", local=env)
+        yield _ready(env.kafka.admin_settings(kafka), TEST_MONGO, database, "deploy/local", local=env)
     finally:
         env.down()
 
 
-def _ready(bootstrap: str, uri: str, database: str, provider: str, local: object | None = None) -> Infra:
+def _ready(kafka: KafkaSettings, uri: str, database: str, provider: str, local: object | None = None) -> Infra:
     from lienthong.messaging import ensure_topics
     from lienthong.topics import all_topics
 
     try:
-        asyncio.run(ensure_topics(bootstrap, all_topics()))
+        asyncio.run(ensure_topics(kafka, all_topics()))
     except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Kafka at {bootstrap} ({provider}) is not usable: {exc!r}", pytrace=False)
+        pytest.fail(f"Kafka at {kafka.bootstrap_servers} ({provider}) is not usable: {exc!r}", pytrace=False)
     return Infra(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=kafka,
         mongo=MongoSettings(uri=uri, database=database),
         provider=provider,
         local=local,

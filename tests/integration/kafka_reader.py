@@ -9,11 +9,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from lienthong.settings import KafkaSettings
 from lienthong.messaging import partitions_of
 
 
 async def read_records(
-    bootstrap: list[str],
+    kafka: KafkaSettings,
     topic: str,
     match: Callable[[ConsumerRecord], bool],
     *,
@@ -24,7 +25,7 @@ async def read_records(
     """Every matching record from the start of the topic; waits for `expected`, then `settle` more seconds so
     that an unexpected duplicate would be seen too."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, **kafka.client_options(), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     found: list[ConsumerRecord] = []
@@ -50,9 +51,9 @@ def headers(record: ConsumerRecord) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
 
-async def wait_committed(bootstrap: list[str], group: str, record: ConsumerRecord, timeout: float = 90.0) -> None:
+async def wait_committed(kafka: KafkaSettings, group: str, record: ConsumerRecord, timeout: float = 90.0) -> None:
     """Wait until `group` has committed past `record`: it has really consumed it, not just had the chance to."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(**kafka.client_options(), group_id=group, enable_auto_commit=False)
     await probe.start()
     tp = TopicPartition(record.topic, record.partition)
     loop = asyncio.get_running_loop()
@@ -66,12 +67,12 @@ async def wait_committed(bootstrap: list[str], group: str, record: ConsumerRecor
         await probe.stop()
 
 
-async def wait_caught_up(bootstrap: list[str], group: str, topic: str, timeout: float = 180.0) -> None:
+async def wait_caught_up(kafka: KafkaSettings, group: str, topic: str, timeout: float = 180.0) -> None:
     """Wait until `group` has committed every partition of `topic` up to its current end."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(**kafka.client_options(), group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
         assert partitions, f"topic {topic} has no partitions"
         ends = await probe.end_offsets(partitions)
         loop = asyncio.get_running_loop()

@@ -63,7 +63,7 @@ async def service(infra):
 
 async def lifecycle_events(infra, predicate, expected, **kw):
     return await read_records(
-        infra.kafka.servers, DOSSIER_LIFECYCLE.name, lambda r: predicate(json.loads(r.value)), expected=expected, **kw
+        infra.kafka, DOSSIER_LIFECYCLE.name, lambda r: predicate(json.loads(r.value)), expected=expected, **kw
     )
 
 
@@ -95,7 +95,7 @@ async def test_http_submission_publishes_dossier_submitted(infra, service):
 
 async def test_kafka_submission_is_validated_and_published(infra, service):
     req = submission(channel="direct", receiving_unit="BIMSON")
-    producer = KafkaBroker(infra.kafka.servers)
+    producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
         await producer.publish(json.dumps(req).encode(), INTAKE_SUBMISSIONS.name, key=req["external_ref"].encode())
@@ -109,7 +109,7 @@ async def test_bad_kafka_record_goes_to_dlq_and_consumer_carries_on(infra, servi
     bad["applicant"] = {**bad["applicant"], "citizen_id": "12345"}
     unknown_proc = submission(procedure_code="NO-SUCH", receiving_unit="BIMSON")
     good = submission(receiving_unit="BIMSON")
-    producer = KafkaBroker(infra.kafka.servers)
+    producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
         for payload in (b"{not json", json.dumps(bad).encode(), json.dumps(unknown_proc).encode(),
@@ -118,7 +118,7 @@ async def test_bad_kafka_record_goes_to_dlq_and_consumer_carries_on(infra, servi
     await lifecycle_events(infra, by_ref(good["external_ref"]), 1, timeout=60)
     refs = {bad["external_ref"], unknown_proc["external_ref"]}
     dead = await read_records(
-        infra.kafka.servers, INTAKE_SUBMISSIONS.dlq,
+        infra.kafka, INTAKE_SUBMISSIONS.dlq,
         lambda r: r.value == b"{not json" or any(ref.encode() in r.value for ref in refs), expected=3,
     )
     reasons = sorted(headers(r)["dlq-reason"] for r in dead)

@@ -33,7 +33,7 @@ async def test_kafka_down_gives_503_and_nothing_is_lost_or_duplicated(infra):
             assert down.headers["Retry-After"]
         code = down.json()["detail"][0]["message"].split()[1]
         records = await read_records(
-            infra.kafka.servers, DOSSIER_LIFECYCLE.name,
+            infra.kafka, DOSSIER_LIFECYCLE.name,
             lambda r: json.loads(r.value)["data"].get("external_ref") == req["external_ref"],
             expected=1, timeout=90, settle=5,
         )

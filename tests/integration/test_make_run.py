@@ -20,14 +20,14 @@ PORTS = {"intake": 48081, "routing": 48082, "notify": 48083, "stats": 48084}
 def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers),
+        **infra.kafka.as_env(),
         "MONGODB_URI": infra.mongo.uri,
         "MONGODB_DATABASE": infra.mongo.database,
         **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
         "INTAKE_URL": f"http://127.0.0.1:{PORTS['intake']}",  # the gentle simulator files to this run's intake
     }
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "run"], env=env, stdout=log, stderr=log,
+    proc = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "--env", "test", "run"], env=env, stdout=log, stderr=log,
                             start_new_session=True)
     try:
         ready = {}

@@ -79,7 +79,7 @@ async def notify(infra, tmp_path_factory):
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         await asyncio.sleep(3)  # the new group gets its partitions before anything is published
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://notify") as api:
-            producer = KafkaBroker(infra.kafka.servers)
+            producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
             async with producer:
                 await producer.start()
 
@@ -93,7 +93,7 @@ async def notify(infra, tmp_path_factory):
 
 
 async def outcomes(infra, code: str, expected: int, settle: float = 1.0):
-    records = await read_records(infra.kafka.servers, NOTIFICATION_EVENTS.name, lambda r: r.key == code.encode(),
+    records = await read_records(infra.kafka, NOTIFICATION_EVENTS.name, lambda r: r.key == code.encode(),
                                  expected=expected, timeout=60, settle=settle)
     return [parse_event(r.value) for r in records]
 
@@ -215,10 +215,10 @@ async def test_dead_subscriber_is_disabled_and_reported(infra, notify):
     assert len(http.to("/hooks/dead")) == 2 * settings.max_attempts
     state = (await api.get(f"/v1/subscriptions/{subscription['id']}")).json()
     assert state["active"] is False and state["consecutive_failures"] == 2
-    [alert] = await read_records(infra.kafka.servers, OPERATOR_ALERTS.name, lambda r: r.key == codes[1].encode(),
+    [alert] = await read_records(infra.kafka, OPERATOR_ALERTS.name, lambda r: r.key == codes[1].encode(),
                                  expected=1, timeout=30)
     assert parse_event(alert.value).data.subscription_id == subscription["id"]
-    parked = await read_records(infra.kafka.servers, NOTIFICATION_EVENTS.dlq, lambda r: r.key in
+    parked = await read_records(infra.kafka, NOTIFICATION_EVENTS.dlq, lambda r: r.key in
                                 {c.encode() for c in codes}, expected=2, timeout=30)
     assert {headers(r)["dlq-reason"] for r in parked} == {"webhook http 500"}
     await asyncio.sleep(1)
@@ -267,7 +267,7 @@ async def test_redelivery_restart_and_a_second_consumer_send_nothing_twice(infra
     texts = [r for r in http.to("/sms") if any(c in r.json()["text"] for c in codes)]
     assert len(mails) == 20 and len({m.message_id for m in mails}) == 20
     assert len(texts) == 20 and len({r.json()["reference"] for r in texts}) == 20
-    sent = await read_records(infra.kafka.servers, NOTIFICATION_EVENTS.name,
+    sent = await read_records(infra.kafka, NOTIFICATION_EVENTS.name,
                               lambda r: r.key.decode() in codes, expected=40, timeout=30)
     assert len({parse_event(r.value).id for r in sent}) == 40
 

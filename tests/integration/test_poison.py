@@ -45,7 +45,7 @@ async def test_a_poison_record_is_parked_after_bounded_attempts_and_its_partitio
     assert handled == [key.encode() + b" good", key.encode() + b" store-away"]
     assert calls[key.encode() + b" bad"] == MAX_ATTEMPTS
     assert calls[key.encode() + b" store-away"] == MAX_ATTEMPTS + 3  # waited out, not parked
-    parked = await read_records(infra.kafka.servers, UNIT_OUTCOMES.dlq, lambda r: r.key == key.encode(),
+    parked = await read_records(infra.kafka, UNIT_OUTCOMES.dlq, lambda r: r.key == key.encode(),
                                 expected=1)
     assert [r.value for r in parked] == [key.encode() + b" bad"]  # byte for byte, once
     reason = headers(parked[0])["dlq-reason"]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 async def test_cloudevent_round_trips_through_real_kafka(infra):
     topic = Topic(f"test.roundtrip.{uuid.uuid4().hex[:8]}", 3, 3_600_000, "round-trip test")
-    await ensure_topics(infra.kafka.servers, [topic])
+    await ensure_topics(infra.kafka, [topic])
     event = new_event(
         DossierRejected(unit_code="HACTHANH", reason="Thiếu giấy tờ"),
         subject="HACTHANH-260105-0001",
@@ -33,7 +33,7 @@ async def test_cloudevent_round_trips_through_real_kafka(infra):
     )
     received: asyncio.Queue[tuple[KafkaMessage, object]] = asyncio.Queue()
 
-    consumer = KafkaBroker(infra.kafka.servers)
+    consumer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
 
     @consumer.subscriber(
         topic.name, group_id=f"roundtrip-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",

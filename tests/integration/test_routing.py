@@ -58,14 +58,14 @@ async def system(infra):
     async with LifespanManager(intake_app, startup_timeout=60), LifespanManager(routing_app, startup_timeout=60):
         await asyncio.sleep(3)  # let the new consumer group get its partitions before we publish
         async with httpx.AsyncClient(transport=httpx.ASGITransport(intake_app), base_url="http://intake") as http:
-            producer = KafkaBroker(infra.kafka.servers)
+            producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
             async with producer:
                 await producer.start()
                 yield http, producer, router, clock
 
 
 async def events_of(infra, topic, code, expected, **kw):
-    records = await read_records(infra.kafka.servers, topic, lambda r: r.key == code.encode(), expected=expected,
+    records = await read_records(infra.kafka, topic, lambda r: r.key == code.encode(), expected=expected,
                                  **kw)
     return [parse_event(r.value) for r in records], records
 
@@ -178,15 +178,15 @@ async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
     [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
     await answer(producer, code, assignment)
     before, before_records = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
-    outcomes = await read_records(infra.kafka.servers, UNIT_OUTCOMES.name, lambda r: r.key == code.encode(),
+    outcomes = await read_records(infra.kafka, UNIT_OUTCOMES.name, lambda r: r.key == code.encode(),
                                   expected=1, settle=0.3)
     state_before = await router.store.load(code)
     # A second routing instance in a fresh group re-reads both input topics from offset 0 over the same store.
     group = f"replay-{uuid.uuid4().hex[:6]}"
     replay_app, _, _ = build_routing(RoutingSettings(group_id=group), infra.kafka, infra.mongo)
     async with LifespanManager(replay_app, startup_timeout=60):
-        await wait_committed(infra.kafka.servers, group, before_records[-1])
-        await wait_committed(infra.kafka.servers, group, outcomes[-1])
+        await wait_committed(infra.kafka, group, before_records[-1])
+        await wait_committed(infra.kafka, group, outcomes[-1])
     after, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, settle=2)
     work, _ = await events_of(infra, UNIT_WORK.name, code, 1, settle=1)
     assert [e.id for e in after] == [e.id for e in before]
@@ -204,7 +204,7 @@ async def test_malformed_outcome_goes_to_the_dlq_and_routing_carries_on(infra, s
     await answer(producer, code, assignment)
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.5)
     assert lifecycle[-1].type.endswith("resolved.v1")
-    [dead] = await read_records(infra.kafka.servers, UNIT_OUTCOMES.dlq, lambda r: r.key == code.encode(),
+    [dead] = await read_records(infra.kafka, UNIT_OUTCOMES.dlq, lambda r: r.key == code.encode(),
                                 expected=1, timeout=30, settle=0.5)
     assert dead.value == garbage
     reason = headers(dead)["dlq-reason"]

@@ -138,7 +138,7 @@ def expected(truths: list[Truth], start: date, end: date, unit: str | None = Non
 
 
 async def publish_all(infra, events) -> None:
-    producer = KafkaBroker(infra.kafka.servers)
+    producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
         for event in events:
@@ -153,7 +153,7 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
     async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
         transport=httpx.ASGITransport(app), base_url="http://stats", timeout=60
     ) as http:
-        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)
         periods = [PERIOD, (date(2019, 12, 4), date(2019, 12, 7))]
 
         async def figures(start, end, unit=None, **extra):
@@ -173,7 +173,7 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         assert (await figures(*PERIOD, level="province"))["received"] == 0
 
         await publish_all(infra, events)  # every event delivered again
-        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)
         for p in periods:
             assert await figures(*p) == first[p]
 
@@ -226,7 +226,7 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
     async with LifespanManager(second, startup_timeout=60), httpx.AsyncClient(
         transport=httpx.ASGITransport(second), base_url="http://stats", timeout=60
     ) as http:
-        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name)
+        await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)
         resp = await http.get("/v1/stats/summary", params={"from": period[0].isoformat(), "to": period[1].isoformat()})
     figures = {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level", "basis"}}
     assert figures == expected(truths, *period)

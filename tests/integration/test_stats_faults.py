@@ -74,7 +74,7 @@ class StatsProcess:
 async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
     truths, events = generate(2000, seed=21, period=PERIOD)
     group = f"stats-faults-{uuid.uuid4().hex[:6]}"
-    env = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers), "MONGODB_URI": infra.mongo.uri,
+    env = {**infra.kafka.as_env(), "MONGODB_URI": infra.mongo.uri,
            "MONGODB_DATABASE": f"{infra.mongo.database}_faults", "STATS_GROUP_ID": group,
            "STATS_GRACEFUL_TIMEOUT_S": "2", "STATS_LOG_LEVEL": "WARNING"}
     # "a" also kills itself at the worst moments; "b" only dies from outside, so the run always moves on.
@@ -103,7 +103,7 @@ async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
             victim.start()
         while True:  # until a whole catch-up passes without a failpoint firing
             try:
-                await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name, timeout=20)
+                await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name, timeout=20)
                 if all(p.alive() for p in processes):
                     break
             except AssertionError:
@@ -112,7 +112,7 @@ async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
                 if p.died_by_failpoint():
                     self_kills += 1
                     p.start()
-        await wait_caught_up(infra.kafka.servers, group, DOSSIER_LIFECYCLE.name, timeout=240)
+        await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name, timeout=240)
         base = f"http://127.0.0.1:{processes[0].port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             for _ in range(120):

@@ -16,11 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_monitor_reports_rates_lag_and_dead_letters(infra):
-    monitor = TopicMonitor(infra.kafka.servers)
+    monitor = TopicMonitor(infra.kafka)
     await monitor.sample()
     group = f"monitor-test-{uuid.uuid4().hex[:6]}"
     reason = f"outcome_invalid: data.step: missing ({uuid.uuid4().hex[:6]})"
-    producer = KafkaBroker(infra.kafka.servers)
+    producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
         for _ in range(5):
@@ -30,7 +30,7 @@ async def test_monitor_reports_rates_lag_and_dead_letters(infra):
                                    headers={"dlq-reason": reason, "dlq-service": "routing",
                                             "dlq-time": f"2999-01-01T00:00:0{i}+00:00"})
     # A consumer group that has read nothing of unit.outcomes yet: everything there is its lag.
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka.servers, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**infra.kafka.client_options(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(UNIT_OUTCOMES.name, p) for p in range(UNIT_OUTCOMES.partitions)]

@@ -99,7 +99,7 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
         f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); .ci/run does")
     ARTIFACTS.mkdir(exist_ok=True)
     run = uuid.uuid4().hex[:6]
-    env = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(infra.kafka.servers), "MONGODB_URI": infra.mongo.uri,
+    env = {**infra.kafka.as_env(), "MONGODB_URI": infra.mongo.uri,
            "MONGODB_DATABASE": f"dashboard_{run}", "ROUTING_GROUP_ID": f"routing-{run}", "ROUTING_START_FROM": "latest",
            "STATS_GROUP_ID": f"stats-{run}", "STATS_DASHBOARD_SAMPLE_S": "1",
            **{f"{s}_LOG_LEVEL": "WARNING" for s in ("INTAKE", "ROUTING", "STATS")}}
@@ -130,7 +130,7 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
             counts = await simulation
             assert counts["filed_http"] + counts["filed_kafka"] > 50, counts
             assert counts["outcome_completed"] > 0, counts
-            await wait_caught_up(infra.kafka.servers, f"stats-{run}", DOSSIER_LIFECYCLE.name)
+            await wait_caught_up(infra.kafka, f"stats-{run}", DOSSIER_LIFECYCLE.name)
 
             # Province: the page shows exactly what GET /v1/stats/summary answers.
             today = today_vn().isoformat()

@@ -57,14 +57,59 @@ def cmd_topics(args: argparse.Namespace) -> int:
         for topic in all_topics():
             print(f"{topic.name:28} partitions={topic.partitions:<3} retention_ms={topic.retention_ms:<12} {topic.description}")
         return 0
-    created = asyncio.run(ensure_topics(KafkaSettings().servers, all_topics()))
+    created = asyncio.run(ensure_topics(_kafka_as(args, "admin"), all_topics()))
     print(f"created: {', '.join(created)}" if created else "all topics present")
     return 0
 
 
+def _kafka_as(args: argparse.Namespace, client: str):  # noqa: ANN202
+    """KafkaSettings from the environment; without a username there, `client`'s credentials from the local
+    environment's credential store (an operator's own cluster comes with KAFKA_SASL_USERNAME/PASSWORD)."""
+    from lienthong.settings import KafkaSettings
+
+    kafka = KafkaSettings()
+    if kafka.sasl_username or not kafka.authenticated:
+        return kafka
+    return _environment(args).kafka.client_settings(client, kafka)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     """Delegates to the stats service's own module: the shared library never imports a service."""
-    return subprocess.call([sys.executable, "-m", "stats.rebuild"])
+    return subprocess.call([sys.executable, "-m", "stats.rebuild"], env={**os.environ, **_kafka_as(args, "stats").as_env()})
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    """The client registry and the broker: who exists, add one (SCRAM user + ACLs), revoke one (at once)."""
+    from lienthong.identity import Client, acls, load, registry_path, save
+
+    reg = load(registry_path())
+    kafka = _environment(args).kafka
+    if args.action == "list":
+        known = kafka.credentials.read()
+        for c in reg.clients:
+            print(f"{c.name:20} {c.kind:8} credentials={'yes' if c.name in known else 'no':3} "
+                  f"reads={','.join(c.consumes) or '-'} writes={','.join(c.produces) or '-'} "
+                  f"units={','.join(c.units or c.unit_levels) or '-'}")
+        return 0
+    if args.action == "add":
+        client = Client(name=args.name, kind=args.kind, consumes=tuple(args.consumes), produces=tuple(args.produces),
+                        groups=tuple(args.groups or [f"agency-{args.name}"] if args.consumes else []),
+                        units=tuple(args.units), description=args.description or "")
+        reg = save(reg, add=client)
+        password = kafka.credentials.ensure([client.name])[client.name]
+        plan = [f"user {client.name} {password}",
+                *(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
+                  for a in acls(client))]
+        print(kafka.provision("\n".join(plan)))
+        print(f"client {client.name} added; its password (shown once, also in {kafka.credentials.path}): {password}")
+        return 0
+    reg = save(reg, remove=args.name)
+    print(kafka.provision(f"nouser {args.name}\nrevoke User:{args.name}"))
+    passwords = kafka.credentials.read()
+    passwords.pop(args.name, None)
+    kafka.credentials.write(passwords)
+    print(f"client {args.name} revoked: its credentials and ACLs are gone from the broker")
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -98,13 +143,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lienthong.settings import KafkaSettings
+
     env = _environment(args)
     outcomes = env.up()
     for name, outcome in outcomes.items():
         print(f"{name}: {outcome}", flush=True)
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env={**os.environ}) for name in SERVICES
-    }
+    kafka = KafkaSettings()
+
+    def as_client(name: str) -> dict[str, str]:  # each service and the simulator with its own principal
+        return {**os.environ, **env.kafka.client_settings(name, kafka).as_env()}
+
+    procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=as_client(name)) for name in SERVICES}
     if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
         from datetime import UTC, datetime, timedelta
 
@@ -113,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         opens = add_office_time(datetime.now(UTC), timedelta(0))  # at night too, offices are open in the simulation
         simulator = subprocess.Popen([
             sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
-            "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env={**os.environ})
+            "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env=as_client("simulator"))
     else:
         simulator = None
     print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084 "
@@ -166,6 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="stats projections: `rebuild` replays the dossier log into fresh ones")
     stats.add_argument("action", choices=["rebuild"])
     stats.set_defaults(func=cmd_stats)
+    clients = sub.add_parser("clients", help="who may connect: list, add (SCRAM user + ACLs) or revoke a client")
+    clients.add_argument("action", choices=["list", "add", "revoke"])
+    clients.add_argument("name", nargs="?", help="the client's principal name (add, revoke)")
+    clients.add_argument("--kind", default="agency", choices=["agency", "service", "tool"])
+    clients.add_argument("--units", nargs="*", default=[], help="unit codes the client acts for")
+    clients.add_argument("--consumes", nargs="*", default=[], help="topics it reads")
+    clients.add_argument("--produces", nargs="*", default=[], help="topics it writes")
+    clients.add_argument("--groups", nargs="*", help="consumer-group prefixes (default: agency-NAME)")
+    clients.add_argument("--description")
+    clients.set_defaults(func=cmd_clients)
     run = sub.add_parser("run", help="infrastructure + the four services + a gentle simulator, until Ctrl-C")
     run.add_argument("--simulate-rate", type=float, default=0.2, help="dossiers per second; 0: no simulator")
     run.set_defaults(func=cmd_run)
@@ -179,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--dry-run", action="store_true", help="print the plan as JSON lines; send nothing")
     sim.set_defaults(func=cmd_simulate)
     args = parser.parse_args(argv)
+    if args.command == "clients" and args.action != "list" and not args.name:
+        parser.error(f"clients {args.action} needs a NAME")
     try:
         return args.func(args)
     except MissingTool as exc:

@@ -111,6 +111,7 @@ def make_broker(
     poison = PoisonPolicy(service)
     broker = KafkaBroker(
         settings.servers,
+        security=settings.security(),
         client_id=f"{settings.client_id_prefix}-{service}",
         acks="all",
         enable_idempotence=True,
@@ -129,9 +130,9 @@ def make_broker(
     return broker
 
 
-async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Topic]) -> list[str]:
-    """Create the missing topics (idempotent). Returns the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-topics")
+async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
+    """Create the missing topics (idempotent; an operator's credentials). Returns the names it created."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="lienthong-topics")
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -164,9 +165,9 @@ async def ensure_topics(bootstrap_servers: list[str] | str, topics: Iterable[Top
         await admin.close()
 
 
-async def partitions_of(bootstrap_servers: list[str] | str, topic: str) -> list[int]:
+async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
     """The partition numbers a topic has on the cluster (not the catalogue's: an operator may have added some)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-describe")
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="lienthong-describe")
     await admin.start()
     try:
         [description] = await admin.describe_topics([topic])
@@ -175,12 +176,11 @@ async def partitions_of(bootstrap_servers: list[str] | str, topic: str) -> list[
         await admin.close()
 
 
-async def consumer_lag(bootstrap_servers: list[str] | str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+async def consumer_lag(kafka: KafkaSettings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Records not yet consumed by `group_id`, per topic (end offset minus committed offset, summed over
     partitions; a partition the group never committed counts from its start)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-lag")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="lienthong-lag",
-                                enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="lienthong-lag")
+    consumer = AIOKafkaConsumer(**kafka.client_options(), client_id="lienthong-lag", enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

@@ -8,20 +8,67 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KafkaSettings(BaseSettings):
+    """Where the brokers are and who this client is. Every Kafka client of the project (producers, consumers,
+    admin clients, the dashboard's monitor, the tools) is built from these, through `client_options()` or
+    `security()`: none is anonymous when the cluster asks for credentials."""
+
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list")
-    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "SASL_PLAINTEXT", description="SASL_SSL in production; SASL_PLAINTEXT on loopback; PLAINTEXT only for a "
+        "cluster without authentication (never the project's own)")
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field("SCRAM-SHA-512")
+    sasl_username: str | None = Field(None, description="This client's principal (see lienthong/identity)")
+    sasl_password: SecretStr | None = Field(None, description="Its password, from the credential store")
     client_id_prefix: str = Field("lienthong", description="Prefix of every client.id, for broker-side quotas/logs")
 
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def authenticated(self) -> bool:
+        return self.security_protocol != "PLAINTEXT"
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's producer, consumer and admin client."""
+        options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
+        if self.authenticated:
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username or "",
+                           sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else "")
+        return options
+
+    def security(self) -> Any:
+        """FastStream's security object for the same credentials (None without authentication)."""
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+
+        if not self.authenticated:
+            return None
+        kind = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+        password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        return kind[self.sasl_mechanism](self.sasl_username or "", password,
+                                         use_ssl=self.security_protocol == "SASL_SSL")
+
+    def as_client(self, name: str, password: str) -> KafkaSettings:
+        return self.model_copy(update={"sasl_username": name, "sasl_password": SecretStr(password)})
+
+    def as_env(self) -> dict[str, str]:
+        """The same settings as environment variables, for a child process."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+               "KAFKA_SASL_MECHANISM": self.sasl_mechanism}
+        if self.sasl_username:
+            env["KAFKA_SASL_USERNAME"] = self.sasl_username
+        if self.sasl_password:
+            env["KAFKA_SASL_PASSWORD"] = self.sasl_password.get_secret_value()
+        return env
 
 
 class MongoSettings(BaseSettings):

@@ -76,7 +76,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
                                                 settings.retry_hold_max_s, settings.concurrency))
 
     async def measure_backlog() -> None:
-        lag = await consumer_lag(kafka.servers, settings.group_id, [NOTIFICATION_RETRY.name])
+        lag = await consumer_lag(kafka, settings.group_id, [NOTIFICATION_RETRY.name])
         RETRY_BACKLOG.set(lag[NOTIFICATION_RETRY.name])
 
     backlog = Periodic("retry_backlog", 15.0, measure_backlog)

@@ -27,7 +27,7 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
     client: AsyncMongoClient = make_client(mongo)
     store = ProjectionStore(database(client, mongo))
     broker.include_router(handlers.build_router(Projector(store), settings.group_id))
-    monitor = TopicMonitor(kafka.servers)
+    monitor = TopicMonitor(kafka)
     sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
 
     async def stop() -> None:

@@ -55,13 +55,13 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
     live = ProjectionStore(db)
     target = f"stats_v2_dossiers_{datetime.now(UTC):%Y%m%d%H%M%S}"
     fresh = ProjectionStore(db, collection=target)
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.servers, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False,
                                 max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     started = time.perf_counter()
     try:
         partitions = [TopicPartition(DOSSIER_LIFECYCLE.name, p)
-                      for p in await partitions_of(kafka.servers, DOSSIER_LIFECYCLE.name)]
+                      for p in await partitions_of(kafka, DOSSIER_LIFECYCLE.name)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         memory = MemoryStore(isolated=False)  # the only writer: no copies, no checks

@@ -36,7 +36,7 @@ class Environment:
 
     def up(self) -> dict[str, str]:
         result = {s.name: s.start() for s in self.servers}
-        created = asyncio.run(ensure_topics(f"{self.kafka.host}:{self.kafka.port}", all_topics()))
+        created = asyncio.run(ensure_topics(self.kafka.admin_settings(), all_topics()))
         result["topics"] = f"{len(created)} created" if created else "all present"
         return result
 

@@ -12,7 +12,9 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,7 +23,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from lienthong.identity import ADMIN, acls, registry
 from lienthong.infra import artifacts
+from lienthong.settings import KafkaSettings
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -108,7 +114,11 @@ class LocalServer:
                 )
             self.pid_file.write_text(f"{proc.pid} {self.address}\n")
         self._wait_healthy()
+        self.after_start()
         return "started"
+
+    def after_start(self) -> None:
+        """What must happen once the server answers (Kafka: its ACLs)."""
 
     def _port_frees_up(self, seconds: float = 15.0) -> bool:
         """A server that is shutting down (a previous run's) still holds the port for a moment."""
@@ -151,6 +161,33 @@ class LocalServer:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
 
+class Credentials:
+    """A local environment's passwords, one per principal, in a file only its owner can read. Production keeps
+    them in its own secret store; the services read theirs from KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, str]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def ensure(self, names: list[str]) -> dict[str, str]:
+        """Every name's password, generating the missing ones."""
+        known = self.read()
+        missing = [n for n in names if n not in known]
+        if missing:
+            known.update({n: secrets.token_urlsafe(24) for n in missing})
+            self.write(known)
+        return known
+
+    def write(self, passwords: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text(json.dumps(passwords, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
 def kraft_cluster_id() -> str:
     """A random cluster id as Kafka's `random-uuid` makes them: URL-safe base64 of a UUID that never starts with
     `-` (the storage tool would read it as an option: `format -t -79u...` failed about one start in 64)."""
@@ -185,22 +222,42 @@ class LocalKafka(LocalServer):
     def properties(self) -> Path:
         return self.state / "kafka" / "server.properties"
 
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.state / "credentials.json")
+
     def prepare(self) -> None:
         self.libs = artifacts.kafka_classpath()
         data = self.state / "kafka" / "data"
         data.mkdir(parents=True, exist_ok=True)
         h, p, c = self.host, self.port, self.controller_port
+        passwords = self.credentials.ensure([ADMIN, *(client.name for client in registry().clients)])
+        admin = passwords[ADMIN]
         self.properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{h}:{c}",
-                    f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-                    f"advertised.listeners=PLAINTEXT://{h}:{p}",
+                    f"listeners=CLIENT://{h}:{p},CONTROLLER://{h}:{c}",
+                    f"advertised.listeners=CLIENT://{h}:{p}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=CLIENT",
+                    # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
+                    # users come and go at run time); the controller listener with PLAIN, whose one user is
+                    # static (a controller needs it before any metadata is loaded).
+                    "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+                    "sasl.mechanism.controller.protocol=PLAIN",
+                    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                    "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
+                    f'PlainLoginModule required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";',
+                    "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
+                    "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+                    f'ScramLoginModule required username="{ADMIN}" password="{admin}";',
+                    # A resource without an ACL is closed to everyone but the super user.
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    f"super.users=User:{ADMIN}",
                     f"log.dirs={data}",
                     "num.partitions=6",
                     "auto.create.topics.enable=false",
@@ -225,11 +282,48 @@ class LocalKafka(LocalServer):
         )
         if not (data / "meta.properties").exists():
             cluster_id = kraft_cluster_id()
+            # KIP-900: the SCRAM credentials go into the first metadata records, so every registered client can
+            # connect from the first start; their ACLs follow once the broker answers (`after_start`).
+            scram = [arg for name, password in passwords.items()
+                     for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
             subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                 "-c", str(self.properties), "--ignore-formatted"],
+                 "-c", str(self.properties), "--ignore-formatted", *scram],
                 check=True, capture_output=True,
             )
+            (self.state / "kafka" / "acls.applied").unlink(missing_ok=True)
+
+    def after_start(self) -> None:
+        """Apply the registry's ACLs once per registry content (a fresh broker has none)."""
+        plan = "\n".join(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
+                         for client in registry().clients for a in acls(client))
+        marker = self.state / "kafka" / "acls.applied"
+        if marker.exists() and marker.read_text() == plan:
+            return
+        self.provision(plan)
+        marker.write_text(plan)
+
+    def provision(self, plan: str) -> str:
+        """Run the Admin-API provisioner (deploy/local/kafka/Provision.java) with `plan` on its standard input."""
+        self.libs = artifacts.kafka_classpath()
+        source = artifacts.assets_dir() / "kafka" / "Provision.java"
+        env = {**os.environ, "LIENTHONG_KAFKA_ADMIN_PASSWORD": self.credentials.ensure([ADMIN])[ADMIN]}
+        done = subprocess.run([*self._java(), str(source), f"{self.host}:{self.port}", ADMIN], input=plan,
+                              text=True, capture_output=True, env=env, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"Kafka provisioning failed: {done.stderr.strip()[-2000:]}")
+        return done.stdout.strip()
+
+    def admin_settings(self, base: KafkaSettings | None = None) -> KafkaSettings:
+        return self.client_settings(ADMIN, base)
+
+    def client_settings(self, name: str, base: KafkaSettings | None = None) -> KafkaSettings:
+        base = base or KafkaSettings(bootstrap_servers=f"{self.host}:{self.port}")
+        password = self.credentials.ensure([ADMIN]).get(name)
+        if password is None:
+            raise KeyError(f"no credentials for {name!r} in {self.credentials.path}")
+        return base.model_copy(update={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                       "sasl_username": name, "sasl_password": SecretStr(password)})
 
     def _java(self) -> list[str]:
         java = artifacts.require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
@@ -247,7 +341,7 @@ class LocalKafka(LocalServer):
 
         if not port_open(self.host, self.port):
             return False
-        admin = AIOKafkaAdminClient(bootstrap_servers=f"{self.host}:{self.port}", request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**self.admin_settings().client_options(), request_timeout_ms=3000)
         try:
             await asyncio.wait_for(admin.start(), 5)
             await asyncio.wait_for(admin.describe_cluster(), 5)

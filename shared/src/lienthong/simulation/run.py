@@ -110,7 +110,7 @@ class Simulator:
         self.counts["gave_up"] += 1
 
     async def _agencies(self, broker) -> None:  # noqa: ANN001
-        consumer = AIOKafkaConsumer(UNIT_WORK.name, bootstrap_servers=self.kafka.servers,
+        consumer = AIOKafkaConsumer(UNIT_WORK.name, **self.kafka.client_options(),
                                     group_id=f"simulator-agencies-{self.seed}", auto_offset_reset="latest",
                                     enable_auto_commit=True)
         await consumer.start()

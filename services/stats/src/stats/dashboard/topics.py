@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from lienthong.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TIME
+from lienthong.settings import KafkaSettings
 from lienthong.topics import CATALOGUE, Topic
 
 HISTORY = 120  # samples kept for the lag chart (10 minutes at one sample every 5 s)
@@ -29,15 +30,15 @@ class Sample:
 
 @dataclass
 class TopicMonitor:
-    servers: list[str]
+    kafka: KafkaSettings
     topics: tuple[Topic, ...] = CATALOGUE
     samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY))
     reasons: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     partitions: dict[str, int] = field(default_factory=dict)  # as the cluster has them (an operator may add some)
 
     async def sample(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.servers, client_id="lienthong-dashboard")
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.servers, client_id="lienthong-dashboard",
+        admin = AIOKafkaAdminClient(**self.kafka.client_options(), client_id="lienthong-dashboard")
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), client_id="lienthong-dashboard",
                                     enable_auto_commit=False)
         await admin.start()
         await consumer.start()

@@ -1,0 +1,146 @@
+"""Who may do what: the client registry (`clients.toml`, data) and the Kafka ACLs derived from it, pure.
+
+Kafka's StandardAuthorizer closes every resource without an ACL to everyone but the super user (the operators'
+`admin`), so a client may do exactly what these bindings grant: read the topics it consumes with the consumer
+groups named after it, write the topics it produces, and (the dashboard) describe the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+ADMIN = "admin"
+REGISTRY = resources.files("lienthong.identity") / "clients.toml"
+
+
+def registry_path() -> Path:
+    """The registry operators maintain: LIENTHONG_CLIENTS, else the one shipped with the code."""
+    return Path(os.environ.get("LIENTHONG_CLIENTS") or str(REGISTRY))
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    kind: Literal["service", "tool", "agency"]
+    consumes: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    unit_levels: tuple[str, ...] = ()
+    monitors: bool = False
+    description: str = ""
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.name}"
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One Kafka ACL binding, as `kafka-acls` and the Admin API name its parts."""
+
+    principal: str
+    resource_type: Literal["TOPIC", "GROUP", "CLUSTER"]
+    resource_name: str
+    pattern: Literal["LITERAL", "PREFIXED"]
+    operation: Literal["READ", "WRITE", "DESCRIBE"]
+
+
+@dataclass(frozen=True)
+class Registry:
+    clients: tuple[Client, ...] = field(default_factory=tuple)
+
+    def get(self, name: str) -> Client:
+        for client in self.clients:
+            if client.name == name:
+                return client
+        raise KeyError(f"no client {name!r} in the registry")
+
+
+def load(path: Path | None = None) -> Registry:
+    text = (path or registry_path()).read_text(encoding="utf-8")
+    clients = []
+    for entry in tomllib.loads(text).get("client", []):
+        unknown = set(entry) - set(Client.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"client {entry.get('name')!r}: unknown keys {sorted(unknown)}")
+        clients.append(Client(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}))
+    names = [c.name for c in clients]
+    if len(set(names)) != len(names) or ADMIN in names:
+        raise ValueError("client names must be unique and not 'admin'")
+    return Registry(tuple(clients))
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    return load()
+
+
+def save(reg: Registry, *, add: Client | None = None, remove: str | None = None) -> Registry:
+    """Append a client to the registry file, or remove one (its entry only; comments and the rest stay)."""
+    path = registry_path()
+    text = path.read_text(encoding="utf-8")
+    if add is not None:
+        if any(c.name == add.name for c in reg.clients) or add.name == ADMIN:
+            raise ValueError(f"client {add.name!r} exists already")
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in add.__dict__.items()
+                  if v not in ((), "", False)}
+        text = text.rstrip("\n") + "\n\n[[client]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items())
+    if remove is not None:
+        reg.get(remove)  # KeyError when unknown
+        text = _without(text.split("\n[[client]]\n"), remove)
+    path.write_text(text, encoding="utf-8")
+    registry.cache_clear()
+    return load(path)
+
+
+def _without(blocks: list[str], name: str) -> str:
+    kept = [blocks[0]] + [b for b in blocks[1:] if tomllib.loads("[[client]]\n" + b)["client"][0]["name"] != name]
+    return "\n[[client]]\n".join(kept)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def acls(client: Client) -> list[Acl]:
+    """The least privilege that lets `client` do what the registry says, nothing more."""
+    out = [Acl(client.principal, "TOPIC", t, "LITERAL", "READ") for t in client.consumes]
+    out += [Acl(client.principal, "TOPIC", t, "LITERAL", "WRITE") for t in client.produces]
+    out += [Acl(client.principal, "GROUP", g, "PREFIXED", "READ") for g in client.groups]
+    if client.monitors:  # topic list, offsets and every group's lag; the newest dead letters' reasons
+        out += [Acl(client.principal, "CLUSTER", "kafka-cluster", "LITERAL", "DESCRIBE"),
+                Acl(client.principal, "TOPIC", "*", "LITERAL", "DESCRIBE"),
+                Acl(client.principal, "GROUP", "*", "LITERAL", "DESCRIBE")]
+        out += [Acl(client.principal, "TOPIC", t, "LITERAL", "READ") for t in _dead_letter_topics()]
+    return out
+
+
+def _dead_letter_topics() -> list[str]:
+    from lienthong.topics import dead_letter_topics
+
+    return [t.name for t in dead_letter_topics()]
+
+
+def acl_table(reg: Registry | None = None) -> str:
+    """The README's "Who may do what" table, from the registry."""
+    rows = ["| client | kind | acts for | reads (consumer groups) | writes |", "|---|---|---|---|---|"]
+    for c in (reg or registry()).clients:
+        acts = ", ".join(c.units) or ", ".join(f"every {lvl} unit" for lvl in c.unit_levels) or "—"
+        reads = ", ".join(f"`{t}`" for t in c.consumes) or "—"
+        groups = ", ".join(f"`{g}*`" for g in c.groups)
+        writes = ", ".join(f"`{t}`" for t in c.produces) or "—"
+        extra = "; describes every topic and group (dashboard)" if c.monitors else ""
+        rows.append(f"| `{c.name}` | {c.kind} | {acts} | {reads}{f' ({groups})' if groups else ''}{extra} | "
+                    f"{writes} |")
+    return "\n".join(rows)

@@ -1,0 +1,107 @@
+"""Who may do what, on the real broker: every connection authenticates (SASL/SCRAM-SHA-512), and the
+StandardAuthorizer with the ACLs derived from the client registry lets each principal do only its role."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from lienthong.identity import REGISTRY
+from lienthong.settings import KafkaSettings
+from lienthong.topics import DOSSIER_LIFECYCLE, UNIT_OUTCOMES, UNIT_WORK
+
+pytestmark = pytest.mark.integration
+
+
+def local(infra):  # noqa: ANN001, ANN201
+    if infra.local is None:
+        pytest.fail(f"the identity tests provision principals on deploy/local servers, not on {infra.provider}")
+    return infra.local.kafka
+
+
+async def produces(kafka: KafkaSettings, topic: str) -> bool:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=True,
+                                request_timeout_ms=5000, metadata_max_age_ms=5000)
+    try:
+        await asyncio.wait_for(producer.start(), 8)
+        await asyncio.wait_for(producer.send_and_wait(topic, b"probe", key=b"IDENTITY-PROBE"), 15)
+        return True
+    except (KafkaError, asyncio.TimeoutError, OSError):
+        return False
+    finally:
+        await asyncio.wait_for(producer.stop(), 15)
+
+
+async def consumes(kafka: KafkaSettings, topic: str, group: str | None) -> bool:
+    consumer = AIOKafkaConsumer(topic, **kafka.client_options(), group_id=group, auto_offset_reset="earliest",
+                                enable_auto_commit=False, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(consumer.start(), 8)
+        await asyncio.wait_for(consumer.getmany(timeout_ms=3000), 15)
+        if group is not None:
+            await asyncio.wait_for(consumer.commit(), 15)
+        return True
+    except (KafkaError, asyncio.TimeoutError, OSError):
+        return False
+    finally:
+        await asyncio.wait_for(consumer.stop(), 15)
+
+
+async def test_no_credentials_or_wrong_ones_reach_no_topic(infra):
+    kafka = local(infra)
+    anonymous = infra.kafka.model_copy(update={"security_protocol": "PLAINTEXT"})
+    wrong = kafka.client_settings("police", infra.kafka).as_client("police", "not-the-password")
+    unknown = infra.kafka.as_client("nobody", "whatever")
+    for who in (anonymous, wrong, unknown):
+        assert not await produces(who, UNIT_OUTCOMES.name)
+        assert not await consumes(who, DOSSIER_LIFECYCLE.name, None)
+
+
+async def test_each_principal_may_do_its_role_and_nothing_else(infra):
+    kafka = local(infra)
+    police = kafka.client_settings("police", infra.kafka)
+    stats = kafka.client_settings("stats", infra.kafka)
+    # An agency answers its work; it may not forge lifecycle events nor read citizens' dossiers.
+    assert await produces(police, UNIT_OUTCOMES.name)
+    assert await consumes(police, UNIT_WORK.name, f"agency-police-{uuid.uuid4().hex[:4]}")
+    assert not await produces(police, DOSSIER_LIFECYCLE.name)
+    assert not await consumes(police, DOSSIER_LIFECYCLE.name, None)
+    assert not await consumes(police, UNIT_WORK.name, f"routing-{uuid.uuid4().hex[:4]}")  # not its group
+    # A service reads what it projects, in its own groups, and writes only its dead letters.
+    assert await consumes(stats, DOSSIER_LIFECYCLE.name, f"stats-{uuid.uuid4().hex[:4]}")
+    assert not await produces(stats, DOSSIER_LIFECYCLE.name)
+    assert not await produces(stats, UNIT_OUTCOMES.name)
+    assert not await consumes(stats, UNIT_OUTCOMES.name, f"stats-{uuid.uuid4().hex[:4]}")
+
+
+async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra, tmp_path):
+    kafka = local(infra)
+    clients = tmp_path / "clients.toml"
+    shutil.copy(str(REGISTRY), clients)  # the operators' registry, which `clients add|revoke` edits
+    name = f"xa-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "LIENTHONG_CLIENTS": str(clients), "LIENTHONG_STATE": str(kafka.state.parent),
+           "KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap_servers}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "lienthong.cli", "--env", kafka.state.name, "clients", *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = cli("add", name, "--units", "HACTHANH", "--consumes", UNIT_WORK.name, "--produces", UNIT_OUTCOMES.name)
+    password = out.strip().rsplit(" ", 1)[-1]
+    assert name in cli("list")
+    agency = infra.kafka.as_client(name, password)
+    assert await produces(agency, UNIT_OUTCOMES.name)
+    assert not await produces(agency, DOSSIER_LIFECYCLE.name)
+    cli("revoke", name)
+    assert name not in cli("list")
+    assert not await produces(agency, UNIT_OUTCOMES.name)
