@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from lienthong.settings import KafkaSettings, MongoSettings
+from tests import tokens  # noqa: F401 - sets AUTH_* before any service is built
 
 KAFKA_IMAGE = "apache/kafka:4.4.0"
 MONGO_IMAGE = "mongo:8.0"

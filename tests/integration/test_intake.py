@@ -20,6 +20,7 @@ from lienthong.catalogue import catalogue
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
 from tests.integration.kafka_reader import body, headers, read_records
+from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ async def service(infra):
     settings = IntakeSettings(publish_timeout_s=3.0, outbox_interval_s=0.5, outbox_grace_s=4.0, rate_burst=1000)
     app, broker, intake = build(settings, infra.kafka, infra.mongo)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30) as http:
+        async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30) as http:
             yield http, intake
 
 
@@ -206,7 +207,7 @@ async def test_malformed_json_and_oversized_body(service):
 async def test_rate_limit_per_receiving_unit(infra):
     settings = IntakeSettings(rate_per_unit_per_s=0.01, rate_burst=2)  # no refill within the test
     app, _, _ = build(settings, infra.kafka, infra.mongo)
-    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
+    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30
     ) as http:
         codes = [(await http.post("/v1/dossiers", json=submission(receiving_unit="BATMOT"))).status_code

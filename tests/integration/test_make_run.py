@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +45,9 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
         assert set(ready) == set(PORTS), _why(tmp_path / "run.log")
         for name, port in PORTS.items():
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok", "service": name}
-            assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics", headers=EVERYTHING).text
         assert ready["intake"]["checks"] == {"kafka": "ok", "mongo": "ok"}
-        status = subprocess.run([sys.executable, "-m", "lienthong.cli", "infra", "status"], env=env,
+        status = subprocess.run([sys.executable, "-m", "lienthong.cli", "--env", "test", "infra", "status"], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         proc.send_signal(signal.SIGINT)

@@ -35,6 +35,7 @@ from notify.main import build
 from notify.settings import NotifySettings
 from tests.integration.kafka_reader import headers, read_records
 from tests.integration.sinks import HttpSink, SmtpSink, eventually
+from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ async def notify(infra, tmp_path_factory):
     app, _, _ = build(settings, infra.kafka, infra.mongo)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         await asyncio.sleep(3)  # the new group gets its partitions before anything is published
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://notify") as api:
+        async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://notify") as api:
             producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
             async with producer:
                 await producer.start()

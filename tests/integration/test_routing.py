@@ -30,6 +30,7 @@ from routing.main import build as build_routing
 from routing.settings import RoutingSettings
 from tests.integration.kafka_reader import headers, read_records, wait_committed
 from tests.integration.test_intake import submission
+from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ async def system(infra):
     )
     async with LifespanManager(intake_app, startup_timeout=60), LifespanManager(routing_app, startup_timeout=60):
         await asyncio.sleep(3)  # let the new consumer group get its partitions before we publish
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(intake_app), base_url="http://intake") as http:
+        async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(intake_app), base_url="http://intake") as http:
             producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
             async with producer:
                 await producer.start()

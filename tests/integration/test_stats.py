@@ -33,6 +33,7 @@ from stats.main import build
 from stats.rebuild import rebuild
 from stats.settings import StatsSettings
 from tests.integration.kafka_reader import wait_caught_up
+from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +151,7 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
     await publish_all(infra, events)
     group = f"stats-test-{uuid.uuid4().hex[:6]}"
     app, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
-    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(
+    async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(app), base_url="http://stats", timeout=60
     ) as http:
         await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)
@@ -223,7 +224,7 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
         await publish_all(infra, events)
         await asyncio.sleep(0.5)  # stop while batches are likely still in flight
     second, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
-    async with LifespanManager(second, startup_timeout=60), httpx.AsyncClient(
+    async with LifespanManager(second, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(second), base_url="http://stats", timeout=60
     ) as http:
         await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)

@@ -24,6 +24,8 @@ from lienthong.simulation.run import SimClock, Simulator
 from lienthong.topics import CATALOGUE, DOSSIER_LIFECYCLE
 from tests.integration.kafka_reader import wait_caught_up
 from tests.integration.sinks import free_port
+from lienthong.auth import SUBMIT
+from tests.tokens import EVERYTHING, ISSUER
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +54,7 @@ def service(name: str, env: dict[str, str]) -> Iterator[str]:
 
 
 async def ready(base: str, timeout: float = 90) -> None:
-    async with httpx.AsyncClient(timeout=3) as http:
+    async with httpx.AsyncClient(headers=EVERYTHING, timeout=3) as http:
         for _ in range(int(timeout * 2)):
             try:
                 if (await http.get(f"{base}/readyz")).status_code == 200:
@@ -109,11 +111,13 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
             await ready(base)
         # Simulated time starts on a Wednesday morning so counters are open whenever CI runs.
         clock = SimClock(speedup=600, start=datetime(2026, 11, 25, 8, 0, tzinfo=VN_TZ))
+        os.environ["SIMULATOR_TOKEN"] = ISSUER.issue("simulator", [SUBMIT], ["*"])
         simulator = Simulator(seed=11, intake_url=intake, kafka=infra.kafka, clock=clock)
         simulation = asyncio.create_task(simulator.run(rate=4, duration_s=25))
-        async with async_playwright() as pw, httpx.AsyncClient(base_url=stats, timeout=30) as api:
+        async with async_playwright() as pw, httpx.AsyncClient(headers=EVERYTHING, base_url=stats, timeout=30) as api:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+            page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="vi-VN",
+                                          extra_http_headers=EVERYTHING)
             await page.goto(f"{stats}/dashboard")
             await page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
 

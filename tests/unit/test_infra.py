@@ -34,3 +34,23 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch):
     drawn = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
     monkeypatch.setattr(servers.uuid, "uuid4", lambda: next(drawn))
     assert servers.kraft_cluster_id() == "EBAQEBAQEBAQEBAQEBAQEA"
+
+
+def test_readme_acl_table_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from lienthong.identity import acl_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- acl-table:start -->\n", 1)[1].split("\n<!-- acl-table:end -->", 1)[0]
+    assert shown == acl_table(), "README's ACL table differs from the registry: regenerate it from acl_table()"
+
+
+def test_registry_gives_least_privilege():
+    from lienthong.identity import acls, registry
+
+    police = {(a.resource_type, a.resource_name, a.operation) for a in acls(registry().get("police"))}
+    assert police == {("TOPIC", "unit.work", "READ"), ("TOPIC", "unit.outcomes", "WRITE"),
+                      ("GROUP", "agency-police", "READ")}
+    assert not any(a.operation == "WRITE" and a.resource_name == "dossier.lifecycle"
+                   for c in registry().clients if c.kind == "agency" for a in acls(c))

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lienthong.infra.artifacts import MissingTool
 
@@ -71,6 +72,19 @@ def _kafka_as(args: argparse.Namespace, client: str):  # noqa: ANN202
     if kafka.sasl_username or not kafka.authenticated:
         return kafka
     return _environment(args).kafka.client_settings(client, kafka)
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """The local issuer (make run, tests): a bearer token for a client, or revoke every token of one."""
+    from lienthong.auth import LocalIssuer
+
+    issuer = LocalIssuer(_environment(args).kafka.state / "auth")
+    if args.action == "revoke":
+        issuer.revoke(args.name)
+        print(f"tokens of {args.name} are refused from now on")
+        return 0
+    print(issuer.issue(args.name, args.scope, args.units, ttl_s=args.ttl))
+    return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -151,8 +165,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{name}: {outcome}", flush=True)
     kafka = KafkaSettings()
 
+    from lienthong.auth import SUBMIT, LocalIssuer
+
+    # Tokens for make run from the local issuer the services trust: the one AUTH_JWKS_FILE names, else the
+    # environment's own (its JWKS then goes to every service).
+    jwks = os.environ.get("AUTH_JWKS_FILE")
+    issuer = LocalIssuer(Path(jwks).parent if jwks else env.kafka.state / "auth")
+
     def as_client(name: str) -> dict[str, str]:  # each service and the simulator with its own principal
-        return {**os.environ, **env.kafka.client_settings(name, kafka).as_env()}
+        return {**os.environ, **env.kafka.client_settings(name, kafka).as_env(), **issuer.env(),
+                "SIMULATOR_TOKEN": issuer.issue("portal", [SUBMIT], ["*"], ttl_s=7 * 24 * 3600)}
 
     procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=as_client(name)) for name in SERVICES}
     if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
@@ -166,8 +188,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env=as_client("simulator"))
     else:
         simulator = None
-    print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084 "
-          "(dashboard: http://127.0.0.1:8084/dashboard). Ctrl-C stops everything.")
+    from lienthong.auth import OPS_READ, STATS_READ
+
+    operator = issuer.issue("operator", [STATS_READ, OPS_READ], ttl_s=24 * 3600)
+    print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084. Ctrl-C stops everything.\n"
+          "Dashboard: http://127.0.0.1:8084/dashboard with the header\n"
+          f"  Authorization: Bearer {operator}\n"
+          "(or `lienthong tokens issue NAME --scope ...` for another client)")
     stopping = False
 
     def stop(*_: object) -> None:
@@ -226,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     clients.add_argument("--groups", nargs="*", help="consumer-group prefixes (default: agency-NAME)")
     clients.add_argument("--description")
     clients.set_defaults(func=cmd_clients)
+    tokens = sub.add_parser("tokens", help="local bearer tokens: issue one for a client, or revoke a client's")
+    tokens.add_argument("action", choices=["issue", "revoke"])
+    tokens.add_argument("name", help="the client (the token's subject)")
+    tokens.add_argument("--scope", nargs="*", default=[], help="dossiers:submit subscriptions:manage "
+                        "citizens:opt-out stats:read ops:read")
+    tokens.add_argument("--units", nargs="*", default=[], help="units it acts for (* for every unit)")
+    tokens.add_argument("--ttl", type=int, default=3600, help="seconds")
+    tokens.set_defaults(func=cmd_tokens)
     run = sub.add_parser("run", help="infrastructure + the four services + a gentle simulator, until Ctrl-C")
     run.add_argument("--simulate-rate", type=float, default=0.2, help="dossiers per second; 0: no simulator")
     run.set_defaults(func=cmd_run)

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from lienthong.auth import OPS_READ, AuthSettings, Verifier, require
 from lienthong.contracts.errors import value_free
 from lienthong.logging import configure_logging, get_logger
 from lienthong.settings import ServiceSettings
@@ -65,6 +66,7 @@ def create_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     on_startup: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
+    auth: AuthSettings | None = None,
 ) -> FastAPI:
     """on_startup hooks run before the broker starts consuming; on_shutdown after it stopped."""
     log = get_logger(name)
@@ -86,6 +88,7 @@ def create_app(
             log.info("service_stopped", service=name)
 
     app = FastAPI(title=f"Liên Thông {name}", description=description, version="1", lifespan=lifespan)
+    app.state.verifier = Verifier(auth)  # bearer tokens on every endpoint but /healthz, /readyz, public tracking
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,7 +106,7 @@ def create_app(
         ready = all(v == "ok" for v in detail.values())
         return JSONResponse({"ready": ready, "checks": detail}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", dependencies=[require(OPS_READ)])
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

@@ -59,3 +59,13 @@ def test_figures_by_definition():
     assert s.on_time_rate == 0.5 and s.online_rate == 0.0
     before = summarize(docs, date(2025, 12, 1), date(2025, 12, 2))
     assert (before.resolved, before.in_progress, before.overdue) == (0, 3, 0)  # due on the last day: not yet late
+
+
+def test_in_progress_and_overdue_are_as_of_today_when_the_period_ends_later():
+    item = {"received_day": "2025-12-01", "channel": "online", "closed_day": None, "status": "in_progress",
+            "on_time": None, "due_date": "2025-12-10"}
+    end = date(2026, 1, 31)
+    assert summarize([item], date(2025, 12, 1), end).overdue == 1  # as of 31 January it will be
+    as_of_today = summarize([item], date(2025, 12, 1), end, today=date(2025, 12, 5))
+    assert (as_of_today.in_progress, as_of_today.overdue) == (1, 0)  # today it is not yet
+    assert summarize([item], date(2025, 12, 1), end, today=date(2025, 12, 11)).overdue == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from lienthong.auth import SUBMIT, Caller, require
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
@@ -63,14 +64,19 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
         responses={
             200: {"model": SubmissionReceipt, "description": "Same external_ref submitted again: the same dossier"},
             413: {"model": ErrorBody, "description": "Body over the size limit"},
+            401: {"model": ErrorBody, "description": "No valid bearer token"},
+            403: {"model": ErrorBody, "description": "The token does not allow filing for this receiving unit"},
             422: {"model": ErrorBody, "description": "Field-by-field list of what is wrong (values never echoed)"},
             429: {"model": ErrorBody, "description": "Too many submissions for this receiving unit; see Retry-After"},
             503: {"model": ErrorBody, "description": "Kafka unavailable: resubmit with the same external_ref"},
         },
         summary="Submit a dossier (idempotent on receiving_unit + external_ref)",
     )
-    async def submit(submission: DossierSubmission) -> JSONResponse:
+    async def submit(submission: DossierSubmission, caller: Caller = require(SUBMIT)) -> JSONResponse:
         channel = submission.channel
+        if not caller.may_act_for(submission.receiving_unit):
+            return _errors(403, [{"field": "receiving_unit", "type": "forbidden",
+                                  "message": "this client does not file for that unit"}])
         if submission.receiving_unit in intake.catalogue.units:
             wait = limiter.retry_after(submission.receiving_unit)
             if wait:
@@ -93,11 +99,12 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
         SUBMISSIONS.labels("http", channel, "created" if created else "duplicate").inc()
         return JSONResponse(receipt(stored), status_code=201 if created else 200)
 
-    @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue")
+    @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue",
+                dependencies=[require(SUBMIT)])
     async def procedures() -> list[Procedure]:
         return list(catalogue().procedures.values())
 
-    @router.get("/units", response_model=list[Unit], summary="The province's units")
+    @router.get("/units", response_model=list[Unit], summary="The province's units", dependencies=[require(SUBMIT)])
     async def units() -> list[Unit]:
         return list(catalogue().units.values())
 

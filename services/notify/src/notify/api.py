@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Literal
 
+from lienthong.auth import OPT_OUT, SUBSCRIBE, Caller, require
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 
@@ -54,36 +55,42 @@ def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: b
     router = APIRouter(prefix="/v1", tags=["notify"])
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe an agency system to dossier events")
-    async def subscribe(request: SubscriptionRequest) -> dict:
+    async def subscribe(request: SubscriptionRequest, caller: Caller = require(SUBSCRIBE)) -> dict:
+        if not request.unit_codes and "*" not in caller.units or not all(map(caller.may_act_for, request.unit_codes)):
+            raise HTTPException(403, detail=[{"field": "unit_codes", "type": "forbidden",
+                                              "message": "subscribe only to the units this client acts for"}])
         if request.url.scheme != "https" and not allow_http:
             raise HTTPException(422, detail=[{"field": "url", "type": "https_required",
                                               "message": "webhook URLs must use https"}])
         doc = await store.add_subscription({
             "url": str(request.url), "event_types": list(request.event_types), "unit_codes": list(request.unit_codes),
             "procedure_codes": list(request.procedure_codes), "secret": request.secret or secrets.token_hex(32),
+            "owner": caller.client,
         })
         subscriptions.invalidate()
         return {**public(doc), "secret": doc["secret"]}  # the only time the secret is shown
 
     @router.get("/subscriptions", summary="List subscriptions")
-    async def list_subscriptions() -> list[dict]:
-        return [public(d) for d in await store.all_subscriptions()]
+    async def list_subscriptions(caller: Caller = require(SUBSCRIBE)) -> list[dict]:
+        return [public(d) for d in await store.all_subscriptions() if d.get("owner") == caller.client]
 
     @router.get("/subscriptions/{sub_id}", summary="One subscription")
-    async def get_subscription(sub_id: str) -> dict:
+    async def get_subscription(sub_id: str, caller: Caller = require(SUBSCRIBE)) -> dict:
         doc = await store.subscription(sub_id)
-        if doc is None:
+        if doc is None or doc.get("owner") != caller.client:  # another client's looks like none
             raise HTTPException(404, detail="no such subscription")
         return public(doc)
 
     @router.delete("/subscriptions/{sub_id}", status_code=204, summary="Unsubscribe")
-    async def unsubscribe(sub_id: str) -> Response:
-        if not await store.delete_subscription(sub_id):
+    async def unsubscribe(sub_id: str, caller: Caller = require(SUBSCRIBE)) -> Response:
+        doc = await store.subscription(sub_id)
+        if doc is None or doc.get("owner") != caller.client or not await store.delete_subscription(sub_id):
             raise HTTPException(404, detail="no such subscription")
         subscriptions.invalidate()
         return Response(status_code=204)
 
-    @router.put("/opt-outs", summary="A citizen stops (or resumes) messages on one channel")
+    @router.put("/opt-outs", summary="A citizen stops (or resumes) messages on one channel",
+                dependencies=[require(OPT_OUT)])
     async def opt_out(request: OptOutRequest) -> dict:
         channels = await store.set_opt_out(request.citizen_id, request.channel, request.opted_out)
         return {"opted_out_channels": sorted(channels)}

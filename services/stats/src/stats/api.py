@@ -9,6 +9,7 @@ import csv
 import io
 from collections import defaultdict
 
+from lienthong.auth import STATS_READ, require
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from openpyxl import Workbook
 
@@ -53,12 +54,12 @@ def build_router(store: ProjectionStore) -> APIRouter:
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
                 **rollups.figures(rows, _basis(basis, unit), start, end, today()).as_dict()}
 
-    @router.get("/stats/summary", summary="Figures for a period, as the province reports them")
+    @router.get("/stats/summary", dependencies=[require(STATS_READ)], summary="Figures for a period, as the province reports them")
     async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None,
                       basis: Basis = "dossiers") -> dict:
         return await figures(start, end, unit, level, basis)
 
-    @router.get("/stats/summary.csv", summary="The same figures as CSV (one header row, one value row)")
+    @router.get("/stats/summary.csv", dependencies=[require(STATS_READ)], summary="The same figures as CSV (one header row, one value row)")
     async def summary_csv(start: Start, end: End, unit: UnitCode = None, level: Level = None,
                           basis: Basis = "dossiers") -> Response:
         row = await figures(start, end, unit, level, basis)
@@ -69,7 +70,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.csv"'})
 
-    @router.get("/stats/summary.xlsx", summary="The same figures as an Excel sheet, for the periodic report")
+    @router.get("/stats/summary.xlsx", dependencies=[require(STATS_READ)], summary="The same figures as an Excel sheet, for the periodic report")
     async def summary_xlsx(start: Start, end: End, unit: UnitCode = None, level: Level = None,
                            basis: Basis = "dossiers") -> Response:
         row = await figures(start, end, unit, level, basis)
@@ -84,7 +85,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
                         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                         headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.xlsx"'})
 
-    @router.get("/stats/units", summary="Ranking of units for a period")
+    @router.get("/stats/units", dependencies=[require(STATS_READ)], summary="Ranking of units for a period")
     async def units_ranking(
         start: Start,
         end: End,
@@ -106,7 +107,7 @@ def build_router(store: ProjectionStore) -> APIRouter:
             return sorted(ranked, key=lambda r: (r["on_time_rate"] is None, r["on_time_rate"] or 0, r["unit"]))
         return sorted(ranked, key=lambda r: (-r[sort], r["unit"]))
 
-    @router.get("/stats/timeseries", summary="Figures per day, week or month")
+    @router.get("/stats/timeseries", dependencies=[require(STATS_READ)], summary="Figures per day, week or month")
     async def timeseries(
         start: Start,
         end: End,

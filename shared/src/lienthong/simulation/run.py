@@ -5,6 +5,7 @@ file through intake (HTTP, or Kafka for counter applications), units answer the 
 from __future__ import annotations
 
 import asyncio
+import os
 import hashlib
 import time
 from collections import Counter
@@ -64,7 +65,10 @@ class Simulator:
 
     async def run(self, rate: float, duration_s: float | None) -> Counter[str]:
         broker = make_broker("simulator", self.kafka)
-        async with broker, httpx.AsyncClient(base_url=self.intake_url, timeout=10) as http:
+        # The portal's bearer token (dossiers:submit for every unit), as any client of intake needs one.
+        token = os.environ.get("SIMULATOR_TOKEN", "")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with broker, httpx.AsyncClient(base_url=self.intake_url, timeout=10, headers=headers) as http:
             await broker.start()
             agencies = asyncio.create_task(self._agencies(broker))
             filing_tasks: set[asyncio.Task] = set()

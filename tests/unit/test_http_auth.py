@@ -1,0 +1,96 @@
+"""Bearer tokens on the HTTP edges, without servers: what is refused is refused before any store or broker is
+touched. (Valid tokens going through are exercised by every integration test, which all carry one.)"""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
+from tests.tokens import ISSUER, bearer
+
+FILING = {"procedure_code": "HT-KS", "channel": "online", "receiving_unit": "HACTHANH", "external_ref": "R-1",
+          "applicant": {"citizen_id": "038099001122", "full_name": "Lê Văn A", "address": "Số 1",
+                        "residence_unit": "HOANGSON"},
+          "documents": [{"kind": "to-khai", "name": "a.pdf", "sha256": "a" * 64},
+                        {"kind": "giay-chung-sinh", "name": "b.pdf", "sha256": "b" * 64}]}
+
+
+def app_of(service: str):  # noqa: ANN201
+    module = __import__(f"{service}.main", fromlist=["build"])
+    return module.build()[0]
+
+
+async def call(service: str, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:
+    transport = httpx.ASGITransport(app_of(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc", headers=headers or {}) as http:
+        return await http.request(method, path, **kw)
+
+
+PROTECTED = [  # (service, method, path, request, the scope it needs)
+    ("intake", "POST", "/v1/dossiers", {"json": FILING}, SUBMIT),
+    ("intake", "GET", "/v1/units", {}, SUBMIT),
+    ("intake", "GET", "/metrics", {}, OPS_READ),
+    ("notify", "POST", "/v1/subscriptions", {"json": {"url": "https://x.example/h"}}, SUBSCRIBE),
+    ("notify", "GET", "/v1/subscriptions", {}, SUBSCRIBE),
+    ("notify", "PUT", "/v1/opt-outs", {"json": {"citizen_id": "038099001122", "channel": "sms", "opted_out": True}},
+     OPT_OUT),
+    ("stats", "GET", "/v1/stats/summary?from=2025-07-01&to=2025-07-31", {}, STATS_READ),
+    ("stats", "GET", "/v1/stats/units?from=2025-07-01&to=2025-07-31", {}, STATS_READ),
+    ("stats", "GET", "/dashboard", {}, STATS_READ),
+    ("stats", "GET", "/v1/ops/topics", {}, OPS_READ),
+    ("routing", "GET", "/metrics", {}, OPS_READ),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "path", "kw", "scope"), PROTECTED)
+async def test_no_token_is_401_and_says_nothing_else(service, method, path, kw, scope):
+    resp = await call(service, method, path, **kw)
+    assert resp.status_code == 401
+    assert resp.headers["www-authenticate"] == "Bearer"
+    assert resp.json() == {"detail": [{"field": "authorization", "type": "unauthorized",
+                                       "message": "a valid bearer token is required"}]}
+
+
+@pytest.mark.parametrize("token", ["expired", "other-key", "other-audience", "garbage", "revoked"])
+async def test_expired_badly_signed_foreign_or_revoked_tokens_are_401(token, tmp_path):
+    if token == "expired":
+        value = ISSUER.issue("c1", [STATS_READ], now=1_000_000)
+    elif token == "other-key":
+        value = LocalIssuer(tmp_path / "other").issue("c1", [STATS_READ])
+    elif token == "other-audience":
+        value = LocalIssuer(ISSUER.directory, audience="someone-else").issue("c1", [STATS_READ])
+    elif token == "garbage":
+        value = "not.a.token"
+    else:
+        client = f"revoked-{uuid.uuid4().hex[:8]}"
+        value = ISSUER.issue(client, [STATS_READ])
+        assert (await call("stats", "GET", "/v1/ops/topics", {"Authorization": f"Bearer {value}"})).status_code \
+            == 403  # valid until revoked (stats:read only: the topics need ops:read)
+        ISSUER.revoke(client)  # no restart: the list is re-read when it changes
+    resp = await call("stats", "GET", "/v1/ops/topics", {"Authorization": f"Bearer {value}"})
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize(("service", "method", "path", "kw", "scope"), PROTECTED)
+async def test_a_token_outside_its_scope_is_403(service, method, path, kw, scope):
+    other = STATS_READ if scope != STATS_READ else SUBMIT
+    resp = await call(service, method, path, bearer(other), **kw)
+    assert resp.status_code == 403
+
+
+async def test_a_client_files_and_subscribes_only_for_its_own_units():
+    resp = await call("intake", "POST", "/v1/dossiers", bearer(SUBMIT, units=("BIMSON",)), json=FILING)
+    assert resp.status_code == 403 and resp.json()["detail"][0]["field"] == "receiving_unit"
+    resp = await call("notify", "POST", "/v1/subscriptions", bearer(SUBSCRIBE, units=("BIMSON",)),
+                      json={"url": "https://agency.example/hook", "unit_codes": ["HACTHANH"]})
+    assert resp.status_code == 403
+    resp = await call("notify", "POST", "/v1/subscriptions", bearer(SUBSCRIBE, units=("BIMSON",)),
+                      json={"url": "https://agency.example/hook"})  # every unit: not for a one-unit client
+    assert resp.status_code == 403
+
+
+async def test_health_and_readiness_need_no_token():
+    assert (await call("intake", "GET", "/healthz")).status_code == 200
