@@ -91,7 +91,7 @@ def main() -> None:
         with service("notify", 18083, f"bench_notify_{uuid.uuid4().hex[:6]}",
                      NOTIFY_GROUP_ID=f"notify-bench-{uuid.uuid4().hex[:6]}", NOTIFY_START_FROM="latest",
                      NOTIFY_SMTP_PORT=str(smtp_port), NOTIFY_SMS_GATEWAY_URL=f"{http.base}/sms", NOTIFY_SMS_GATEWAY_TOKEN="bench",
-                     NOTIFY_ALLOW_HTTP_WEBHOOKS="true", NOTIFY_MAX_ATTEMPTS="20", NOTIFY_BACKOFF_BASE_S="0.5",
+                     NOTIFY_ALLOW_HTTP_WEBHOOKS="true", NOTIFY_ALLOW_PRIVATE_WEBHOOKS="true", NOTIFY_MAX_ATTEMPTS="20", NOTIFY_BACKOFF_BASE_S="0.5",
                      NOTIFY_BACKOFF_MAX_S="5", NOTIFY_RETRY_HOLD_MAX_S="2") as base:
             time.sleep(3)  # the new group gets its partitions
             throughput, attempts, drain = asyncio.run(measure(base, smtp, http))

@@ -20,7 +20,8 @@ from lienthong.catalogue import catalogue
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
 from tests.integration.kafka_reader import body, headers, read_records
-from tests.tokens import EVERYTHING
+from lienthong.auth import SUBMIT
+from tests.tokens import EVERYTHING, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +142,24 @@ async def test_same_external_ref_twenty_times_concurrently_is_one_dossier(infra,
     assert len({r.json()["dossier_code"] for r in responses}) == 1
     records = await lifecycle_events(infra, by_ref(req["external_ref"]), 1)
     assert len(records) == 1
+
+
+async def test_a_reference_belongs_to_its_client_and_names_one_submission(infra, service):
+    http, _ = service
+    req = submission(receiving_unit="HAMRONG")
+    first = await http.post("/v1/dossiers", json=req)
+    assert first.status_code == 201
+    # The same client, the same reference, another applicant: refused, and nothing of the first comes back.
+    other = {**req, "applicant": {**req["applicant"], "citizen_id": "038199009999", "full_name": "Trần Thị B"}}
+    conflict = await http.post("/v1/dossiers", json=other)
+    assert conflict.status_code == 409
+    assert first.json()["dossier_code"] not in conflict.text and CANARY_NAME not in conflict.text
+    assert conflict.json() == {"detail": [{"field": "external_ref", "type": "conflict", "message":
+                                           "this reference was already used for a different submission"}]}
+    # Another client cannot take (or read back) that reference: it files a dossier of its own.
+    theirs = await http.post("/v1/dossiers", json=req, headers=bearer(SUBMIT, client="another-portal"))
+    assert theirs.status_code == 201 and theirs.json()["dossier_code"] != first.json()["dossier_code"]
+    assert (await http.post("/v1/dossiers", json=req)).json()["dossier_code"] == first.json()["dossier_code"]
 
 
 async def test_two_hundred_concurrent_submissions_get_consecutive_codes(infra, service):

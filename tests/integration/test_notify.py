@@ -72,7 +72,7 @@ async def notify(infra, tmp_path_factory):
     (templates / "received.email.html").write_text(BROKEN_TEMPLATE, encoding="utf-8")
     settings = NotifySettings(
         group_id=f"notify-test-{uuid.uuid4().hex[:6]}", start_from="latest", smtp_port=smtp_port,
-        sms_gateway_url=f"{base}/sms", sms_gateway_token="t0ken", allow_http_webhooks=True, max_attempts=3,
+        sms_gateway_url=f"{base}/sms", sms_gateway_token="t0ken", allow_http_webhooks=True, allow_private_webhooks=True, max_attempts=3,
         backoff_base_s=0.3, retry_hold_max_s=1.0, lease_s=3.0, disable_after_failures=2,
         subscriptions_refresh_s=0.5, templates_dir=templates,
     )

@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 from intake.domain import Rejected
 from intake.limits import PerUnitRateLimit
 from intake.repository import StoredDossier
-from intake.submit import Intake, KafkaUnavailable
+from intake.submit import Conflict, Intake, KafkaUnavailable
 from lienthong.catalogue import Procedure, Unit, catalogue
 from lienthong.contracts.intake import DossierSubmission
 
@@ -66,6 +66,7 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
             413: {"model": ErrorBody, "description": "Body over the size limit"},
             401: {"model": ErrorBody, "description": "No valid bearer token"},
             403: {"model": ErrorBody, "description": "The token does not allow filing for this receiving unit"},
+            409: {"model": ErrorBody, "description": "This client used the external_ref for a different submission"},
             422: {"model": ErrorBody, "description": "Field-by-field list of what is wrong (values never echoed)"},
             429: {"model": ErrorBody, "description": "Too many submissions for this receiving unit; see Retry-After"},
             503: {"model": ErrorBody, "description": "Kafka unavailable: resubmit with the same external_ref"},
@@ -84,7 +85,11 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
                 return _errors(429, [{"field": "receiving_unit", "type": "rate_limited",
                                       "message": f"retry after {wait}s"}], headers={"Retry-After": str(wait)})
         try:
-            stored, created = await intake.submit(submission)
+            stored, created = await intake.submit(submission, caller.client)
+        except Conflict:
+            SUBMISSIONS.labels("http", channel, "conflict").inc()
+            return _errors(409, [{"field": "external_ref", "type": "conflict",
+                                  "message": "this reference was already used for a different submission"}])
         except Rejected as exc:
             SUBMISSIONS.labels("http", channel, "invalid").inc()
             return _errors(422, [e.as_dict() for e in exc.errors])

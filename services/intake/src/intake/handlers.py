@@ -16,13 +16,16 @@ from pydantic import ValidationError
 
 from intake.api import SUBMISSIONS
 from intake.domain import Rejected
-from intake.submit import Intake
+from intake.submit import Conflict, Intake
 from lienthong.contracts.errors import summarize
 from lienthong.contracts.intake import DossierSubmission
 from lienthong.messaging import SUBSCRIBER_ACK_POLICY, dead_letter, record_context
 from lienthong.topics import INTAKE_SUBMISSIONS
 
 GROUP_ID = "intake"
+# Kafka stamps no sender on a record: submissions on intake.submissions are the counter application's (the only
+# principal with write access to the topic besides the simulator), and their references are scoped to it.
+KAFKA_CLIENT = "intake.submissions"
 MAX_BATCH = 200
 
 
@@ -39,7 +42,12 @@ def build_router(intake: Intake) -> KafkaRouter:
                                   reason=summarize(exc))
                 return
             try:
-                await intake.submit(submission)  # KafkaUnavailable propagates: NACK, the batch comes again
+                await intake.submit(submission, KAFKA_CLIENT)  # KafkaUnavailable propagates: NACK, comes again
+            except Conflict:
+                SUBMISSIONS.labels("kafka", submission.channel, "conflict").inc()
+                await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake",
+                                  reason="external_ref: conflict (used before for a different submission)")
+                return
             except Rejected as exc:
                 SUBMISSIONS.labels("kafka", submission.channel, "invalid").inc()
                 await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake",

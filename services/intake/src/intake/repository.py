@@ -33,6 +33,7 @@ class StoredDossier:
     code: str
     event: CloudEvent
     published: bool
+    fingerprint: str | None = None  # of the submission it came from (None: stored before fingerprints)
 
 
 class DossierRepository:
@@ -52,7 +53,8 @@ class DossierRepository:
         return _stored(await self.dossiers.find_one({"_id": key}))
 
     async def create(
-        self, key: str, unit: str, received_at: datetime, build_event: Callable[[str], CloudEvent]
+        self, key: str, unit: str, received_at: datetime, build_event: Callable[[str], CloudEvent],
+        fingerprint: str | None = None,
     ) -> tuple[StoredDossier, bool]:
         """Store a new dossier under the next free code; (existing, False) if the key was stored meanwhile."""
         day = dossier_day(received_at)
@@ -72,6 +74,7 @@ class DossierRepository:
                             "seq": seq,
                             "event": to_json(event).decode(),
                             "published": False,
+                            "fingerprint": fingerprint,
                             "created_at": datetime.now(UTC),
                         }
                     )
@@ -83,7 +86,7 @@ class DossierRepository:
                     continue
                 self._next_seq[counter_id] = seq + 1
                 await self.counters.update_one({"_id": counter_id}, {"$max": {"seq": seq}}, upsert=True)
-                return StoredDossier(key, code, event, published=False), True
+                return StoredDossier(key, code, event, published=False, fingerprint=fingerprint), True
         raise RuntimeError(f"could not allocate a dossier code for {counter_id}")
 
     async def _hint(self, counter_id: str) -> int:
@@ -102,4 +105,5 @@ class DossierRepository:
 def _stored(doc: dict | None) -> StoredDossier | None:
     if doc is None:
         return None
-    return StoredDossier(key=doc["_id"], code=doc["code"], event=parse_event(doc["event"]), published=doc["published"])
+    return StoredDossier(key=doc["_id"], code=doc["code"], event=parse_event(doc["event"]), published=doc["published"],
+                         fingerprint=doc.get("fingerprint"))

@@ -10,6 +10,7 @@ process (a duplicate from two processes carries the same event id, which consume
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,9 +37,18 @@ class KafkaUnavailable(Exception):
         self.code = code
 
 
-def idempotency_key(receiving_unit: str, external_ref: str) -> str:
-    """Counter receipt numbers are unique per centre, portal numbers nationally: scope by receiving unit."""
-    return f"{receiving_unit}/{external_ref}"
+class Conflict(Exception):
+    """The same reference was already used by this client for a different submission."""
+
+
+def idempotency_key(client: str, receiving_unit: str, external_ref: str) -> str:
+    """A reference belongs to the client that sent it (nobody can take a portal's dossier number first), and is
+    unique per receiving unit (counter receipt numbers are per centre)."""
+    return f"{client}:{receiving_unit}/{external_ref}"
+
+
+def fingerprint(submission: DossierSubmission) -> str:
+    return hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
 
 
 class Intake:
@@ -59,12 +69,14 @@ class Intake:
         self._pending: dict[str, asyncio.Task[None]] = {}  # idempotency key -> acknowledgement still awaited
         self._unpublished: dict[str, float] = {}  # idempotency key -> when its publication last failed
 
-    async def submit(self, submission: DossierSubmission) -> tuple[StoredDossier, bool]:
-        """(dossier, created). Raises Rejected (rule errors) or KafkaUnavailable."""
+    async def submit(self, submission: DossierSubmission, client: str) -> tuple[StoredDossier, bool]:
+        """(dossier, created) for `client`'s submission. Raises Rejected (rule errors), Conflict (the reference
+        already names another submission of this client) or KafkaUnavailable."""
         errors = check(submission, self.catalogue)
         if errors:
             raise Rejected(errors)
-        key = idempotency_key(submission.receiving_unit, submission.external_ref)
+        key = idempotency_key(client, submission.receiving_unit, submission.external_ref)
+        print_ = fingerprint(submission)
         async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
             stored = await self.repo.find_by_key(key)
             created = False
@@ -75,7 +87,10 @@ class Intake:
                     submission.receiving_unit,
                     received_at,
                     lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at),
+                    print_,
                 )
+            if not created and stored.fingerprint not in (None, print_):
+                raise Conflict()
             with structlog.contextvars.bound_contextvars(dossier_code=stored.code, event_id=stored.event.id):
                 if not stored.published:
                     await self.publish(stored)

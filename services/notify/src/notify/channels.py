@@ -17,6 +17,8 @@ from typing import Protocol
 import aiosmtplib
 import httpx
 
+from notify import egress
+
 from lienthong.messaging import CLOUDEVENTS_JSON
 from notify.compose import Message
 
@@ -92,12 +94,22 @@ def check_response(response: httpx.Response, what: str) -> None:
                         retry_after=retry_after_s(response) if status in (429, 503) else None)
 
 
-async def post(client: httpx.AsyncClient, url: str, what: str, **kwargs: object) -> None:
+async def post(client: httpx.AsyncClient, url: str | httpx.URL, what: str, **kwargs: object) -> None:
+    """POST and judge by the status alone: the body is never read (no unbounded responses)."""
     try:
-        response = await client.post(url, **kwargs)  # type: ignore[arg-type]
+        async with client.stream("POST", url, **kwargs) as response:  # type: ignore[arg-type]
+            check_response(response, what)
     except httpx.HTTPError as exc:  # timeouts, refused connections, TLS errors: the receiver may come back
-        raise DeliveryError(f"{what} {type(exc).__name__}", transient=True) from exc
-    check_response(response, what)
+        raise DeliveryError(f"{what} {_category(exc)}", transient=True) from exc
+
+
+def _category(exc: httpx.HTTPError) -> str:
+    """What a subscriber or the dashboard may read of a failure: a category, not a probe result."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "unreachable"
+    return "transport error"
 
 
 class SmsChannel:
@@ -129,16 +141,23 @@ class WebhookChannel:
     """POSTs the CloudEvent (structured mode) to an agency system, signed so the agency knows it came from us and
     was not replayed later (the timestamp is inside the signature)."""
 
-    def __init__(self, client: httpx.AsyncClient, target: Callable[[str], Awaitable[WebhookTarget | None]]) -> None:
-        self.client, self.target = client, target
+    def __init__(self, client: httpx.AsyncClient, target: Callable[[str], Awaitable[WebhookTarget | None]], *,
+                 allow_private: bool = False) -> None:
+        self.client, self.target, self.allow_private = client, target, allow_private
 
     async def send(self, message: Message, delivery_id: str) -> None:
         target = await self.target(message.to)
         if target is None or not target.active:
             raise DeliveryError("webhook subscription inactive", transient=False)
+        try:
+            destination = await egress.resolve(target.url, allow_private=self.allow_private)
+        except egress.RefusedAddress as exc:
+            raise DeliveryError("webhook refused address", transient=False) from exc
         body = message.body.encode()
         timestamp = str(int(time.time()))
-        await post(self.client, target.url, "webhook", content=body, headers={
+        await post(self.client, destination.url, "webhook", content=body,
+                   extensions={"sni_hostname": destination.host}, headers={
+            "Host": destination.host,
             "Content-Type": CLOUDEVENTS_JSON,
             "X-Signature": signature(target.secret, timestamp, body),
             "X-Signature-Timestamp": timestamp,

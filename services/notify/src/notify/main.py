@@ -51,7 +51,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
                               password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
                               starttls=settings.smtp_starttls),
         "sms": SmsChannel(http, url=settings.sms_gateway_url, token=settings.sms_gateway_token.get_secret_value()),
-        "webhook": WebhookChannel(http, subscriptions.target),
+        "webhook": WebhookChannel(http, subscriptions.target, allow_private=settings.allow_private_webhooks),
     }
     now = clock or (lambda: datetime.now(UTC))
     composer = Composer(catalogue(), tracking_url=settings.tracking_url, unit_email=settings.unit_email,

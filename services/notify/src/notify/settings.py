@@ -34,6 +34,10 @@ class NotifySettings(ServiceSettings):
     allow_http_webhooks: bool = Field(
         False, description="Accept http:// webhook URLs (tests, closed networks); otherwise only https://"
     )
+    allow_private_webhooks: bool = Field(
+        False, description="Let webhooks reach loopback and private addresses (tests with local receivers only); "
+        "otherwise only public addresses, checked at send time"
+    )
 
     templates_dir: Path | None = Field(
         None, description="Templates here override the packaged ones of the same name (the province edits letters "
