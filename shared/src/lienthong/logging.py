@@ -28,6 +28,7 @@ PERSONAL_KEYS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+BROKER_LOGGER = "lienthong.broker"
 
 # Order matters: e-mails first (they may contain digits), then 12-digit IDs, then phones.
 _PATTERNS = (
@@ -92,6 +93,12 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelName(level.upper()), logging.INFO))
+    # FastStream's own loggers come with their own handlers (coloured, unredacted, exceptions and all): they go
+    # through the one path above instead. Brokers log to BROKER_LOGGER (lienthong.messaging.make_broker).
+    for name in ("faststream", "faststream.access", "faststream.access.kafka", BROKER_LOGGER):
+        library = logging.getLogger(name)
+        library.handlers[:] = []
+        library.propagate = True
     _configured = True
 
 

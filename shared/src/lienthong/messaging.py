@@ -16,6 +16,7 @@ Delivery policy, decided once here:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from lienthong.contracts import CloudEvent, to_json
+from lienthong.logging import BROKER_LOGGER
 from lienthong.settings import KafkaSettings
 from lienthong.topics import Topic, all_topics
 
@@ -112,6 +114,7 @@ def make_broker(
     broker = KafkaBroker(
         settings.servers,
         security=settings.security(),
+        logger=logging.getLogger(BROKER_LOGGER),  # one logging path: structlog's redaction, no handler of its own
         client_id=f"{settings.client_id_prefix}-{service}",
         acks="all",
         enable_idempotence=True,
