@@ -33,6 +33,7 @@ from stats.main import build
 from stats.rebuild import rebuild
 from stats.settings import StatsSettings
 from tests.integration.kafka_reader import wait_caught_up
+from lienthong.tracking import TrackingSettings
 from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
@@ -205,12 +206,18 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         for p in periods:
             assert await figures(*p) == first[p]
 
-        tracking = await http.get(f"/v1/dossiers/{truths[0].code}")
+        code = truths[0].code
+        public = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://stats")  # no token
+        tracking = await public.get(f"/v1/dossiers/{code}", params={"secret": TrackingSettings().secret(code)})
         assert tracking.status_code == 200
         body = tracking.text
         assert CANARY_ID not in body and CANARY_NAME not in body
         assert tracking.json()["applicant"].startswith("C***** L* V** T**")
-        assert (await http.get("/v1/dossiers/NOPE-251201-0001")).status_code == 404
+        unknown = await public.get("/v1/dossiers/NOPE-251201-0001", params={"secret": "AAAAAAAAAA"})
+        for wrong in (None, "AAAAAAAAAA", TrackingSettings().secret("NOPE-251201-0001")):  # the code alone is not enough
+            answer = await public.get(f"/v1/dossiers/{code}", params={"secret": wrong} if wrong else {})
+            assert (answer.status_code, answer.json()) == (unknown.status_code, unknown.json()) == (404, unknown.json())
+        await public.aclose()
         assert (await http.get("/v1/stats/summary", params={"from": "2025-12-05", "to": "2025-12-01"})).status_code == 422
 
 

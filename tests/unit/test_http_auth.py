@@ -94,3 +94,12 @@ async def test_a_client_files_and_subscribes_only_for_its_own_units():
 
 async def test_health_and_readiness_need_no_token():
     assert (await call("intake", "GET", "/healthz")).status_code == 200
+
+
+async def test_public_tracking_is_rate_limited_per_address():
+    from stats.api import LookupLimit
+
+    limit = LookupLimit(per_minute=3)
+    assert [limit.retry_after("10.1.2.3") for _ in range(3)] == [0, 0, 0]
+    assert limit.retry_after("10.1.2.3") > 0  # the fourth lookup this minute waits
+    assert limit.retry_after("10.9.9.9") == 0  # another address is not held back

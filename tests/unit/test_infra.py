@@ -54,3 +54,18 @@ def test_registry_gives_least_privilege():
                       ("GROUP", "agency-police", "READ")}
     assert not any(a.operation == "WRITE" and a.resource_name == "dossier.lifecycle"
                    for c in registry().clients if c.kind == "agency" for a in acls(c))
+
+
+def test_outside_local_a_service_refuses_development_keys(monkeypatch):
+    from lienthong.settings import DevelopmentSecret, KafkaSettings
+
+    monkeypatch.setenv("LIENTHONG_ENVIRONMENT", "production")
+    from notify.main import build
+
+    with pytest.raises(DevelopmentSecret) as refused:
+        build(kafka=KafkaSettings(security_protocol="SASL_SSL"))
+    assert "NOTIFY_CITIZEN_KEY_SECRET" in str(refused.value) and "TRACKING_KEY" in str(refused.value)
+    assert "lienthong-dev" not in str(refused.value)  # names the settings, never their values
+    monkeypatch.setenv("TRACKING_KEY", "a-real-key-from-the-secret-store")
+    monkeypatch.setenv("NOTIFY_CITIZEN_KEY_SECRET", "another-real-key")
+    build(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts

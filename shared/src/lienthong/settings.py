@@ -102,3 +102,33 @@ class ServiceSettings(BaseSettings):
         15.0, gt=0, description="How long shutdown waits for in-flight messages before handing them back"
     )
     log_level: str = Field("INFO")
+
+
+class Deployment(BaseSettings):
+    """Where this process runs. Outside `local`, a service refuses to start with a development key."""
+
+    model_config = SettingsConfigDict(env_prefix="LIENTHONG_", extra="ignore")
+
+    environment: Literal["local", "test", "production"] = Field("local", description="production: no dev keys")
+
+
+class DevelopmentSecret(RuntimeError):
+    """A production process was configured with a key that ships in the source code."""
+
+
+def refuse_development_secrets(service: str, in_use: dict[str, bool]) -> None:
+    """`in_use`: setting name -> whether it still holds its development default. Names only, never values."""
+    if Deployment().environment == "local":
+        return
+    weak = sorted(name for name, dev in in_use.items() if dev)
+    if weak:
+        raise DevelopmentSecret(f"{service} refuses to start in {Deployment().environment} with development keys: "
+                                f"set {', '.join(weak)}")
+
+
+def shared_secrets(kafka: KafkaSettings) -> dict[str, bool]:
+    """The development defaults every service shares: the tracking key, and a broker without authentication."""
+    from lienthong.tracking import DEV_KEY, TrackingSettings
+
+    return {"TRACKING_KEY": TrackingSettings().key.get_secret_value() == DEV_KEY,
+            "KAFKA_SECURITY_PROTOCOL (SASL_SSL)": not kafka.authenticated}

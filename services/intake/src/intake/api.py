@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from lienthong.auth import SUBMIT, Caller, require
+from lienthong.tracking import TrackingSettings
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
@@ -30,6 +31,7 @@ class SubmissionReceipt(BaseModel):
     procedure_code: str
     receiving_unit: str
     channel: str
+    tracking_secret: str = Field(description="Printed on the receipt: public tracking needs the code and this")
 
 
 class FieldError(BaseModel):
@@ -42,7 +44,7 @@ class ErrorBody(BaseModel):
     detail: list[FieldError]
 
 
-def receipt(stored: StoredDossier) -> dict:
+def receipt(stored: StoredDossier, tracking: TrackingSettings) -> dict:
     data = stored.event.data
     return SubmissionReceipt(
         dossier_code=stored.code,
@@ -51,11 +53,13 @@ def receipt(stored: StoredDossier) -> dict:
         procedure_code=data.procedure_code,
         receiving_unit=data.receiving_unit,
         channel=data.channel,
+        tracking_secret=tracking.secret(stored.code),
     ).model_dump(mode="json")
 
 
-def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
+def build_router(intake: Intake, limiter: PerUnitRateLimit, tracking: TrackingSettings | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    tracking = tracking or TrackingSettings()
 
     @router.post(
         "/dossiers",
@@ -102,7 +106,7 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit) -> APIRouter:
             return _unavailable("kafka_unavailable", f"dossier {exc.code} is stored and will be published; "
                                 "resubmit with the same external_ref to get its receipt", retry_after_s=5)
         SUBMISSIONS.labels("http", channel, "created" if created else "duplicate").inc()
-        return JSONResponse(receipt(stored), status_code=201 if created else 200)
+        return JSONResponse(receipt(stored, tracking), status_code=201 if created else 200)
 
     @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue",
                 dependencies=[require(SUBMIT)])

@@ -19,7 +19,7 @@ from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmittedEvent
 from lienthong.messaging import make_broker, publish_event
 from lienthong.service import Periodic, create_app, serve
-from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE
 
@@ -43,6 +43,7 @@ def build(
 ):  # noqa: ANN201
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or IntakeSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    refuse_development_secrets("intake", {**shared_secrets(kafka)})
     broker = make_broker("intake", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     repo = DossierRepository(database(client, mongo))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 
+from lienthong.tracking import TrackingSettings
 from lienthong.calendar import add_working_days
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, to_json
@@ -51,6 +52,7 @@ class Composer:
     ) -> None:
         self.catalogue = catalogue
         self.tracking_url = tracking_url
+        self.tracking = TrackingSettings()
         self.unit_email = unit_email
         self.apology_working_days = apology_working_days
         self.today = today
@@ -96,7 +98,7 @@ class Composer:
         return {
             "code": event.subject,
             "procedure": procedure.name if procedure else "",
-            "tracking_url": self.tracking_url.format(code=event.subject),
+            "tracking_url": self.tracking_url.format(code=event.subject, secret=self.tracking.secret(event.subject)),
             "name": (dossier.full_name if private else mask_name(dossier.full_name)) if dossier else "",
             "citizen_id_masked": dossier.citizen_id_masked if dossier and private else "",
             "receiving_unit": units[dossier.receiving_unit].name if dossier else "",

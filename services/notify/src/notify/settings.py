@@ -25,7 +25,8 @@ class NotifySettings(ServiceSettings):
     unit_email: str = Field("{code}@thanhhoa.gov.vn", description="A unit's official mailbox; {code} is lower-case")
     sms_gateway_url: str = Field("http://127.0.0.1:9090/v1/sms", description="HTTP SMS gateway endpoint")
     sms_gateway_token: SecretStr = Field(SecretStr(""), description="Bearer token of the SMS gateway")
-    tracking_url: str = Field("https://dichvucong.thanhhoa.gov.vn/tra-cuu/{code}", description="Public tracking link")
+    tracking_url: str = Field("https://dichvucong.thanhhoa.gov.vn/tra-cuu/{code}?secret={secret}",
+                              description="Public tracking link ({code}, and {secret} from the receipt)")
     send_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of every channel")
     citizen_key_secret: SecretStr = Field(
         SecretStr("lienthong-dev-only"), description="HMAC key turning citizen IDs into opt-out keys; set it in "

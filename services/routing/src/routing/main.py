@@ -15,7 +15,7 @@ from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
 from lienthong.messaging import event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
-from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_WORK
 from routing import handlers
@@ -27,6 +27,7 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
           mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
     """Wire the service; tests build it against their own servers (and may bring their own clock)."""
     settings, kafka, mongo = settings or RoutingSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    refuse_development_secrets("routing", {**shared_secrets(kafka)})
     broker = make_broker("routing", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     store = WorkflowStore(database(client, mongo))

@@ -7,10 +7,12 @@ from typing import Annotated, Literal
 
 import csv
 import io
+import time
 from collections import defaultdict
 
 from lienthong.auth import STATS_READ, require
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from lienthong.tracking import TrackingSettings
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from openpyxl import Workbook
 
 from lienthong.calendar import VN_TZ
@@ -40,8 +42,11 @@ def _slot(unit: str | None, level: str | None) -> str:
     return rollups.level_slot(level) if level is not None else rollups.PROVINCE
 
 
-def build_router(store: ProjectionStore) -> APIRouter:
+def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | None = None,
+                 lookups_per_minute: int = 30) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    secrets = tracking_settings or TrackingSettings()
+    lookups = LookupLimit(lookups_per_minute)
 
     async def figures(start: date, end: date, unit: str | None, level: str | None, basis: str) -> dict:
         _check_range(start, end)
@@ -118,10 +123,19 @@ def build_router(store: ProjectionStore) -> APIRouter:
         _check_range(start, end)
         return await timeseries_of(store, start, end, unit, interval, basis)
 
-    @router.get("/dossiers/{code}", summary="Public tracking of one dossier (no personal data)")
-    async def tracking(code: Annotated[str, Path(pattern=CODE_PATTERN)]) -> dict:
+    @router.get("/dossiers/{code}", summary="Public tracking of one dossier (the code and the receipt's secret)",
+                responses={404: {"description": "No such dossier, or not this secret: the same answer"},
+                           429: {"description": "Too many lookups from this address; see Retry-After"}})
+    async def tracking(request: Request, code: Annotated[str, Path(pattern=CODE_PATTERN)],
+                       secret: Annotated[str | None, Query(max_length=32, description="The tracking secret "
+                                                           "printed on the receipt")] = None) -> dict:
+        wait = lookups.retry_after(request.client.host if request.client else "?")
+        if wait:
+            raise HTTPException(429, detail=[{"field": "(client)", "type": "rate_limited",
+                                              "message": f"retry after {wait}s"}], headers={"Retry-After": str(wait)})
+        # A wrong secret and an unknown code are one answer, and the store is read either way (no timing hint).
         doc = await store.tracking(code)
-        if doc is None:
+        if doc is None or not secrets.matches(code, secret):
             raise HTTPException(404, detail=[{"field": "code", "type": "not_found", "message": "no such dossier"}])
         return {
             "code": doc["_id"],
@@ -144,6 +158,23 @@ async def timeseries_of(store: ProjectionStore, start: date, end: date, unit: st
     daily = await store.slot_rows(end.isoformat(), _slot(unit, None))
     return [{"from": a.isoformat(), "to": b.isoformat(), **rollups.figures(daily, kind, a, b, today()).as_dict()}
             for a, b in _buckets(start, end, interval)]
+
+
+class LookupLimit:
+    """Public tracking lookups per client address and minute (a fixed window: cheap, and enough against walking
+    the codes; the province's gateway limits in front of it as well)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window, self.counts = -1, defaultdict(int)
+
+    def retry_after(self, client: str) -> int:
+        now = time.monotonic()
+        window = int(now // 60)
+        if window != self.window:
+            self.window, self.counts = window, defaultdict(int)
+        self.counts[client] += 1
+        return 0 if self.counts[client] <= self.per_minute else int(60 - now % 60) + 1
 
 
 def today() -> date:

@@ -9,7 +9,7 @@ from pymongo import AsyncMongoClient
 
 from lienthong.messaging import make_broker
 from lienthong.service import Periodic, create_app, serve
-from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from stats import api, handlers
 from stats.dashboard import routes as dashboard_routes
@@ -23,6 +23,7 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
           mongo: MongoSettings | None = None):  # noqa: ANN201
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or StatsSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    refuse_development_secrets("stats", {**shared_secrets(kafka)})
     broker = make_broker("stats", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     store = ProjectionStore(database(client, mongo))
