@@ -10,6 +10,7 @@ from typing import Any
 
 from pathlib import Path
 
+import orjson
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 
 from lienthong.tracking import TrackingSettings
@@ -29,6 +30,20 @@ class Message:
     to: str
     body: str
     subject: str | None = None
+
+
+# Personal data never leaves in a webhook: an agency system entitled to it reads it where it is kept.
+PERSONAL_FIELDS = ("applicant",)
+
+
+def webhook_body(event: CloudEvent) -> str:
+    """The CloudEvent without its personal fields; the extension `personaldata: withheld` says some were removed
+    (so the body no longer validates as the full event type: agencies read it as this redacted view)."""
+    doc = orjson.loads(to_json(event))
+    withheld = [name for name in PERSONAL_FIELDS if doc["data"].pop(name, None) is not None]
+    if withheld:
+        doc["personaldata"] = "withheld"
+    return orjson.dumps(doc).decode()
 
 
 class ComposeError(Exception):
@@ -68,7 +83,7 @@ class Composer:
 
     def compose(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None) -> Message:
         if delivery.channel == "webhook":
-            return Message(to=delivery.recipient_ref, body=to_json(event).decode())
+            return Message(to=delivery.recipient_ref, body=webhook_body(event))
         try:
             return self._render(delivery, event, dossier)
         except Exception as exc:  # any template or data problem: a permanent failure of this one message
