@@ -213,6 +213,7 @@ class LocalKafka(LocalServer):
     """One combined broker+controller in KRaft mode; the controller listens on port+1."""
 
     heap = "768m"
+    authenticate = True  # False only for PlaintextKafka, the benchmark's measure of what SASL costs
 
     @property
     def controller_port(self) -> int:
@@ -221,6 +222,25 @@ class LocalKafka(LocalServer):
     @property
     def properties(self) -> Path:
         return self.state / "kafka" / "server.properties"
+
+    def _security(self, admin: str) -> list[str]:
+        return [
+            # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
+            # users come and go at run time); the controller listener with PLAIN, whose one user is
+            # static (a controller needs it before any metadata is loaded).
+            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
+            f'PlainLoginModule required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";',
+            "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            f'ScramLoginModule required username="{ADMIN}" password="{admin}";',
+            # A resource without an ACL is closed to everyone but the super user.
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{ADMIN}",
+        ]
 
     @property
     def credentials(self) -> Credentials:
@@ -243,21 +263,8 @@ class LocalKafka(LocalServer):
                     f"advertised.listeners=CLIENT://{h}:{p}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=CLIENT",
-                    # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
-                    # users come and go at run time); the controller listener with PLAIN, whose one user is
-                    # static (a controller needs it before any metadata is loaded).
-                    "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
-                    "sasl.mechanism.controller.protocol=PLAIN",
-                    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-                    "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
-                    f'PlainLoginModule required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";',
-                    "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
-                    "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
-                    f'ScramLoginModule required username="{ADMIN}" password="{admin}";',
-                    # A resource without an ACL is closed to everyone but the super user.
-                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                    f"super.users=User:{ADMIN}",
+                    *(self._security(admin) if self.authenticate else
+                      ["listener.security.protocol.map=CONTROLLER:PLAINTEXT,CLIENT:PLAINTEXT"]),
                     f"log.dirs={data}",
                     "num.partitions=6",
                     "auto.create.topics.enable=false",
@@ -284,7 +291,7 @@ class LocalKafka(LocalServer):
             cluster_id = kraft_cluster_id()
             # KIP-900: the SCRAM credentials go into the first metadata records, so every registered client can
             # connect from the first start; their ACLs follow once the broker answers (`after_start`).
-            scram = [arg for name, password in passwords.items()
+            scram = [arg for name, password in passwords.items() if self.authenticate
                      for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
             subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
@@ -295,6 +302,8 @@ class LocalKafka(LocalServer):
 
     def after_start(self) -> None:
         """Apply the registry's ACLs once per registry content (a fresh broker has none)."""
+        if not self.authenticate:
+            return
         plan = "\n".join(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
                          for client in registry().clients for a in acls(client))
         marker = self.state / "kafka" / "acls.applied"
@@ -315,6 +324,8 @@ class LocalKafka(LocalServer):
         return done.stdout.strip()
 
     def admin_settings(self, base: KafkaSettings | None = None) -> KafkaSettings:
+        if not self.authenticate:
+            return KafkaSettings(bootstrap_servers=f"{self.host}:{self.port}", security_protocol="PLAINTEXT")
         return self.client_settings(ADMIN, base)
 
     def client_settings(self, name: str, base: KafkaSettings | None = None) -> KafkaSettings:
@@ -351,6 +362,13 @@ class LocalKafka(LocalServer):
         finally:
             with contextlib.suppress(Exception):
                 await admin.close()
+
+
+class PlaintextKafka(LocalKafka):
+    """The same broker without authentication or authorization: only the benchmark's baseline for SASL's cost,
+    never an environment of the project."""
+
+    authenticate = False
 
 
 class LocalFerretDB(LocalServer):
