@@ -19,7 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import kafka_as, KAFKA, environment, percentile, service  # noqa: E402
+from common import TOKEN, kafka_as, KAFKA, environment, percentile, service  # noqa: E402
 
 from lienthong.catalogue import catalogue  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS  # noqa: E402
@@ -50,7 +50,7 @@ async def closed_loop(base: str, units: list[str]) -> float:
 
     async def worker(i: int) -> None:
         nonlocal done
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=30, headers=TOKEN) as http:
             while time.perf_counter() < stop:
                 resp = await http.post("/v1/dossiers", json=body(units[(i + done) % len(units)]))
                 if resp.status_code != 201:
@@ -65,7 +65,7 @@ async def closed_loop(base: str, units: list[str]) -> float:
 async def offered_load(base: str, units: list[str]) -> tuple[float, float, int, int]:
     latencies: list[float] = []
     failures = 0
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=TOKEN, limits=httpx.Limits(max_connections=200)) as http:
 
         async def one(i: int) -> None:
             nonlocal failures

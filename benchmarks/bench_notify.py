@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
-from common import kafka_as, KAFKA, environment, service  # noqa: E402
+from common import TOKEN, kafka_as, KAFKA, environment, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import to_json  # noqa: E402
@@ -51,7 +51,7 @@ async def publish(producer: AIOKafkaProducer, events: list) -> None:
 
 
 async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int, float]:
-    async with httpx.AsyncClient(base_url=base) as api:
+    async with httpx.AsyncClient(base_url=base, headers=TOKEN) as api:
         for path, unit in (("/hooks/all", "HACTHANH"), ("/hooks/drain", "HOANGSON")):
             resp = await api.post("/v1/subscriptions", json={"url": f"{http.base}{path}", "unit_codes": [unit]})
             resp.raise_for_status()

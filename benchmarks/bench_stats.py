@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 import volume  # noqa: E402
-from common import kafka_as, KAFKA, MONGO, environment, service  # noqa: E402
+from common import ISSUER, TOKEN, kafka_as, KAFKA, MONGO, environment, service  # noqa: E402
 
 from lienthong.infra.paths import state_dir  # noqa: E402
 from lienthong.messaging import partitions_of  # noqa: E402
@@ -91,7 +91,7 @@ async def until_no_lag(group: str, timeout: float, started: float) -> float:
 
 
 def figures_of(base: str) -> Counter:
-    body = httpx.get(f"{base}/v1/stats/summary", params=PERIOD, timeout=60).raise_for_status().json()
+    body = httpx.get(f"{base}/v1/stats/summary", params=PERIOD, timeout=60, headers=TOKEN).raise_for_status().json()
     return Counter({k: body[k] for k in FIGURES})
 
 
@@ -105,11 +105,13 @@ async def query_latencies(db_name: str) -> dict[str, float]:
     """Median of 5 of each query the API serves, over the rebuilt projections (in-process ASGI, no consumer)."""
     from fastapi import FastAPI
 
+    from lienthong.auth import Verifier
     from stats import api
 
     settings = MongoSettings(uri=MONGO, database=db_name)
     client = make_client(settings)
     app = FastAPI()
+    app.state.verifier = Verifier(ISSUER.settings())
     app.include_router(api.build_router(ProjectionStore(database(client, settings))))
     queries = {
         "summary, province, 5 months": ("/v1/stats/summary", PERIOD),
@@ -121,7 +123,8 @@ async def query_latencies(db_name: str) -> dict[str, float]:
     }
     out = {}
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://stats", timeout=600) as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://stats", timeout=600,
+                                     headers=TOKEN) as http:
             for name, (path, params) in queries.items():
                 times = []
                 for _ in range(5):

@@ -11,11 +11,20 @@ from collections.abc import Iterator
 
 import httpx
 
+from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
 from lienthong.infra.environment import Environment
+from lienthong.infra.paths import state_dir
 from lienthong.settings import KafkaSettings, MongoSettings
 
 KAFKA = "127.0.0.1:39092"
 MONGO = "mongodb://127.0.0.1:37017/"
+
+
+# Bearer tokens, like any client: the services the benchmarks start trust this issuer (kept apart from the bench
+# environment's state, which benchmarks wipe).
+ISSUER = LocalIssuer(state_dir("bench-auth"))
+TOKEN = {"Authorization": "Bearer " + ISSUER.issue("bench", [SUBMIT, SUBSCRIBE, OPT_OUT, STATS_READ, OPS_READ], ["*"],
+                                                   ttl_s=24 * 3600)}
 
 
 def _environment() -> Environment:
@@ -42,6 +51,7 @@ def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[s
     env = {
         **os.environ,
         **kafka_as(name).as_env(),
+        **ISSUER.env(),
         "MONGODB_URI": MONGO,
         "MONGODB_DATABASE": database,
         f"{name.upper()}_HTTP_PORT": str(port),
