@@ -28,12 +28,12 @@ TOKEN = {"Authorization": "Bearer " + ISSUER.issue("bench", [SUBMIT, SUBSCRIBE, 
 
 
 def _environment() -> Environment:
-    return Environment.from_settings(KafkaSettings(**kafka_as().client_options()), MongoSettings(uri=MONGO), name="bench")
+    return Environment.from_settings(KafkaSettings(bootstrap_servers=KAFKA), MongoSettings(uri=MONGO), name="bench")
 
 
 def kafka_as(client: str = "admin") -> KafkaSettings:
     """A registered client's settings on the benchmark broker (SASL/SCRAM, like every client)."""
-    return _environment().kafka.client_settings(client, KafkaSettings(**kafka_as().client_options()))
+    return _environment().kafka.client_settings(client, KafkaSettings(bootstrap_servers=KAFKA))
 
 
 @contextmanager
