@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
 
@@ -189,6 +190,10 @@ async def test_webhook_500_then_200_is_delivered_once_and_signed(infra, notify):
         assert "applicant" not in body["data"]
         assert CITIZEN_ID.encode() not in request.body and FULL_NAME.encode() not in request.body
     assert failed.headers["x-delivery-id"] == delivered.headers["x-delivery-id"]
+    client = AsyncMongoClient(infra.mongo.uri)
+    stored = await client[infra.mongo.database]["notify_subscriptions"].find_one({"_id": subscription["id"]})
+    await client.close()
+    assert stored["secret"].startswith("v1:") and subscription["secret"] not in str(stored)  # sealed at rest
     listed = (await api.get("/v1/subscriptions")).json()
     assert subscription["id"] in {s["id"] for s in listed} and all("secret" not in s for s in listed)
     assert (await api.delete(f"/v1/subscriptions/{subscription['id']}")).status_code == 204

@@ -19,6 +19,7 @@ from lienthong.contracts import CloudEvent
 from lienthong.contracts.notification import NotificationRequestedEvent, SubscriberDisabledEvent
 from lienthong.messaging import consumer_lag, dead_letter_event, event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
+from notify.sealing import DEV_KEY, SecretBox
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.topics import NOTIFICATION_EVENTS, NOTIFICATION_RETRY, OPERATOR_ALERTS
@@ -38,12 +39,16 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
           mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
     """Wire the service; tests build it against their own servers (SMTP, SMS gateway, webhooks)."""
     settings, kafka, mongo = settings or NotifySettings(), kafka or KafkaSettings(), mongo or MongoSettings()
-    refuse_development_secrets("notify", {**shared_secrets(kafka), "NOTIFY_CITIZEN_KEY_SECRET": settings.citizen_key_secret.get_secret_value() == "lienthong-dev-only"})
+    refuse_development_secrets("notify", {
+        **shared_secrets(kafka),
+        "NOTIFY_CITIZEN_KEY_SECRET": settings.citizen_key_secret.get_secret_value() == "lienthong-dev-only",
+        "NOTIFY_SECRETS_KEY": settings.secrets_key.get_secret_value() == DEV_KEY})
     broker = make_broker("notify", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     secret = settings.citizen_key_secret.get_secret_value().encode()
     store = NotifyStore(database(client, mongo),
-                        lambda cid: hmac.new(secret, cid.encode(), hashlib.sha256).hexdigest())
+                        lambda cid: hmac.new(secret, cid.encode(), hashlib.sha256).hexdigest(),
+                        SecretBox(settings.secrets_key.get_secret_value()))
     subscriptions = Subscriptions(store, settings.subscriptions_refresh_s)
     http = httpx.AsyncClient(timeout=settings.send_timeout_s, follow_redirects=False)
     channels = {

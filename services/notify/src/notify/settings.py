@@ -32,6 +32,8 @@ class NotifySettings(ServiceSettings):
         SecretStr("lienthong-dev-only"), description="HMAC key turning citizen IDs into opt-out keys; set it in "
         "production, and keep it: changing it forgets every opt-out"
     )
+    secrets_key: SecretStr = Field(SecretStr("lienthong-dev-secrets-key"), description="Seals webhook secrets at "
+                                   "rest (AES-GCM); set it in production, and keep it")
     allow_http_webhooks: bool = Field(
         False, description="Accept http:// webhook URLs (tests, closed networks); otherwise only https://"
     )

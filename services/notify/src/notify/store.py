@@ -16,13 +16,16 @@ from pymongo.errors import DuplicateKeyError
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DeadlineExtended, DossierAssigned, DossierResumed, DossierSubmitted
 from lienthong.masking import mask_citizen_id
+from notify.sealing import DEV_KEY, SecretBox
 from notify.domain import DossierFacts, Subscription
 
 IN_FLIGHT = ["sending", "retrying"]
 
 
+
 class NotifyStore:
-    def __init__(self, db: AsyncDatabase, citizen_key: Any) -> None:
+    def __init__(self, db: AsyncDatabase, citizen_key: Any, box: SecretBox | None = None) -> None:
+        self.box = box or SecretBox(DEV_KEY)
         self.dossiers = db["notify_dossiers"]
         self.deliveries = db["notify_deliveries"]
         self.subscriptions = db["notify_subscriptions"]
@@ -109,12 +112,14 @@ class NotifyStore:
     # -- agency webhook subscriptions ----------------------------------------------------------------------------
 
     async def add_subscription(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Stores the secret sealed; returns the document with it in clear (shown to the caller once)."""
         doc = {"_id": "sub-" + secrets.token_hex(8), "active": True, "consecutive_failures": 0, **doc}
-        await self.subscriptions.insert_one(doc)
+        await self.subscriptions.insert_one({**doc, "secret": self.box.seal(doc["secret"], doc["_id"])})
         return doc
 
     async def subscription(self, sub_id: str) -> dict[str, Any] | None:
-        return await self.subscriptions.find_one({"_id": sub_id})
+        doc = await self.subscriptions.find_one({"_id": sub_id})
+        return doc and {**doc, "secret": self.box.open(doc["secret"], doc["_id"])}
 
     async def all_subscriptions(self) -> list[dict[str, Any]]:
         return await self.subscriptions.find({}).to_list()
