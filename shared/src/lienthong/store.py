@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from lienthong.settings import MongoSettings
 
@@ -35,19 +33,3 @@ async def ping(client: AsyncMongoClient) -> None:
 # its SQLite pool has 100 connections: an update command of more than ~100 statements hangs the server. Chunks of
 # 50 stay well under; MongoDB takes them as readily.
 BULK_CHUNK = 50
-
-
-async def bulk_write_chunked(collection: AsyncCollection, ops: list) -> tuple[int, list[dict]]:
-    """Unordered bulk writes in chunks. Returns (documents matched or inserted, write errors with `index` into
-    `ops`); anything but a write error (a lost connection, a write-concern error) raises."""
-    done, errors = 0, []
-    for start in range(0, len(ops), BULK_CHUNK):
-        try:
-            result = await collection.bulk_write(ops[start:start + BULK_CHUNK], ordered=False)
-            done += result.matched_count + result.inserted_count + result.upserted_count
-        except BulkWriteError as exc:
-            if exc.details.get("writeConcernErrors"):
-                raise
-            done += exc.details.get("nMatched", 0) + exc.details.get("nInserted", 0) + exc.details.get("nUpserted", 0)
-            errors += [{**e, "index": e["index"] + start} for e in exc.details.get("writeErrors", [])]
-    return done, errors

@@ -76,7 +76,7 @@ class Intake:
         if errors:
             raise Rejected(errors)
         key = idempotency_key(client, submission.receiving_unit, submission.external_ref)
-        print_ = fingerprint(submission)
+        digest = fingerprint(submission)
         async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
             stored = await self.repo.find_by_key(key)
             created = False
@@ -87,9 +87,9 @@ class Intake:
                     submission.receiving_unit,
                     received_at,
                     lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at),
-                    print_,
+                    digest,
                 )
-            if not created and stored.fingerprint not in (None, print_):
+            if not created and stored.fingerprint not in (None, digest):
                 raise Conflict()
             with structlog.contextvars.bound_contextvars(dossier_code=stored.code, event_id=stored.event.id):
                 if not stored.published:

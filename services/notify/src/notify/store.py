@@ -124,8 +124,8 @@ class NotifyStore:
     async def all_subscriptions(self) -> list[dict[str, Any]]:
         return await self.subscriptions.find({}).to_list()
 
-    async def delete_subscription(self, sub_id: str) -> bool:
-        return (await self.subscriptions.delete_one({"_id": sub_id})).deleted_count == 1
+    async def delete_subscription(self, sub_id: str, owner: str) -> bool:
+        return (await self.subscriptions.delete_one({"_id": sub_id, "owner": owner})).deleted_count == 1
 
     async def subscriber_failed(self, sub_id: str) -> int:
         doc = await self.subscriptions.find_one_and_update(

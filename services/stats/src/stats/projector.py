@@ -236,15 +236,14 @@ class Projector:
                 else:
                     row.cells.pop(path, None)
             dirty.append(row)
-        marks = {}
-        for partition, its in by_partition.items():
-            last = its[-1].offset
-            month = min((m for m, _, p in fold.where.values() if p == partition), default=None)
-            first = states[partition].first_month
-            marks[partition] = (min(month, first or month) if month else first, last)
-            for row in dirty:
-                if row.partition == partition:
-                    row.pos = last
+        last = {p: its[-1].offset for p, its in by_partition.items()}
+        earliest: dict[int, str] = {}
+        for month, _, p in fold.where.values():
+            earliest[p] = min(month, earliest.get(p, month))
+        marks = {p: (min(filter(None, (earliest.get(p), states[p].first_month)), default=None), last[p])
+                 for p in by_partition}
+        for row in dirty:
+            row.pos = last[row.partition]
         await self.store.mark_flushing(marks)  # before the rows: readers start at `first`, replays see the mark
         await self.store.write_rows(dirty)
         failpoint("stats.after_rows")  # rows hold the batch, dossiers not yet: the replay must not count twice
@@ -253,10 +252,8 @@ class Projector:
         failpoint("stats.after_dossiers")  # stored, offset not committed: the batch comes again
         for row in dirty:
             row.stored_pos = row.pos
-        for partition, its in by_partition.items():
-            state = states[partition]
-            state.first_month, state.flushed = marks[partition][0], its[-1].offset
-            state.next_offset = its[-1].offset + 1
+        for p, state in states.items():
+            state.first_month, state.flushed, state.next_offset = marks[p][0], last[p], last[p] + 1
             self._trim(state)
         return fold.poison
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from pymongo import InsertOne, ReplaceOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -78,12 +78,15 @@ class ProjectionStore:
 
     async def mark_flushing(self, marks: dict[int, tuple[str | None, int]]) -> None:
         """Per partition: the first month it has rows for (readers start there) and the last offset this flush
-        may write (a replay up to there folds event by event). One small document per partition."""
+        may write (a replay up to there folds event by event). One small document per partition, one bulk."""
+        ops = []
         for partition, (month, last) in marks.items():
             update: dict[str, Any] = {"$max": {"flushing": last}, "$set": {"partition": partition}}
             if month is not None:
                 update["$min"] = {"first": month}
-            await self._named("_partitions").update_one({"_id": f"p{partition}"}, update, upsert=True)
+            ops.append(UpdateOne({"_id": f"p{partition}"}, update, upsert=True))
+        for start in range(0, len(ops), BULK_CHUNK):
+            await self._named("_partitions").bulk_write(ops[start:start + BULK_CHUNK], ordered=False)
 
     async def write_rows(self, rows: list[Row]) -> None:
         await _write(self._named("_rows"),
@@ -106,40 +109,38 @@ class ProjectionStore:
         await self.mark_flushing({p: (firsts.get(p), mark) for p, mark in marks.items()})
 
     # -- readers -----------------------------------------------------------------------------------------------
-    async def _layout(self) -> tuple[str, list[int]] | None:
-        """The first month with data and the partitions that wrote rows, or None before any."""
-        docs = [d for d in await self._named("_partitions").find({}).to_list(None) if "first" in d]
-        if not docs:
-            return None
-        return min(d["first"] for d in docs), sorted(d["partition"] for d in docs)
+    async def _readable(self) -> tuple[AsyncCollection, tuple[str, list[int]] | None]:
+        """The active rows and their layout (the first month with data and the partitions that wrote rows; None
+        before any), named per request: readers never move the projector's own pointer (`prepare`)."""
+        name = (await self.collection()).name
+        docs = [d for d in await self.db[name + "_partitions"].find({}).to_list(None) if "first" in d]
+        layout = (min(d["first"] for d in docs), sorted(d["partition"] for d in docs)) if docs else None
+        return self.db[name + "_rows"], layout
 
     async def slot_rows(self, up_to: str, slot: str) -> list[dict[str, Any]]:
         """Day rows of one slot (one per partition and day), from the first month with data to `up_to`:
         running figures need them all; `rollups.figures` adds them up."""
-        await self.prepare()
-        layout = await self._layout()
+        rows, layout = await self._readable()
         if layout is None:
             return []
         first, partitions = layout
         ids = [row_id(m, slot, p) for m in _months(first, up_to[:7]) for p in partitions]
-        return [r for doc in await _find_ids(self._named("_rows"), ids) for r in _days(doc) if r["day"] <= up_to]
+        return [r for doc in await _find_ids(rows, ids) for r in _days(doc) if r["day"] <= up_to]
 
     async def ranking_rows(self, start: date, end: date) -> list[dict[str, Any]]:
         """Rows that give every unit's figures for the period: the `~units` rows of each month up to its end, and
         the unit rows of the (at most two) months it cuts."""
-        await self.prepare()
-        layout = await self._layout()
+        rows, layout = await self._readable()
         if layout is None:
             return []
         first, partitions = layout
         months = _months(first, end.isoformat()[:7])
-        found = await _find_ids(self._named("_rows"),
-                                [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
+        found = await _find_ids(rows, [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
         monthly: dict[str, dict[str, Any]] = defaultdict(dict)
         for doc in found:
             _add_into(monthly[doc["month"]], {k: v for k, v in doc.items() if k not in _ROW_FIELDS})
         cut = [(m, unit) for m in rollups.cut_months(start, end) if m in monthly for unit in monthly[m]]
-        docs = await _find_ids(self._named("_rows"), [row_id(m, unit, p) for m, unit in cut for p in partitions])
+        docs = await _find_ids(rows, [row_id(m, unit, p) for m, unit in cut for p in partitions])
         return rollups.ranking_rows(monthly, [r for doc in docs for r in _days(doc)], start, end)
 
     async def overdue(self, today: str, unit: str | None, limit: int) -> list[dict[str, Any]]:

@@ -23,8 +23,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from lienthong.identity import ADMIN, acls, registry
 from lienthong.infra import artifacts
 from lienthong.settings import KafkaSettings
@@ -333,8 +331,8 @@ class LocalKafka(LocalServer):
         password = self.credentials.ensure([ADMIN]).get(name)
         if password is None:
             raise KeyError(f"no credentials for {name!r} in {self.credentials.path}")
-        return base.model_copy(update={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-                                       "sasl_username": name, "sasl_password": SecretStr(password)})
+        return base.model_copy(update={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512"}
+                               ).as_client(name, password)
 
     def _java(self) -> list[str]:
         java = artifacts.require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
