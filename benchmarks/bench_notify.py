@@ -21,12 +21,15 @@ from aiokafka import AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
-from common import TOKEN, kafka_as, KAFKA, environment, service  # noqa: E402
+from common import MONGO, TOKEN, kafka_as, KAFKA, environment, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import to_json  # noqa: E402
 from lienthong.contracts.dossier import Applicant, DossierSubmitted  # noqa: E402
 from lienthong.contracts.envelope import new_event  # noqa: E402
+from lienthong.personaldata import Vault  # noqa: E402
+from lienthong.settings import MongoSettings  # noqa: E402
+from lienthong.store import make_client  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
 from tests.integration.sinks import HttpSink, SmtpSink, eventually  # noqa: E402
 
@@ -34,14 +37,15 @@ DOSSIERS = 300  # x (e-mail + SMS + webhook)
 BACKLOG = 100
 
 
-def submitted(code: str, unit: str, contacts: bool):
+async def submitted(vault: Vault, code: str, unit: str, contacts: bool):
+    """As intake publishes it: the applicant sealed by the vault notify opens it from."""
     now = datetime.now(VN_TZ)
+    applicant = await vault.seal(Applicant(
+        citizen_id="038099001122", full_name="Nguyễn Văn Bench", address="X", residence_unit=unit,
+        email=f"{code.lower()}@example.vn" if contacts else None, phone="0912345678" if contacts else None))
     data = DossierSubmitted(
         procedure_code="HT-KH", channel="online", receiving_unit=unit, external_ref=code, received_at=now,
-        due_date=due_date(now, 3), processing_days=3,
-        applicant=Applicant(citizen_id="038099001122", full_name="Nguyễn Văn Bench", address="X", residence_unit=unit,
-                            email=f"{code.lower()}@example.vn" if contacts else None,
-                            phone="0912345678" if contacts else None))
+        due_date=due_date(now, 3), processing_days=3, applicant=applicant)
     return new_event(data, subject=code, source="/bench", seq=1)
 
 
@@ -50,7 +54,10 @@ async def publish(producer: AIOKafkaProducer, events: list) -> None:
                            for e in events])
 
 
-async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int, float]:
+async def measure(base: str, smtp: SmtpSink, http: HttpSink, database: str) -> tuple[float, int, float]:
+    mongo = MongoSettings(uri=MONGO, database=database)
+    client = make_client(mongo)
+    vault = Vault(client[database])
     async with httpx.AsyncClient(base_url=base, headers=TOKEN) as api:
         for path, unit in (("/hooks/all", "HACTHANH"), ("/hooks/drain", "HOANGSON")):
             resp = await api.post("/v1/subscriptions", json={"url": f"{http.base}{path}", "unit_codes": [unit]})
@@ -59,7 +66,7 @@ async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int
     producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
-        events = [submitted(f"HACTHANH-261123-{i + 10**5}", "HACTHANH", True) for i in range(DOSSIERS)]
+        events = [await submitted(vault, f"HACTHANH-261123-{i + 10**5}", "HACTHANH", True) for i in range(DOSSIERS)]
         started = time.monotonic()
         await publish(producer, events)
         expected = 3 * DOSSIERS
@@ -68,7 +75,7 @@ async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int
         throughput = expected / (time.monotonic() - started)
 
         http.always["/hooks/drain"] = 503
-        backlog = [submitted(f"HOANGSON-261123-{i + 10**5}", "HOANGSON", False) for i in range(BACKLOG)]
+        backlog = [await submitted(vault, f"HOANGSON-261123-{i + 10**5}", "HOANGSON", False) for i in range(BACKLOG)]
         await publish(producer, backlog)
         await eventually(lambda: len({r.headers["x-delivery-id"] for r in http.to("/hooks/drain")}) >= BACKLOG,
                          timeout=600, interval=0.05)
@@ -80,6 +87,7 @@ async def measure(base: str, smtp: SmtpSink, http: HttpSink) -> tuple[float, int
         attempts = len(http.to("/hooks/drain"))
     finally:
         await producer.stop()
+        await client.close()
     return throughput, attempts, drain
 
 
@@ -88,13 +96,14 @@ def main() -> None:
     smtp_port = smtp.start()
     http.base = http.start()
     with environment():
-        with service("notify", 18083, f"bench_notify_{uuid.uuid4().hex[:6]}",
+        database = f"bench_notify_{uuid.uuid4().hex[:6]}"
+        with service("notify", 18083, database,
                      NOTIFY_GROUP_ID=f"notify-bench-{uuid.uuid4().hex[:6]}", NOTIFY_START_FROM="latest",
                      NOTIFY_SMTP_PORT=str(smtp_port), NOTIFY_SMS_GATEWAY_URL=f"{http.base}/sms", NOTIFY_SMS_GATEWAY_TOKEN="bench",
                      NOTIFY_ALLOW_HTTP_WEBHOOKS="true", NOTIFY_ALLOW_PRIVATE_WEBHOOKS="true", NOTIFY_MAX_ATTEMPTS="20", NOTIFY_BACKOFF_BASE_S="0.5",
                      NOTIFY_BACKOFF_MAX_S="5", NOTIFY_RETRY_HOLD_MAX_S="2") as base:
             time.sleep(3)  # the new group gets its partitions
-            throughput, attempts, drain = asyncio.run(measure(base, smtp, http))
+            throughput, attempts, drain = asyncio.run(measure(base, smtp, http, database))
     smtp.stop()
     http.stop()
     print(f"notifications delivered end to end: {throughput:.1f}/s ({3 * DOSSIERS} = {DOSSIERS} dossiers x e-mail, "

@@ -9,6 +9,8 @@ dossier code, so each dossier's events are ordered on its partition as routing w
 
 from __future__ import annotations
 
+import base64
+
 import random
 import uuid
 from collections import Counter
@@ -77,8 +79,9 @@ def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1, first: date = FIR
             "procedure_code": procedure.code, "channel": channel, "receiving_unit": unit,
             "external_ref": f"V{batch}-{i}", "received_at": _at(day, minute), "due_date": due.isoformat(),
             "processing_days": procedure.processing_days,
-            "applicant": {"citizen_id": f"038{rng.randrange(10**9):09d}", "full_name": "Nguyễn Văn An",
-                          "phone": None, "email": None, "address": "Thanh Hóa", "residence_unit": unit},
+            # Sealed as intake seals it (a pseudonym and ~200 bytes of AES-GCM): the size the consumers parse.
+            "applicant": {"subject": f"p-{rng.getrandbits(128):032x}", "residence_unit": unit,
+                          "sealed": base64.b64encode(rng.randbytes(200)).decode()},
             "land_parcel": None, "documents": []}),
             (_at(day, minute + 5), "assigned", {"unit_code": unit, "step": 0, "step_name": "Xử lý",
                                                 "step_due_date": due.isoformat()})]
@@ -96,7 +99,7 @@ def plan(scale: float = 1.0, seed: int = 2025, batch: int = 1, first: date = FIR
                                                               "returned_at": _at(done, m + 20)})]
         for seq, (time, kind, data) in enumerate(story, start=1):
             value = orjson.dumps({"specversion": "1.0", "id": str(uuid.UUID(int=rng.getrandbits(128))),
-                                  "source": "/bench/volume", "type": f"vn.gov.dossier.{kind}.v1", "subject": code,
+                                  "source": "/bench/volume", "type": f"vn.gov.dossier.{kind}.{'v2' if kind == 'submitted' else 'v1'}", "subject": code,
                                   "time": time, "datacontenttype": "application/json", "dossierseq": seq,
                                   "data": data})
             events.append((time, seq, code, value))

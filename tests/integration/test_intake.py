@@ -83,7 +83,7 @@ async def test_http_submission_publishes_dossier_submitted(infra, service):
     [record] = await lifecycle_events(infra, by_ref(req["external_ref"]), 1)
     event = body(record)
     assert record.key.decode() == receipt["dossier_code"] == event["subject"]
-    assert event["type"] == "vn.gov.dossier.submitted.v1" and event["dossierseq"] == 1
+    assert event["type"] == "vn.gov.dossier.submitted.v2" and event["dossierseq"] == 1
     assert event["data"]["channel"] == "online"
     assert event["data"]["due_date"] == receipt["due_date"]
     received_at = DossierSubmitted.model_validate(event["data"]).received_at

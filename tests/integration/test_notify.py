@@ -30,6 +30,7 @@ from lienthong.contracts.dossier import (
     SupplementRequested,
 )
 from lienthong.contracts.envelope import new_event
+from lienthong.personaldata import Vault
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_EVENTS, OPERATOR_ALERTS
 from notify.channels import delivery_id
@@ -52,13 +53,19 @@ def new_code(unit: str = "HACTHANH") -> str:
     return f"{unit}-251201-{random.randrange(10**5, 10**6)}"
 
 
-def submitted(code: str, seq: int = 1, *, email: str | None = None, phone: str | None = None):
+VAULTS: list[Vault] = []  # the module's vault, on the test database (set by the `notify` fixture)
+
+
+async def submitted(code: str, seq: int = 1, *, email: str | None = None, phone: str | None = None,
+                    citizen_id: str = CITIZEN_ID):
+    """As intake publishes it: the applicant sealed by the vault notify opens it from."""
     unit = code.split("-")[0]
+    applicant = await VAULTS[0].seal(Applicant(citizen_id=citizen_id, full_name=FULL_NAME, email=email, phone=phone,
+                                               address="5 Trần Phú", residence_unit=unit))
     data = DossierSubmitted(
         procedure_code="HT-KH", channel="online", receiving_unit=unit, external_ref=f"P-{code}",
         received_at=datetime(2025, 12, 1, 9, tzinfo=VN_TZ), due_date=date(2025, 12, 4), processing_days=3,
-        applicant=Applicant(citizen_id=CITIZEN_ID, full_name=FULL_NAME, email=email, phone=phone,
-                            address="5 Trần Phú", residence_unit=unit))
+        applicant=applicant)
     return new_event(data, subject=code, source="/test/intake", seq=seq)
 
 
@@ -79,6 +86,8 @@ async def notify(infra, tmp_path_factory):
         subscriptions_refresh_s=0.5, templates_dir=templates,
     )
     app, _, _ = build(settings, infra.kafka, infra.mongo)
+    client = make_client(infra.mongo)
+    VAULTS[:] = [Vault(database(client, infra.mongo))]
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         await asyncio.sleep(3)  # the new group gets its partitions before anything is published
         async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://notify") as api:
@@ -106,7 +115,7 @@ async def test_every_rule_reaches_the_right_recipient_on_the_right_channel(infra
     code, refused = new_code(), new_code()
     mail, phone = f"{code.lower()}@example.vn", "0987654321"
     await publish(
-        submitted(code, email=mail, phone=phone),
+        await submitted(code, email=mail, phone=phone),
         later(code, 2, DossierAssigned(unit_code="HACTHANH", step=0, step_name="Đăng ký kết hôn",
                                        step_due_date=date(2025, 12, 4))),
         later(code, 3, DossierDueSoon(unit_code="HACTHANH", step=0, due_date=date(2025, 12, 4))),
@@ -115,7 +124,7 @@ async def test_every_rule_reaches_the_right_recipient_on_the_right_channel(infra
         later(code, 6, DossierOverdue(unit_code="HACTHANH", step=None, due_date=date(2025, 12, 4))),
         later(code, 7, DossierResolved(unit_code="HACTHANH", resolved_at=datetime(2025, 12, 9, tzinfo=VN_TZ),
                                        due_date=date(2025, 12, 4), on_time=False)),
-        submitted(refused, email=f"{refused.lower()}@example.vn"),
+        await submitted(refused, email=f"{refused.lower()}@example.vn"),
         later(refused, 2, DossierRejected(unit_code="HACTHANH", reason="Không thuộc thẩm quyền")),
     )
     citizen = await eventually(lambda: len(smtp.to(mail)) >= 4 and smtp.to(mail))
@@ -151,10 +160,8 @@ async def test_opted_out_channel_is_not_used(infra, notify):
     resp = await api.put("/v1/opt-outs", json={"citizen_id": other_citizen, "channel": "sms", "opted_out": True})
     assert resp.status_code == 200 and resp.json() == {"opted_out_channels": ["sms"]}
     code = new_code()
-    event = submitted(code, email=f"{code.lower()}@example.vn", phone="0911000111")
-    event = event.model_copy(update={"data": event.data.model_copy(update={
-        "applicant": event.data.applicant.model_copy(update={"citizen_id": other_citizen})})})
-    await publish(event)
+    await publish(await submitted(code, email=f"{code.lower()}@example.vn", phone="0911000111",
+                                  citizen_id=other_citizen))
     await eventually(lambda: smtp.to(f"{code.lower()}@example.vn"))
     await outcomes(infra, code, 1, settle=2.0)
     assert not [r for r in http.to("/sms") if code in r.json()["text"]]
@@ -165,7 +172,7 @@ async def test_opted_out_channel_is_not_used(infra, notify):
 
 async def subscribe(api, base: str, path: str, unit: str) -> dict:
     resp = await api.post("/v1/subscriptions", json={
-        "url": f"{base}{path}", "unit_codes": [unit], "event_types": ["vn.gov.dossier.submitted.v1"]})
+        "url": f"{base}{path}", "unit_codes": [unit], "event_types": ["vn.gov.dossier.submitted.v2"]})
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -176,7 +183,7 @@ async def test_webhook_500_then_200_is_delivered_once_and_signed(infra, notify):
     http.script["/hooks/flaky"].append((500, {}))
     await asyncio.sleep(1)  # the subscription cache refreshes
     code = new_code("HOANGSON")
-    event = submitted(code)
+    event = await submitted(code)
     await publish(event)
     [failed, delivered] = await eventually(lambda: len(http.to("/hooks/flaky")) >= 2 and http.to("/hooks/flaky"))
     [sent] = await outcomes(infra, code, 1, settle=2.0)
@@ -206,7 +213,7 @@ async def test_429_retry_after_is_honoured(infra, notify):
     http.script["/hooks/busy"].append((429, {"Retry-After": "3"}))
     await asyncio.sleep(1)
     code = new_code("NGHISON")
-    await publish(submitted(code))
+    await publish(await submitted(code))
     first, second = await eventually(lambda: len(http.to("/hooks/busy")) >= 2 and http.to("/hooks/busy"))
     assert second.at - first.at >= 3.0
 
@@ -218,7 +225,7 @@ async def test_dead_subscriber_is_disabled_and_reported(infra, notify):
     await asyncio.sleep(1)
     codes = [new_code("BIMSON"), new_code("BIMSON")]
     for code in codes:
-        await publish(submitted(code))
+        await publish(await submitted(code))
         [failed] = await outcomes(infra, code, 1)
         assert failed.type == "vn.gov.notification.failed.v1" and failed.data.reason == "webhook http 500"
         assert failed.data.attempts == settings.max_attempts
@@ -232,7 +239,7 @@ async def test_dead_subscriber_is_disabled_and_reported(infra, notify):
                                 {c.encode() for c in codes}, expected=2, timeout=30)
     assert {headers(r)["dlq-reason"] for r in parked} == {"webhook http 500"}
     await asyncio.sleep(1)
-    await publish(submitted(new_code("BIMSON")))  # switched off: no more attempts
+    await publish(await submitted(new_code("BIMSON")))  # switched off: no more attempts
     await asyncio.sleep(3)
     assert len(http.to("/hooks/dead")) == 2 * settings.max_attempts
 
@@ -243,9 +250,9 @@ async def test_failures_of_one_dossier_do_not_hold_up_the_others(infra, notify):
     smtp.refuse[f"{slow.lower()}@example.vn"] = "451 4.3.0 Mailbox busy, try later"
     broken = "HACTHANH-251201-066666"
     good = [new_code() for _ in range(5)]
-    await publish(submitted(slow, email=f"{slow.lower()}@example.vn"),
-                  submitted(broken, email="broken@example.vn"),
-                  *(submitted(c, email=f"{c.lower()}@example.vn") for c in good))
+    await publish(await submitted(slow, email=f"{slow.lower()}@example.vn"),
+                  await submitted(broken, email="broken@example.vn"),
+                  *[await submitted(c, email=f"{c.lower()}@example.vn") for c in good])
     started = asyncio.get_running_loop().time()
     await eventually(lambda: all(smtp.to(f"{c.lower()}@example.vn") for c in good), timeout=30)
     assert asyncio.get_running_loop().time() - started < 15
@@ -260,7 +267,7 @@ async def test_failures_of_one_dossier_do_not_hold_up_the_others(infra, notify):
 async def test_redelivery_restart_and_a_second_consumer_send_nothing_twice(infra, notify):
     settings, smtp, http, _, _, publish = notify
     codes = [new_code("DONGHUONG") for _ in range(20)]
-    events = [submitted(c, email=f"{c.lower()}@example.vn", phone="0977000111") for c in codes]
+    events = [await submitted(c, email=f"{c.lower()}@example.vn", phone="0977000111") for c in codes]
     second = NotifySettings(**{**settings.model_dump(), "group_id": f"{settings.group_id}-b"})
     app, _, _ = build(second, infra.kafka, infra.mongo)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
@@ -286,7 +293,7 @@ async def test_an_attempt_that_died_mid_send_is_taken_over_after_its_lease(infra
     settings, smtp, _, _, _, publish = notify
     code = new_code()
     address = f"{code.lower()}@example.vn"
-    event = submitted(code, email=address)
+    event = await submitted(code, email=address)
     key = f"{event.id}/citizen:applicant/email"
     client = make_client(infra.mongo)
     # What a process that claimed the delivery and died before recording the outcome leaves behind.

@@ -13,10 +13,12 @@ from faststream.kafka import KafkaBroker
 
 from intake.main import build as build_intake
 from intake.settings import IntakeSettings
+from tests.personal import stand_in
 from lienthong.calendar import VN_TZ, add_working_days, today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import parse_event, to_json
 from lienthong.contracts.dossier import (
+    Applicant,
     DeadlineExtended,
     DossierSubmitted,
     ResultReturned,
@@ -232,7 +234,7 @@ async def test_unroutable_dossier_is_reported_to_operators(infra, system):
     data = {
         "procedure_code": "XX-GONE", "channel": "online", "receiving_unit": "HACTHANH", "external_ref": "R-gone",
         "received_at": "2025-12-01T09:00:00+07:00", "due_date": "2025-12-02", "processing_days": 1,
-        "applicant": good["applicant"], "documents": [],
+        "applicant": stand_in(Applicant.model_validate(good["applicant"])).model_dump(), "documents": [],
     }
     event = new_event(DossierSubmitted.model_validate(data), subject=code, source="/test", seq=1)
     await producer.publish(to_json(event), DOSSIER_LIFECYCLE.name, key=code.encode())

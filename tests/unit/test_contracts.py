@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 from pydantic import ValidationError
 
+from tests.personal import stand_in
 from lienthong.contracts import EVENT_TYPES, parse_event, to_json
 from lienthong.contracts.dossier import Applicant, DossierSubmitted, DossierSubmittedEvent
 from lienthong.contracts.envelope import deterministic_id, new_event
@@ -37,7 +38,7 @@ def submitted(**overrides):
         received_at=datetime(2025, 12, 1, 9, 0, tzinfo=UTC),
         due_date=date(2025, 12, 2),
         processing_days=1,
-        applicant=Applicant(**applicant()),
+        applicant=stand_in(Applicant(**applicant())),
         **overrides,
     )
     return new_event(data, subject="HACTHANH-251201-0001", source="/units/HACTHANH/intake", seq=1)
@@ -55,7 +56,7 @@ def test_envelope_round_trips_as_structured_cloudevent():
     raw = to_json(event)
     body = json.loads(raw)
     assert body["specversion"] == "1.0"
-    assert body["type"] == "vn.gov.dossier.submitted.v1"
+    assert body["type"] == "vn.gov.dossier.submitted.v2"
     assert body["subject"] == "HACTHANH-251201-0001"
     assert body["datacontenttype"] == "application/json"
     assert body["dossierseq"] == 1

@@ -64,9 +64,11 @@ def test_outside_local_a_service_refuses_development_keys(monkeypatch):
 
     with pytest.raises(DevelopmentSecret) as refused:
         build(kafka=KafkaSettings(security_protocol="SASL_SSL"))
-    assert all(name in str(refused.value) for name in ("NOTIFY_CITIZEN_KEY_SECRET", "NOTIFY_SECRETS_KEY", "TRACKING_KEY"))
+    assert all(name in str(refused.value) for name in (
+        "PERSONAL_DATA_KEK", "PERSONAL_DATA_SUBJECT_KEY", "NOTIFY_SECRETS_KEY", "TRACKING_KEY"))
     assert "lienthong-dev" not in str(refused.value)  # names the settings, never their values
     monkeypatch.setenv("TRACKING_KEY", "a-real-key-from-the-secret-store")
-    monkeypatch.setenv("NOTIFY_CITIZEN_KEY_SECRET", "another-real-key")
+    monkeypatch.setenv("PERSONAL_DATA_KEK", "another-real-key")
+    monkeypatch.setenv("PERSONAL_DATA_SUBJECT_KEY", "a-fourth-real-key")
     monkeypatch.setenv("NOTIFY_SECRETS_KEY", "a-third-real-key")
     build(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts

@@ -8,7 +8,8 @@
   changes); tokens are short-lived besides.
 
 Scopes (space-separated `scope` claim): `dossiers:submit` (narrowed by the `units` claim: the receiving units the
-client may file for, `*` for all), `subscriptions:manage`, `citizens:opt-out`, `stats:read`, `ops:read`.
+client may file for, `*` for all), `subscriptions:manage`, `citizens:opt-out`, `stats:read`, `ops:read`,
+`personaldata:read` (narrowed by `units`), `citizens:erase`, `personaldata:audit`.
 Answers: 401 without a valid token (missing, expired, badly signed, revoked: the same answer), 403 outside its scope;
 neither says what exists.
 """
@@ -32,6 +33,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SUBMIT, SUBSCRIBE, OPT_OUT, STATS_READ, OPS_READ = (
     "dossiers:submit", "subscriptions:manage", "citizens:opt-out", "stats:read", "ops:read")
+# Personal data: read an applicant (narrowed by `units`), erase a citizen, read the access log.
+PERSONAL_READ, ERASE, AUDIT_READ = "personaldata:read", "citizens:erase", "personaldata:audit"
 ALGORITHMS = ["EdDSA", "RS256", "ES256"]
 
 

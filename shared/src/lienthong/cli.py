@@ -92,6 +92,40 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "stats.rebuild"], env={**os.environ, **_kafka_as(args, "stats").as_env()})
 
 
+def cmd_citizens(args: argparse.Namespace) -> int:
+    """Erase a citizen (their data key goes: every sealed copy becomes unreadable), or read the access log. The
+    CCCD is read from stdin unless given, so it stays out of shell history and the process list."""
+    import getpass
+
+    from lienthong.contracts.types import CitizenId
+    from lienthong.personaldata import Vault
+    from lienthong.settings import MongoSettings
+    from lienthong.store import database, make_client
+    from pydantic import TypeAdapter, ValidationError
+
+    async def act() -> int:
+        client = make_client(MongoSettings())
+        try:
+            vault = Vault(database(client))
+            if args.action == "access-log":
+                for line in await vault.accesses(dossier=args.dossier, reader=args.reader, limit=args.limit):
+                    print(f"{line['at'].isoformat()}  {line['reader']:<20} {line['dossier']:<28} {line['purpose']}")
+                return 0
+            raw = args.citizen_id or (getpass.getpass("CCCD: ") if sys.stdin.isatty() else sys.stdin.readline())
+            try:
+                citizen_id = TypeAdapter(CitizenId).validate_python(raw.strip())
+            except ValidationError:
+                print("not a 12-digit citizen identity number", file=sys.stderr)
+                return 2
+            had_key = await vault.erase(citizen_id, by=f"cli:{getpass.getuser()}")
+            print("erased" if had_key else "nothing to erase (unknown or already erased); erasure recorded")
+            return 0
+        finally:
+            await client.close()
+
+    return asyncio.run(act())
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
     """The client registry and the broker: who exists, add one (SCRAM user + ACLs), revoke one (at once)."""
     from lienthong.identity import Client, acls, load, registry_path, save
@@ -243,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="stats projections: `rebuild` replays the dossier log into fresh ones")
     stats.add_argument("action", choices=["rebuild"])
     stats.set_defaults(func=cmd_stats)
+    citizens = sub.add_parser("citizens", help="personal data: erase a citizen, or read who read whose data")
+    citizens.add_argument("action", choices=["erase", "access-log"])
+    citizens.add_argument("citizen_id", nargs="?", help="erase: the CCCD (default: read from stdin)")
+    citizens.add_argument("--dossier", help="access-log: only reads of this dossier")
+    citizens.add_argument("--reader", help="access-log: only reads by this client")
+    citizens.add_argument("--limit", type=int, default=200)
+    citizens.set_defaults(func=cmd_citizens)
     clients = sub.add_parser("clients", help="who may connect: list, add (SCRAM user + ACLs) or revoke a client")
     clients.add_argument("action", choices=["list", "add", "revoke"])
     clients.add_argument("name", nargs="?", help="the client's principal name (add, revoke)")

@@ -21,6 +21,7 @@ class Topic:
     key: str = "dossier code"
     has_dlq: bool = False
     config: dict[str, str] = field(default_factory=dict)
+    dlq_retention_ms: int = 90 * DAY_MS
 
     @property
     def dlq(self) -> str:
@@ -33,13 +34,17 @@ class Topic:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete", **self.config}
 
 
+# The one topic that holds personal data in clear (agency systems file here as they would over HTTPS): kept only
+# long enough for intake to take it in after an outage, and its dead letters only long enough to be looked at.
 INTAKE_SUBMISSIONS = Topic(
     "intake.submissions",
     6,
-    14 * DAY_MS,
-    "Raw dossier submissions from agency systems that speak Kafka (same body as POST /v1/dossiers)",
+    3 * DAY_MS,
+    "Raw dossier submissions from agency systems that speak Kafka (same body as POST /v1/dossiers); personal data "
+    "in clear, so kept 3 days",
     key="external_ref",
     has_dlq=True,
+    dlq_retention_ms=7 * DAY_MS,
 )
 DOSSIER_LIFECYCLE = Topic(
     "dossier.lifecycle",
@@ -95,7 +100,8 @@ CATALOGUE: tuple[Topic, ...] = (
 
 def dead_letter_topics() -> tuple[Topic, ...]:
     return tuple(
-        Topic(t.dlq, t.partitions, 90 * DAY_MS, f"Dead letters of {t.name}, with the reason in headers", key=t.key)
+        Topic(t.dlq, t.partitions, t.dlq_retention_ms, f"Dead letters of {t.name}, with the reason in headers",
+              key=t.key)
         for t in CATALOGUE
         if t.has_dlq
     )

@@ -8,6 +8,7 @@ import pytest
 
 from intake.domain import check, dossier_code, dossier_day, submitted_event
 from lienthong.calendar import VN_TZ
+from tests.personal import stand_in
 from lienthong.catalogue import catalogue
 from lienthong.contracts.intake import DossierSubmission
 
@@ -46,7 +47,7 @@ def test_provincial_procedure_accepted_at_provincial_centre_and_any_commune():
     ],
 )
 def test_due_date_in_the_event_uses_the_working_day_calendar(received, expected_due):
-    event = submitted_event(make(), catalogue(), code="PVHCCTINH-260213-0001", received_at=received)
+    event = submitted_event(make(), catalogue(), applicant=stand_in(make().applicant), code="PVHCCTINH-260213-0001", received_at=received)
     assert event.data.due_date == expected_due
     assert event.data.processing_days == 10
 
@@ -57,6 +58,6 @@ def test_code_uses_the_local_reception_day():
 
 
 def test_event_id_is_stable_for_a_code():
-    a = submitted_event(make(), catalogue(), code="PVHCCTINH-260213-0001", received_at=datetime.now(VN_TZ))
-    b = submitted_event(make(), catalogue(), code="PVHCCTINH-260213-0001", received_at=datetime.now(VN_TZ))
+    a = submitted_event(make(), catalogue(), applicant=stand_in(make().applicant), code="PVHCCTINH-260213-0001", received_at=datetime.now(VN_TZ))
+    b = submitted_event(make(), catalogue(), applicant=stand_in(make().applicant), code="PVHCCTINH-260213-0001", received_at=datetime.now(VN_TZ))
     assert a.id == b.id

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
+from tests.personal import stand_in
 from lienthong.calendar import VN_TZ
 from lienthong.catalogue import catalogue
 from lienthong.contracts.dossier import (
@@ -28,9 +29,10 @@ CODE = "HACTHANH-251201-0001"
 CITIZEN_ID = "038099001122"
 NAME = "Lê Thị Hồng Nhung"
 RULES = load_rules()
+CITIZEN = Applicant(citizen_id=CITIZEN_ID, full_name=NAME, phone="0912345678", email="nhung@example.vn",
+                    address="12 Lê Lợi", residence_unit="HACTHANH")
 FACTS = DossierFacts(code=CODE, procedure_code="HT-KH", receiving_unit="HACTHANH", due_date=date(2025, 12, 4),
-                     full_name=NAME, citizen_id_masked="*********122", citizen_key="k", email="nhung@example.vn",
-                     phone="0912345678", step_due_date=date(2025, 12, 4))
+                     applicant=stand_in(CITIZEN), step_due_date=date(2025, 12, 4))
 TODAY = date(2025, 12, 8)  # Monday after the due date
 composer = Composer(catalogue(), tracking_url="https://dvc.example/{code}", unit_email="{code}@thanhhoa.gov.vn",
                     apology_working_days=3, today=lambda: TODAY)
@@ -43,8 +45,7 @@ def event(data, seq=2):
 SUBMITTED = DossierSubmitted(
     procedure_code="HT-KH", channel="online", receiving_unit="HACTHANH", external_ref="P-1",
     received_at=datetime(2025, 12, 1, 9, tzinfo=VN_TZ), due_date=date(2025, 12, 4), processing_days=3,
-    applicant=Applicant(citizen_id=CITIZEN_ID, full_name=NAME, phone="0912345678", email="nhung@example.vn",
-                        address="12 Lê Lợi", residence_unit="HACTHANH"))
+    applicant=stand_in(CITIZEN))
 
 CASES = {
     "received": (SUBMITTED, ["Đã tiếp nhận hồ sơ", "04/12/2025"]),
@@ -63,11 +64,11 @@ CASES = {
 def test_citizen_rule_sends_email_and_sms_with_vietnamese_text_and_masking(template):
     data, phrases = CASES[template]
     ev = event(data, seq=1 if template == "received" else 2)
-    deliveries = plan(ev, RULES, FACTS, [])
+    deliveries = plan(ev, RULES, FACTS, [], citizen=CITIZEN)
     assert {(d.recipient_kind, d.channel, d.template) for d in deliveries} == {
         ("citizen", "email", template), ("citizen", "sms", template)}
-    email = composer.compose(next(d for d in deliveries if d.channel == "email"), ev, FACTS)
-    sms = composer.compose(next(d for d in deliveries if d.channel == "sms"), ev, FACTS)
+    email = composer.compose(next(d for d in deliveries if d.channel == "email"), ev, FACTS, CITIZEN)
+    sms = composer.compose(next(d for d in deliveries if d.channel == "sms"), ev, FACTS, CITIZEN)
     assert email.to == "nhung@example.vn" and sms.to == "0912345678"
     assert CODE in email.subject and CODE in sms.body
     for phrase in phrases:
@@ -80,8 +81,8 @@ def test_citizen_rule_sends_email_and_sms_with_vietnamese_text_and_masking(templ
 
 def test_received_email_shows_only_the_masked_citizen_id():
     ev = event(SUBMITTED, seq=1)
-    [email, _] = plan(ev, RULES, FACTS, [])
-    assert "*********122" in composer.compose(email, ev, FACTS).body
+    [email, _] = plan(ev, RULES, FACTS, [], citizen=CITIZEN)
+    assert "*********122" in composer.compose(email, ev, FACTS, CITIZEN).body
 
 
 @pytest.mark.parametrize(("data", "template"), [
@@ -92,28 +93,29 @@ def test_received_email_shows_only_the_masked_citizen_id():
 ])
 def test_unit_rules_send_email_to_the_unit_mailbox(data, template):
     ev = event(data)
-    [delivery] = plan(ev, RULES, FACTS, [])
+    [delivery] = plan(ev, RULES, FACTS, [], citizen=CITIZEN)
     assert (delivery.recipient_kind, delivery.recipient_ref, delivery.template) == ("unit", "CATINH", template)
-    mail = composer.compose(delivery, ev, FACTS)
+    mail = composer.compose(delivery, ev, FACTS, CITIZEN)
     assert mail.to == "catinh@thanhhoa.gov.vn" and "05/12/2025" in mail.body + mail.subject
     assert "Công an tỉnh" in mail.body and NAME not in mail.body
 
 
 def test_dossier_level_overdue_apologises_to_the_citizen_and_step_level_warns_the_unit():
     dossier_level = plan(event(DossierOverdue(unit_code="HACTHANH", step=None, due_date=date(2025, 12, 4))),
-                         RULES, FACTS, [])
+                         RULES, FACTS, [], citizen=CITIZEN)
     step_level = plan(event(DossierOverdue(unit_code="HACTHANH", step=0, due_date=date(2025, 12, 4))),
-                      RULES, FACTS, [])
+                      RULES, FACTS, [], citizen=CITIZEN)
     assert {d.recipient_kind for d in dossier_level} == {"citizen"}
     assert {d.recipient_kind for d in step_level} == {"unit"}
 
 
-def test_citizen_reached_only_on_given_channels_not_opted_out_and_never_without_facts():
+def test_citizen_reached_only_on_given_channels_not_opted_out_and_never_unopened():
     ev = event(SUBMITTED, seq=1)
-    no_phone = DossierFacts(**{**FACTS.__dict__, "phone": None})
-    assert [d.channel for d in plan(ev, RULES, no_phone, [])] == ["email"]
-    assert [d.channel for d in plan(ev, RULES, FACTS, [], frozenset({"sms"}))] == ["email"]
+    no_phone = CITIZEN.model_copy(update={"phone": None})
+    assert [d.channel for d in plan(ev, RULES, FACTS, [], citizen=no_phone)] == ["email"]
+    assert [d.channel for d in plan(ev, RULES, FACTS, [], frozenset({"sms"}), CITIZEN)] == ["email"]
     assert plan(event(DossierRejected(unit_code="HACTHANH", reason="x")), RULES, None, []) == []
+    assert plan(ev, RULES, FACTS, [], citizen=None) == []  # erased (or never opened): nobody to tell
 
 
 def test_events_without_a_rule_notify_nobody():
@@ -135,16 +137,16 @@ def test_subscription_filters_by_type_unit_and_procedure():
 
 def test_each_delivery_has_its_own_key_per_recipient_and_channel():
     ev = event(SUBMITTED, seq=1)
-    keys = [d.key for d in plan(ev, RULES, FACTS, [Subscription("s1", "https://a")])]
+    keys = [d.key for d in plan(ev, RULES, FACTS, [Subscription("s1", "https://a")], citizen=CITIZEN)]
     assert len(set(keys)) == 3 and all(k.startswith(ev.id) for k in keys)
 
 
 def test_a_missing_template_is_a_compose_error_not_a_crash():
     ev = event(SUBMITTED, seq=1)
-    [email, _] = plan(ev, RULES, FACTS, [])
+    [email, _] = plan(ev, RULES, FACTS, [], citizen=CITIZEN)
     broken = email.__class__(**{**email.__dict__, "template": "no-such-template"})
     with pytest.raises(ComposeError, match="no-such-template.email: TemplateNotFound"):
-        composer.compose(broken, ev, FACTS)
+        composer.compose(broken, ev, FACTS, CITIZEN)
 
 
 def test_rules_file_is_validated():

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
+from tests.personal import stand_in
 from lienthong.calendar import VN_TZ, due_date
 from lienthong.catalogue import catalogue
 from lienthong.contracts.dossier import (
@@ -29,7 +30,7 @@ def submitted(procedure: str, unit: str = "HACTHANH", residence: str = "HACTHANH
     return DossierSubmitted(
         procedure_code=procedure, channel="direct", receiving_unit=unit, external_ref="R-1", received_at=RECEIVED,
         due_date=due_date(RECEIVED, days), processing_days=days,
-        applicant=Applicant(citizen_id="038099001122", full_name="A", address="B", residence_unit=residence),
+        applicant=stand_in(Applicant(citizen_id="038099001122", full_name="A", address="B", residence_unit=residence)),
         land_parcel=parcel,
     )
 

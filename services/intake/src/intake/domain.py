@@ -8,7 +8,7 @@ from datetime import datetime
 
 from lienthong.calendar import VN_TZ, due_date
 from lienthong.catalogue import Catalogue
-from lienthong.contracts.dossier import DossierSubmitted
+from lienthong.contracts.dossier import DossierSubmitted, SealedApplicant
 from lienthong.contracts.envelope import CloudEvent, deterministic_id, new_event
 from lienthong.contracts.intake import DossierSubmission
 
@@ -76,9 +76,10 @@ def dossier_code(unit: str, day: str, seq: int) -> str:
 
 
 def submitted_event(
-    submission: DossierSubmission, cat: Catalogue, *, code: str, received_at: datetime
+    submission: DossierSubmission, cat: Catalogue, *, code: str, received_at: datetime, applicant: SealedApplicant
 ) -> CloudEvent:
-    """The `dossier.submitted` event; its id is derived from the code so a re-publish is the same event."""
+    """The `dossier.submitted` event, with the applicant as sealed by the vault; its id is derived from the code so
+    a re-publish is the same event."""
     proc = cat.procedures[submission.procedure_code]
     data = DossierSubmitted(
         procedure_code=submission.procedure_code,
@@ -88,7 +89,7 @@ def submitted_event(
         received_at=received_at,
         due_date=due_date(received_at, proc.processing_days),
         processing_days=proc.processing_days,
-        applicant=submission.applicant,
+        applicant=applicant,
         land_parcel=submission.land_parcel,
         documents=submission.documents,
     )

@@ -9,7 +9,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
-from intake import api, handlers
+from intake import api, handlers, personal
 from intake.limits import BodySizeLimit, PerUnitRateLimit
 from intake.repository import DossierRepository
 from intake.settings import IntakeSettings
@@ -17,6 +17,7 @@ from intake.submit import Intake
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmittedEvent
+from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.messaging import make_broker, publish_event
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
@@ -43,11 +44,14 @@ def build(
 ):  # noqa: ANN201
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or IntakeSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
-    refuse_development_secrets("intake", {**shared_secrets(kafka)})
+    personal_data = PersonalDataSettings()
+    refuse_development_secrets("intake", {**shared_secrets(kafka), **personal_data.development()})
     broker = make_broker("intake", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
-    repo = DossierRepository(database(client, mongo))
-    intake = Intake(repo, lifecycle_sender(broker), catalogue(), publish_timeout_s=settings.publish_timeout_s)
+    db = database(client, mongo)
+    repo = DossierRepository(db)
+    vault = Vault(db, personal_data)
+    intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, publish_timeout_s=settings.publish_timeout_s)
     broker.include_router(handlers.build_router(intake))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
 
@@ -70,6 +74,7 @@ def build(
         on_shutdown=[stop],
     )
     app.include_router(api.build_router(intake, PerUnitRateLimit(settings.rate_per_unit_per_s, settings.rate_burst)))
+    app.include_router(personal.build_router(repo, vault))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app, broker, intake
 

@@ -52,6 +52,10 @@ class DossierRepository:
     async def find_by_key(self, key: str) -> StoredDossier | None:
         return _stored(await self.dossiers.find_one({"_id": key}))
 
+    async def find_by_code(self, code: str) -> StoredDossier | None:
+        """By dossier code (unique index); used by the rare personal-data reads, not the hot path."""
+        return _stored(await self.dossiers.find_one({"code": code}))
+
     async def create(
         self, key: str, unit: str, received_at: datetime, build_event: Callable[[str], CloudEvent],
         fingerprint: str | None = None,

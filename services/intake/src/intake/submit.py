@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from intake.repository import DossierRepository, StoredDossier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.intake import DossierSubmission
+from lienthong.personaldata import Vault
 
 # Appends the event to the producer and returns the future of its acknowledgement.
 Send = Callable[[CloudEvent], Awaitable["asyncio.Future[object]"]]
@@ -47,8 +49,9 @@ def idempotency_key(client: str, receiving_unit: str, external_ref: str) -> str:
     return f"{client}:{receiving_unit}/{external_ref}"
 
 
-def fingerprint(submission: DossierSubmission) -> str:
-    return hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
+def fingerprint(submission: DossierSubmission, key: bytes) -> str:
+    """Keyed: a plain hash of a submission holding a CCCD could be confirmed by guessing."""
+    return hmac.new(key, submission.model_dump_json().encode(), hashlib.sha256).hexdigest()
 
 
 class Intake:
@@ -57,6 +60,7 @@ class Intake:
         repo: DossierRepository,
         send: Send,
         catalogue: Catalogue,
+        vault: Vault,
         *,
         publish_timeout_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -64,6 +68,7 @@ class Intake:
         self.repo = repo
         self.send = send
         self.catalogue = catalogue
+        self.vault = vault
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
         self._pending: dict[str, asyncio.Task[None]] = {}  # idempotency key -> acknowledgement still awaited
@@ -76,17 +81,19 @@ class Intake:
         if errors:
             raise Rejected(errors)
         key = idempotency_key(client, submission.receiving_unit, submission.external_ref)
-        digest = fingerprint(submission)
+        digest = fingerprint(submission, self.vault.settings.subject_key.get_secret_value().encode())
         async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
             stored = await self.repo.find_by_key(key)
             created = False
             if stored is None:
                 received_at = self.clock()
+                applicant = await self.vault.seal(submission.applicant)  # the only form it is stored or sent in
                 stored, created = await self.repo.create(
                     key,
                     submission.receiving_unit,
                     received_at,
-                    lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at),
+                    lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at,
+                                                 applicant=applicant),
                     digest,
                 )
             if not created and stored.fingerprint not in (None, digest):

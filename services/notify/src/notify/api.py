@@ -16,6 +16,7 @@ from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 from lienthong.catalogue import catalogue
 from lienthong.contracts import EVENT_TYPES
 from lienthong.contracts.types import CitizenId, Contract
+from lienthong.personaldata import PersonalDataSettings
 from notify.store import NotifyStore
 from notify.subscriptions import Subscriptions
 
@@ -51,7 +52,8 @@ def public(doc: dict) -> dict:
     return {"id": doc["_id"], **{k: v for k, v in doc.items() if k not in ("_id", "secret")}}
 
 
-def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: bool) -> APIRouter:
+def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: bool,
+                 personal: PersonalDataSettings) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notify"])
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe an agency system to dossier events")
@@ -91,7 +93,8 @@ def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: b
     @router.put("/opt-outs", summary="A citizen stops (or resumes) messages on one channel",
                 dependencies=[require(OPT_OUT)])
     async def opt_out(request: OptOutRequest) -> dict:
-        channels = await store.set_opt_out(request.citizen_id, request.channel, request.opted_out)
+        channels = await store.set_opt_out(personal.subject_of(request.citizen_id), request.channel,
+                                           request.opted_out)
         return {"opted_out_channels": sorted(channels)}
 
     return router

@@ -17,8 +17,9 @@ from lienthong.tracking import TrackingSettings
 from lienthong.calendar import add_working_days
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, to_json
-from lienthong.masking import mask_name
-from notify.domain import Delivery, DossierFacts
+from lienthong.masking import mask_citizen_id, mask_name
+from lienthong.contracts.dossier import Applicant
+from notify.domain import Delivery, DossierFacts, address
 
 PRIVATE_CHANNELS = frozenset({"email"})
 
@@ -81,22 +82,26 @@ class Composer:
             keep_trailing_newline=False,
         )
 
-    def compose(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None) -> Message:
+    def compose(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None,
+                citizen: Applicant | None = None) -> Message:
+        """`citizen`: the opened applicant, for a message to them (None for a unit or a subscriber)."""
         if delivery.channel == "webhook":
             return Message(to=delivery.recipient_ref, body=webhook_body(event))
         try:
-            return self._render(delivery, event, dossier)
+            return self._render(delivery, event, dossier, citizen)
         except Exception as exc:  # any template or data problem: a permanent failure of this one message
             raise ComposeError(f"template {delivery.template}.{delivery.channel}: {type(exc).__name__}") from exc
 
-    def _render(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None) -> Message:
+    def _render(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None,
+                citizen: Applicant | None) -> Message:
         if delivery.recipient_kind == "unit":
             to = self.unit_email.format(code=delivery.recipient_ref.lower())
-        elif dossier is None or not dossier.address(delivery.channel):
+            citizen = None  # a unit's message names nobody
+        elif citizen is None or not address(citizen, delivery.channel):
             raise ComposeError("no address for the applicant")
         else:
-            to = dossier.address(delivery.channel) or ""
-        context = self.context(event, dossier, private=delivery.channel in PRIVATE_CHANNELS)
+            to = address(citizen, delivery.channel) or ""
+        context = self.context(event, dossier, citizen, private=delivery.channel in PRIVATE_CHANNELS)
         if delivery.channel == "email":
             template = self.env.get_template(f"{delivery.template}.email.html")
             subject = "".join(template.blocks["subject"](template.new_context(context))).strip()
@@ -104,7 +109,8 @@ class Composer:
         body = self.env.get_template(f"{delivery.template}.sms.txt").render(context)
         return Message(to=to, body=" ".join(body.split()))
 
-    def context(self, event: CloudEvent, dossier: DossierFacts | None, *, private: bool) -> dict[str, Any]:
+    def context(self, event: CloudEvent, dossier: DossierFacts | None, citizen: Applicant | None = None, *,
+                private: bool) -> dict[str, Any]:
         data = event.data
         units = self.catalogue.units
         unit_code = getattr(data, "unit_code", None) or (dossier.receiving_unit if dossier else None)
@@ -114,8 +120,8 @@ class Composer:
             "code": event.subject,
             "procedure": procedure.name if procedure else "",
             "tracking_url": self.tracking_url.format(code=event.subject, secret=self.tracking.secret(event.subject)),
-            "name": (dossier.full_name if private else mask_name(dossier.full_name)) if dossier else "",
-            "citizen_id_masked": dossier.citizen_id_masked if dossier and private else "",
+            "name": (citizen.full_name if private else mask_name(citizen.full_name)) if citizen else "",
+            "citizen_id_masked": mask_citizen_id(citizen.citizen_id) if citizen and private else "",
             "receiving_unit": units[dossier.receiving_unit].name if dossier else "",
             "unit": units[unit_code].name if unit_code in units else unit_code or "",
             "due_date": vn_date(due),

@@ -14,9 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lienthong.contracts import CloudEvent
+from lienthong.contracts.dossier import Applicant, SealedApplicant
 from lienthong.contracts.notification import NotifyChannel, RecipientKind
 
-APPLICANT = "applicant"  # recipient_ref of the citizen: their address lives in the store, never in an event
+APPLICANT = "applicant"  # recipient_ref of the citizen: their address is sealed in the event, never in clear
 
 
 class Rule(BaseModel):
@@ -70,21 +71,19 @@ class Subscription:
 
 @dataclass(frozen=True)
 class DossierFacts:
-    """What notify keeps of a dossier from its `submitted` event (and later due dates); personal data included."""
+    """What notify keeps of a dossier from its `submitted` event (and later due dates). The applicant stays sealed:
+    the notifier opens it, through the vault, only for a message to the citizen."""
 
     code: str
     procedure_code: str
     receiving_unit: str
     due_date: date
-    full_name: str
-    citizen_id_masked: str
-    citizen_key: str  # keyed hash of the citizen ID: finds opt-outs without storing the number
-    email: str | None = None
-    phone: str | None = None
+    applicant: SealedApplicant
     step_due_date: date | None = None
 
-    def address(self, channel: str) -> str | None:
-        return {"email": self.email, "sms": self.phone}.get(channel)
+
+def address(citizen: Applicant, channel: str) -> str | None:
+    return {"email": citizen.email, "sms": citizen.phone}.get(channel)
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,10 @@ def plan(
     dossier: DossierFacts | None,
     subscriptions: list[Subscription],
     opted_out: frozenset[str] = frozenset(),
+    citizen: Applicant | None = None,
 ) -> list[Delivery]:
-    """Every delivery `event` calls for. The citizen is reached only on channels they gave and did not opt out of;
-    without the dossier's `submitted` facts the citizen cannot be reached at all."""
+    """Every delivery `event` calls for. The citizen (opened from the dossier's facts; None: unknown or erased) is
+    reached only on channels they gave and did not opt out of."""
 
     def delivery(kind: RecipientKind, ref: str, channel: NotifyChannel, template: str) -> Delivery:
         return Delivery(event.id, event.subject, event.dossierseq, kind, ref, channel, template)
@@ -123,11 +123,11 @@ def plan(
             continue
         if rule.recipient == "unit":
             out += [delivery("unit", event.data.unit_code, ch, rule.template) for ch in rule.channels]
-        elif dossier is not None:
+        elif citizen is not None:
             out += [
                 delivery("citizen", APPLICANT, ch, rule.template)
                 for ch in rule.channels
-                if dossier.address(ch) and ch not in opted_out
+                if address(citizen, ch) and ch not in opted_out
             ]
     out += [delivery("subscriber", s.id, "webhook", "cloudevent") for s in subscriptions if s.matches(event, dossier)]
     return out

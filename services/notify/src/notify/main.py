@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -17,6 +15,7 @@ from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.notification import NotificationRequestedEvent, SubscriberDisabledEvent
+from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.messaging import consumer_lag, dead_letter_event, event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from notify.sealing import DEV_KEY, SecretBox
@@ -39,16 +38,15 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
           mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
     """Wire the service; tests build it against their own servers (SMTP, SMS gateway, webhooks)."""
     settings, kafka, mongo = settings or NotifySettings(), kafka or KafkaSettings(), mongo or MongoSettings()
+    personal_data = PersonalDataSettings()
     refuse_development_secrets("notify", {
-        **shared_secrets(kafka),
-        "NOTIFY_CITIZEN_KEY_SECRET": settings.citizen_key_secret.get_secret_value() == "lienthong-dev-only",
+        **shared_secrets(kafka), **personal_data.development(),
         "NOTIFY_SECRETS_KEY": settings.secrets_key.get_secret_value() == DEV_KEY})
     broker = make_broker("notify", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
-    secret = settings.citizen_key_secret.get_secret_value().encode()
-    store = NotifyStore(database(client, mongo),
-                        lambda cid: hmac.new(secret, cid.encode(), hashlib.sha256).hexdigest(),
-                        SecretBox(settings.secrets_key.get_secret_value()))
+    db = database(client, mongo)
+    store = NotifyStore(db, SecretBox(settings.secrets_key.get_secret_value()))
+    vault = Vault(db, personal_data)
     subscriptions = Subscriptions(store, settings.subscriptions_refresh_s)
     http = httpx.AsyncClient(timeout=settings.send_timeout_s, follow_redirects=False)
     channels = {
@@ -68,7 +66,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
         await dead_letter_event(broker, event, dlq_topic=NOTIFICATION_EVENTS.dlq, service="notify", reason=reason)
 
     notifier = Notifier(
-        store, subscriptions, composer, channels, load_rules(), settings,
+        store, vault, subscriptions, composer, channels, load_rules(), settings,
         publish_outcome=event_publisher(broker, NOTIFICATION_EVENTS.name, schema=CloudEvent,
                                         description="notification.sent / notification.failed"),
         publish_retry=event_publisher(broker, NOTIFICATION_RETRY.name, schema=NotificationRequestedEvent,
@@ -95,7 +93,7 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
     app = create_app("notify", broker, description="Tells citizens, units and subscribed agency systems what "
                      "happened, once, on the right channel.", readiness={"mongo": lambda: ping(client)},
                      on_startup=[backlog.start], on_shutdown=[stop])
-    app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks))
+    app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks, personal_data))
     return app, broker, notifier
 
 

@@ -23,21 +23,25 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import Counter
 
 from lienthong.contracts import CloudEvent
+from lienthong.contracts.dossier import Applicant
 from lienthong.contracts.envelope import deterministic_id, new_event
 from lienthong.contracts.notification import NotificationFailed, NotificationRequested, NotificationSent, SubscriberDisabled
+from lienthong.personaldata import Access, Vault
 from notify.channels import Channel, DeliveryError, delivery_id
 from notify.compose import ComposeError, Composer, Message
-from notify.domain import Delivery, Rule, plan
+from notify.domain import Delivery, DossierFacts, Rule, plan
 from notify.settings import NotifySettings
 from notify.store import NotifyStore
 from notify.subscriptions import Subscriptions
 
 log = structlog.get_logger("notify")
 SOURCE = "/services/notify"
+READER = "notify"  # in the personal-data access log
 
 ATTEMPTS = Counter("lienthong_notify_attempts", "Delivery attempts", ["channel", "outcome"])
 SENT = Counter("lienthong_notify_sent", "Notifications delivered", ["channel"])
@@ -50,6 +54,7 @@ class Notifier:
     def __init__(
         self,
         store: NotifyStore,
+        vault: Vault,
         subscriptions: Subscriptions,
         composer: Composer,
         channels: dict[str, Channel],
@@ -62,7 +67,8 @@ class Notifier:
         publish_alert: Publish,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store, self.subscriptions, self.composer, self.channels = store, subscriptions, composer, channels
+        self.store, self.vault, self.subscriptions = store, vault, subscriptions
+        self.composer, self.channels = composer, channels
         self.rules, self.settings, self.clock = rules, settings, clock
         self.publish_outcome, self.publish_retry = publish_outcome, publish_retry
         self.publish_dead_letter, self.publish_alert = publish_dead_letter, publish_alert
@@ -72,11 +78,14 @@ class Notifier:
         subscriptions = await self.subscriptions.active()
         # Most events (step started, transferred, paused, ...) concern nobody: no store round trip for them.
         dossier = await self.store.remember(event, read=bool(rules or subscriptions))
-        tells_citizen = dossier is not None and any(r.recipient == "citizen" for r in rules)
-        opted_out = await self.store.opted_out(dossier.citizen_key) if tells_citizen else frozenset()
-        deliveries = plan(event, rules, dossier, subscriptions, opted_out)
+        citizen, opted_out = None, frozenset[str]()
+        if dossier is not None and any(r.recipient == "citizen" for r in rules):
+            # The one place notify reads personal data: logged in the vault's access log. None: erased.
+            citizen = await self.vault.open(dossier.applicant, Access(READER, dossier.code, f"notify {event.type}"))
+            opted_out = await self.store.opted_out(dossier.applicant.subject)
+        deliveries = plan(event, rules, dossier, subscriptions, opted_out, citizen)
         # One event's deliveries are independent: one slow channel does not hold up the others.
-        await asyncio.gather(*(self._first_attempt(d, event, dossier) for d in deliveries))
+        await asyncio.gather(*(self._first_attempt(d, event, dossier, citizen) for d in deliveries))
 
     async def on_retry(self, request: CloudEvent) -> None:
         data: NotificationRequested = request.data  # type: ignore[assignment]
@@ -84,34 +93,52 @@ class Notifier:
                             data.recipient_ref, data.channel, data.template)
         await self._attempt(delivery, None)
 
-    async def _first_attempt(self, delivery: Delivery, event: CloudEvent, dossier: Any) -> None:
+    async def _first_attempt(self, delivery: Delivery, event: CloudEvent, dossier: DossierFacts | None,
+                             citizen: Applicant | None) -> None:
         with structlog.contextvars.bound_contextvars(channel=delivery.channel, recipient=delivery.recipient_kind):
             try:
-                message = self.composer.compose(delivery, event, dossier)
+                message = self.composer.compose(delivery, event, dossier,
+                                                citizen if delivery.recipient_kind == "citizen" else None)
             except ComposeError as exc:  # nothing to send, ever: record the failure once
                 claimed = await self._claim(delivery, {"message": None})
                 if claimed is not None:
                     await self._give_up(delivery, claimed["attempts"], str(exc))
                 return
-            await self._attempt(delivery, message)
+            subject = dossier.applicant.subject if dossier is not None and delivery.recipient_kind == "citizen" else None
+            await self._attempt(delivery, await self._at_rest(message, subject))
+
+    async def _at_rest(self, message: Message, subject: str | None) -> dict[str, Any] | None:
+        """The message as the ledger keeps it until sent: a citizen's sealed under their key (so an erasure
+        reaches a retry still waiting); None if they were erased meanwhile."""
+        if subject is None:
+            return asdict(message)
+        sealed = await self.vault.seal_for(subject, orjson.dumps(asdict(message)))
+        return None if sealed is None else {"sealed_for": subject, "sealed": sealed}
+
+    async def _readable(self, stored: dict[str, Any] | None) -> Message | None:
+        if stored is None or "sealed_for" not in stored:
+            return None if stored is None else Message(**stored)
+        plain = await self.vault.open_for(stored["sealed_for"], stored["sealed"])
+        return None if plain is None else Message(**orjson.loads(plain))
 
     async def _claim(self, delivery: Delivery, message: dict[str, Any] | None) -> dict[str, Any] | None:
         now = self.clock()
         fresh = None if message is None else {**asdict(delivery), **message, "created_at": now}
         return await self.store.claim(delivery.key, fresh, now, now + timedelta(seconds=self.settings.lease_s))
 
-    async def _attempt(self, delivery: Delivery, message: Message | None) -> None:
-        claimed = await self._claim(delivery, None if message is None else {"message": asdict(message)})
+    async def _attempt(self, delivery: Delivery, at_rest: dict[str, Any] | None) -> None:
+        """`at_rest`: the message of a first attempt (None for a retry, which reads it from the ledger)."""
+        claimed = await self._claim(delivery, None if at_rest is None else {"message": at_rest})
         if claimed is None:
             await self._not_claimed(delivery)
             return
         attempts = claimed["attempts"]
-        stored = claimed.get("message")
-        if stored is None:
-            await self._give_up(delivery, attempts, "message missing from the ledger")
+        message = await self._readable(claimed.get("message"))
+        if message is None:
+            await self._give_up(delivery, attempts, "message missing from the ledger (or its citizen erased)")
             return
         try:
-            await self.channels[delivery.channel].send(Message(**stored), delivery_id(delivery.key))
+            await self.channels[delivery.channel].send(message, delivery_id(delivery.key))
         except DeliveryError as exc:
             ATTEMPTS.labels(delivery.channel, "transient" if exc.transient else "permanent").inc()
             if exc.transient and attempts < self.settings.max_attempts:

@@ -28,10 +28,6 @@ class NotifySettings(ServiceSettings):
     tracking_url: str = Field("https://dichvucong.thanhhoa.gov.vn/tra-cuu/{code}?secret={secret}",
                               description="Public tracking link ({code}, and {secret} from the receipt)")
     send_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of every channel")
-    citizen_key_secret: SecretStr = Field(
-        SecretStr("lienthong-dev-only"), description="HMAC key turning citizen IDs into opt-out keys; set it in "
-        "production, and keep it: changing it forgets every opt-out"
-    )
     secrets_key: SecretStr = Field(SecretStr("lienthong-dev-secrets-key"), description="Seals webhook secrets at "
                                    "rest (AES-GCM); set it in production, and keep it")
     allow_http_webhooks: bool = Field(

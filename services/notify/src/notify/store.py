@@ -14,8 +14,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lienthong.contracts import CloudEvent
-from lienthong.contracts.dossier import DeadlineExtended, DossierAssigned, DossierResumed, DossierSubmitted
-from lienthong.masking import mask_citizen_id
+from lienthong.contracts.dossier import (
+    DeadlineExtended,
+    DossierAssigned,
+    DossierResumed,
+    DossierSubmitted,
+    SealedApplicant,
+)
 from notify.sealing import DEV_KEY, SecretBox
 from notify.domain import DossierFacts, Subscription
 
@@ -24,13 +29,12 @@ IN_FLIGHT = ["sending", "retrying"]
 
 
 class NotifyStore:
-    def __init__(self, db: AsyncDatabase, citizen_key: Any, box: SecretBox | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, box: SecretBox | None = None) -> None:
         self.box = box or SecretBox(DEV_KEY)
         self.dossiers = db["notify_dossiers"]
         self.deliveries = db["notify_deliveries"]
         self.subscriptions = db["notify_subscriptions"]
         self.opt_outs = db["notify_opt_outs"]
-        self.citizen_key = citizen_key  # citizen ID -> keyed hash
 
     # -- what notify knows of a dossier ------------------------------------------------------------------------
 
@@ -41,13 +45,9 @@ class NotifyStore:
         data = event.data
         code = event.subject
         if isinstance(data, DossierSubmitted):
-            applicant = data.applicant
             doc = {
                 "procedure_code": data.procedure_code, "receiving_unit": data.receiving_unit,
-                "due_date": data.due_date.isoformat(), "full_name": applicant.full_name,
-                "citizen_id_masked": mask_citizen_id(applicant.citizen_id),
-                "citizen_key": self.citizen_key(applicant.citizen_id), "email": applicant.email,
-                "phone": applicant.phone,
+                "due_date": data.due_date.isoformat(), "applicant": data.applicant.model_dump(),
             }
             found = await self.dossiers.find_one_and_update(
                 {"_id": code}, {"$setOnInsert": doc}, upsert=True, return_document=ReturnDocument.AFTER)
@@ -69,15 +69,15 @@ class NotifyStore:
 
     # -- citizens' opt-outs --------------------------------------------------------------------------------------
 
-    async def opted_out(self, citizen_key: str) -> frozenset[str]:
-        doc = await self.opt_outs.find_one({"_id": citizen_key})
+    async def opted_out(self, subject: str) -> frozenset[str]:
+        doc = await self.opt_outs.find_one({"_id": subject})
         return frozenset(doc["channels"]) if doc else frozenset()
 
-    async def set_opt_out(self, citizen_id: str, channel: str, opted_out: bool) -> frozenset[str]:
-        key = self.citizen_key(citizen_id)
+    async def set_opt_out(self, subject: str, channel: str, opted_out: bool) -> frozenset[str]:
+        """By the citizen's pseudonym: the number itself is never stored."""
         change = {"$addToSet" if opted_out else "$pull": {"channels": channel}}
         doc = await self.opt_outs.find_one_and_update(
-            {"_id": key}, change, upsert=True, return_document=ReturnDocument.AFTER)
+            {"_id": subject}, change, upsert=True, return_document=ReturnDocument.AFTER)
         return frozenset(doc["channels"])
 
     # -- the delivery ledger -------------------------------------------------------------------------------------
@@ -148,9 +148,8 @@ def _facts(doc: dict[str, Any] | None) -> DossierFacts | None:
     step_due = doc.get("step_due_date")
     return DossierFacts(
         code=doc["_id"], procedure_code=doc["procedure_code"], receiving_unit=doc["receiving_unit"],
-        due_date=date.fromisoformat(doc["due_date"]), full_name=doc["full_name"],
-        citizen_id_masked=doc["citizen_id_masked"], citizen_key=doc["citizen_key"], email=doc.get("email"),
-        phone=doc.get("phone"), step_due_date=date.fromisoformat(step_due) if step_due else None,
+        due_date=date.fromisoformat(doc["due_date"]), applicant=SealedApplicant.model_validate(doc["applicant"]),
+        step_due_date=date.fromisoformat(step_due) if step_due else None,
     )
 
 

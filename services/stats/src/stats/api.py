@@ -140,7 +140,6 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
         return {
             "code": doc["_id"],
             "procedure": doc["procedure"],
-            "applicant": doc["applicant"],  # masked at projection time
             "status": doc["status"],
             "receiving_unit": doc["receiving_unit"],
             "current_unit": doc.get("current_unit"),

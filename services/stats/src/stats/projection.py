@@ -17,7 +17,6 @@ from datetime import date
 from typing import Any, Iterable
 
 from lienthong.calendar import VN_TZ, add_working_days
-from lienthong.masking import mask_name
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import (
     DeadlineExtended,
@@ -53,7 +52,6 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
             "status": "received",
             "received_day": data.received_at.astimezone(VN_TZ).date().isoformat(),
             "due_date": data.due_date.isoformat(),
-            "applicant": mask_name(data.applicant.full_name),
             "closed_day": None,
             "on_time": None,
             "paused_days": 0,

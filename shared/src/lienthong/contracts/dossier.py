@@ -21,8 +21,10 @@ from lienthong.contracts.types import (
     LongText,
     Phone,
     ProcedureCode,
+    Sealed,
     Sha256,
     ShortText,
+    Subject,
     UnitCode,
 )
 
@@ -38,6 +40,16 @@ class Applicant(Contract):
     residence_unit: UnitCode = Field(description="Code of the commune-level unit of residence")
 
 
+class SealedApplicant(Contract):
+    """The applicant as events carry them: sealed under the citizen's own data key (crypto-shredding: erasing the
+    key makes every copy unreadable, in topics, DLQs and backups alike). Only holders of the personal-data vault
+    open it; everything else reads the pseudonym and the unit of residence."""
+
+    subject: Subject = Field(description="Pseudonym of the citizen: a keyed hash of the CCCD, never reversible")
+    residence_unit: UnitCode = Field(description="Code of the commune-level unit of residence (routing needs it)")
+    sealed: Sealed = Field(description="AES-256-GCM of the Applicant JSON under the citizen's data key, base64")
+
+
 class DocumentRef(Contract):
     """A document attached to the dossier: metadata and hash only, never the file body."""
 
@@ -47,9 +59,10 @@ class DocumentRef(Contract):
 
 
 class DossierSubmitted(EventData):
-    """A dossier was received through one of the three channels and validated."""
+    """A dossier was received through one of the three channels and validated. v2: the applicant is sealed
+    (v1 carried them in clear and is no longer produced or read)."""
 
-    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.submitted.v1"
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.submitted.v2"
     procedure_code: ProcedureCode = Field(description="Procedure catalogue code")
     channel: Channel = Field(description="online (national portal), direct (counter) or postal")
     receiving_unit: UnitCode = Field(description="Unit whose centre received the dossier")
@@ -57,7 +70,7 @@ class DossierSubmitted(EventData):
     received_at: Instant = Field(description="Reception time")
     due_date: Day = Field(description="Statutory due date (working days from the shared calendar)")
     processing_days: int = Field(ge=0, le=365, description="Statutory processing time in working days")
-    applicant: Applicant
+    applicant: SealedApplicant
     land_parcel: ShortText | None = Field(None, description="Land parcel reference (map sheet/parcel), land procedures")
     documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents")
 

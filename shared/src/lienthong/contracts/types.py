@@ -32,6 +32,8 @@ Day = Annotated[date, AfterValidator(_in_range)]
 Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Subject = Annotated[str, StringConstraints(pattern=r"^p-[0-9a-f]{32}$")]
+Sealed = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]+={0,2}$", max_length=8000)]
 
 Channel = Literal["online", "direct", "postal"]
 

@@ -1,0 +1,174 @@
+"""The personal-data vault: the one place a citizen's data can be read from.
+
+Events, outboxes, DLQs and ledgers hold the applicant only sealed (`SealedApplicant`) under a data key of their own
+(AES-256-GCM). The data keys live here, each wrapped under the key-encryption key from configuration
+(`PERSONAL_DATA_KEK`; a KMS in production), in collection `personal_data_keys`. Erasing a citizen deletes their key:
+every copy of their data in the log, its replays, the DLQs and any backup becomes noise (crypto-shredding), while
+the log itself stays immutable and the figures unchanged.
+
+Every opening is written to `personal_data_access` (who, which dossier, why, when) before the data is handed out;
+the service never updates or deletes that log (in MongoDB, grant its writers `insert` only).
+
+Citizens are named by a pseudonym, `subject_of(cid)`: a keyed hash of the CCCD (`PERSONAL_DATA_SUBJECT_KEY`) that
+finds their key, their opt-outs and their erasure without storing the number.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lienthong.contracts.dossier import Applicant, SealedApplicant
+
+DEV_KEK = "lienthong-dev-personal-data-kek"
+DEV_SUBJECT_KEY = "lienthong-dev-subject-key"
+NONCE = 12
+
+
+class PersonalDataSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERSONAL_DATA_", extra="ignore")
+
+    kek: SecretStr = Field(SecretStr(DEV_KEK), description="Key-encryption key of the citizens' data keys; losing it "
+                           "loses every citizen's data, so it lives in a KMS or a sealed secret, backed up apart")
+    subject_key: SecretStr = Field(SecretStr(DEV_SUBJECT_KEY), description="Key of the citizen pseudonyms (shared by "
+                                   "intake and notify; changing it orphans opt-outs and erasure records)")
+
+    def development(self) -> dict[str, bool]:
+        """For `refuse_development_secrets`: which of these still hold their development default."""
+        return {"PERSONAL_DATA_KEK": self.kek.get_secret_value() == DEV_KEK,
+                "PERSONAL_DATA_SUBJECT_KEY": self.subject_key.get_secret_value() == DEV_SUBJECT_KEY}
+
+    def subject_of(self, citizen_id: str) -> str:
+        mac = hmac.new(self.subject_key.get_secret_value().encode(), citizen_id.encode(), hashlib.sha256)
+        return "p-" + mac.hexdigest()[:32]
+
+
+class PersonalDataError(Exception):
+    """A sealed value that does not open under its key: altered, sealed for someone else, or under an erased key."""
+
+
+def _aead(key: bytes | str) -> AESGCM:
+    return AESGCM(key if isinstance(key, bytes) else hashlib.sha256(key.encode()).digest())
+
+
+def _seal(aead: AESGCM, plain: bytes, bound_to: str) -> str:
+    nonce = os.urandom(NONCE)
+    return base64.b64encode(nonce + aead.encrypt(nonce, plain, bound_to.encode())).decode()
+
+
+def _open(aead: AESGCM, sealed: str, bound_to: str) -> bytes:
+    raw = base64.b64decode(sealed)
+    try:
+        return aead.decrypt(raw[:NONCE], raw[NONCE:], bound_to.encode())
+    except InvalidTag as exc:
+        raise PersonalDataError("sealed value does not open under its key") from exc
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who reads whose data, and why: one line of the access log."""
+
+    reader: str  # the client (token subject or service principal)
+    dossier: str
+    purpose: str
+
+
+class Vault:
+    def __init__(self, db: AsyncDatabase, settings: PersonalDataSettings | None = None) -> None:
+        self.settings = settings or PersonalDataSettings()
+        self._kek = _aead(self.settings.kek.get_secret_value())
+        self.keys = db["personal_data_keys"]
+        self.erasures = db["personal_data_erasures"]
+        self.access_log = db["personal_data_access"]
+
+    def subject_of(self, citizen_id: str) -> str:
+        return self.settings.subject_of(citizen_id)
+
+    # -- data keys --------------------------------------------------------------------------------------------
+
+    async def _key(self, subject: str) -> AESGCM | None:
+        doc = await self.keys.find_one({"_id": subject})
+        return None if doc is None else AESGCM(_open(self._kek, doc["wrapped"], subject))
+
+    async def _key_or_new(self, subject: str) -> AESGCM:
+        if (key := await self._key(subject)) is not None:
+            return key
+        fresh = AESGCM.generate_key(bit_length=256)
+        try:
+            await self.keys.insert_one({"_id": subject, "wrapped": _seal(self._kek, fresh, subject),
+                                        "created_at": datetime.now(UTC)})
+            return AESGCM(fresh)
+        except Exception:
+            # Whatever the store answered (a duplicate key on MongoDB, something else elsewhere): another writer
+            # may have created it first, and then theirs is the key.
+            if (key := await self._key(subject)) is not None:
+                return key
+            raise
+
+    # -- sealing and opening ----------------------------------------------------------------------------------
+
+    async def seal(self, applicant: Applicant) -> SealedApplicant:
+        subject = self.subject_of(applicant.citizen_id)
+        key = await self._key_or_new(subject)
+        return SealedApplicant(subject=subject, residence_unit=applicant.residence_unit,
+                               sealed=_seal(key, applicant.model_dump_json().encode(), subject))
+
+    async def open(self, sealed: SealedApplicant, access: Access) -> Applicant | None:
+        """The applicant, or None if they were erased. The access is logged before anything is returned."""
+        plain = await self.open_for(sealed.subject, sealed.sealed)
+        if plain is None:
+            return None
+        await self._log(access, sealed.subject)
+        return Applicant.model_validate_json(plain)
+
+    async def seal_for(self, subject: str, plain: bytes) -> str | None:
+        """Any other copy of a citizen's data (a rendered message awaiting a retry) under the same key; None if
+        they were erased."""
+        key = await self._key(subject)
+        return None if key is None else _seal(key, plain, subject)
+
+    async def open_for(self, subject: str, sealed: str) -> bytes | None:
+        """None if the citizen was erased (a key made after the erasure, for a later filing, opens nothing of
+        before: that is erased data too)."""
+        key = await self._key(subject)
+        if key is None:
+            return None
+        try:
+            return _open(key, sealed, subject)
+        except PersonalDataError:
+            return None
+
+    async def _log(self, access: Access, subject: str) -> None:
+        await self.access_log.insert_one({"at": datetime.now(UTC), "reader": access.reader, "dossier": access.dossier,
+                                          "subject": subject, "purpose": access.purpose})
+
+    async def accesses(self, *, dossier: str | None = None, reader: str | None = None,
+                       limit: int = 200) -> list[dict[str, Any]]:
+        query = {k: v for k, v in (("dossier", dossier), ("reader", reader)) if v}
+        docs = await self.access_log.find(query, {"_id": 0}).sort("at", -1).limit(limit).to_list(limit)
+        return docs
+
+    # -- erasure ------------------------------------------------------------------------------------------------
+
+    async def erase(self, citizen_id: str, by: str) -> bool:
+        """Forget the citizen: their data key goes, an erasure record (pseudonym, who, when) stays as proof.
+        True if there was a key to delete. Idempotent."""
+        subject = self.subject_of(citizen_id)
+        now = datetime.now(UTC)
+        await self.erasures.update_one({"_id": subject}, {"$setOnInsert": {"erased_at": now, "by": by}}, upsert=True)
+        deleted = await self.keys.delete_one({"_id": subject})
+        return deleted.deleted_count > 0
+
+    async def erased(self, citizen_id: str) -> bool:
+        return await self.erasures.find_one({"_id": self.subject_of(citizen_id)}) is not None
