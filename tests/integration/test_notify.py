@@ -309,3 +309,28 @@ async def test_an_attempt_that_died_mid_send_is_taken_over_after_its_lease(infra
     assert mail.message_id == f"<{delivery_id(key)}@lienthong.thanhhoa.gov.vn>"
     [sent] = await outcomes(infra, code, 1, settle=3.0)
     assert sent.data.attempts == 2 and len(smtp.to(address)) == 1
+
+
+async def test_an_erased_citizen_is_told_nothing_and_notify_keeps_nothing_readable(infra, notify):
+    _, smtp, http, _, _, publish = notify
+    code, citizen = new_code(), "038199006600"
+    mail, phone = f"{code.lower()}@example.vn", "0911222333"
+    event = await submitted(code, email=mail, phone=phone, citizen_id=citizen)
+    assert await VAULTS[0].erase(citizen, by="test")  # between filing and notify's turn: the worst case
+    await publish(event)
+    client = make_client(infra.mongo)
+    try:
+        db = database(client, infra.mongo)
+        remembered = None
+        for _ in range(300):
+            if (remembered := await db["notify_dossiers"].find_one({"_id": code})) is not None:
+                break
+            await asyncio.sleep(0.2)
+        assert remembered is not None, "notify never took the event in"
+        await asyncio.sleep(2)  # time enough for the messages that must not come
+        text = json.dumps(remembered, default=str, ensure_ascii=False)
+        assert citizen not in text and FULL_NAME not in text and mail not in text and phone not in text
+        assert not smtp.to(mail) and not [r for r in http.to("/sms") if code in r.json()["text"]]
+        assert await db["notify_deliveries"].count_documents({"dossier_code": code, "recipient_kind": "citizen"}) == 0
+    finally:
+        await client.close()

@@ -8,7 +8,17 @@ import uuid
 import httpx
 import pytest
 
-from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
+from lienthong.auth import (
+    AUDIT_READ,
+    ERASE,
+    OPS_READ,
+    OPT_OUT,
+    PERSONAL_READ,
+    STATS_READ,
+    SUBMIT,
+    SUBSCRIBE,
+    LocalIssuer,
+)
 from tests.tokens import ISSUER, bearer
 
 FILING = {"procedure_code": "HT-KS", "channel": "online", "receiving_unit": "HACTHANH", "external_ref": "R-1",
@@ -33,6 +43,9 @@ PROTECTED = [  # (service, method, path, request, the scope it needs)
     ("intake", "POST", "/v1/dossiers", {"json": FILING}, SUBMIT),
     ("intake", "GET", "/v1/units", {}, SUBMIT),
     ("intake", "GET", "/metrics", {}, OPS_READ),
+    ("intake", "GET", "/v1/dossiers/HACTHANH-251201-0001/applicant?purpose=check", {}, PERSONAL_READ),
+    ("intake", "POST", "/v1/citizens/erasure", {"json": {"citizen_id": "038099001122"}}, ERASE),
+    ("intake", "GET", "/v1/personal-data/access", {}, AUDIT_READ),
     ("notify", "POST", "/v1/subscriptions", {"json": {"url": "https://x.example/h"}}, SUBSCRIBE),
     ("notify", "GET", "/v1/subscriptions", {}, SUBSCRIBE),
     ("notify", "PUT", "/v1/opt-outs", {"json": {"citizen_id": "038099001122", "channel": "sms", "opted_out": True}},
