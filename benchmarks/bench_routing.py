@@ -25,7 +25,8 @@ from lienthong.contracts import parse_event, to_json  # noqa: E402
 from lienthong.contracts.dossier import Applicant, DossierSubmitted, StepCompleted  # noqa: E402
 from tests.personal import stand_in  # noqa: E402
 from lienthong.contracts.envelope import new_event  # noqa: E402
-from lienthong.topics import DOSSIER_LIFECYCLE, UNIT_OUTCOMES, UNIT_WORK  # noqa: E402
+from lienthong.identity import registry  # noqa: E402
+from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic  # noqa: E402
 
 DOSSIERS = 400
 COMPLETION_RPS = 4
@@ -46,7 +47,9 @@ def submitted_event(code: str):
 async def measure() -> tuple[float, float, float]:
     run = uuid.uuid4().hex[:4].upper()
     codes = [f"B{run}-261123-{i:04d}" for i in range(1, DOSSIERS + 1)]
-    work = AIOKafkaConsumer(UNIT_WORK.name, **kafka_as().client_options(), group_id=None, auto_offset_reset="latest")
+    reg = registry()
+    work = AIOKafkaConsumer(*(work_topic(a.name).name for a in reg.agencies), **kafka_as().client_options(),
+                            group_id=None, auto_offset_reset="latest")
     await work.start()
     await work.seek_to_end()
     producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
@@ -77,7 +80,8 @@ async def measure() -> tuple[float, float, float]:
         first = assignments[code][0][1]
         outcome = new_event(StepCompleted(unit_code=first.data.unit_code, step=0), subject=code, source="/bench",
                             seq=first.dossierseq)
-        await producer.send_and_wait(UNIT_OUTCOMES.name, to_json(outcome), key=code.encode())
+        [agency] = reg.acting_for(first.data.unit_code)  # its outcome goes on that agency's own topic
+        await producer.send_and_wait(outcomes_topic(agency).name, to_json(outcome), key=code.encode())
         sent_at[code] = time.perf_counter()
         if i == 0:
             start = time.perf_counter()

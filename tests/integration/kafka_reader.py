@@ -15,17 +15,18 @@ from lienthong.messaging import partitions_of
 
 async def read_records(
     kafka: KafkaSettings,
-    topic: str,
+    topic: str | list[str],
     match: Callable[[ConsumerRecord], bool],
     *,
     expected: int,
     timeout: float = 30.0,
     settle: float = 2.0,
 ) -> list[ConsumerRecord]:
-    """Every matching record from the start of the topic; waits for `expected`, then `settle` more seconds so
-    that an unexpected duplicate would be seen too."""
+    """Every matching record from the start of the topic (or topics); waits for `expected`, then `settle` more
+    seconds so that an unexpected duplicate would be seen too."""
     consumer = AIOKafkaConsumer(
-        topic, **kafka.client_options(), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        *([topic] if isinstance(topic, str) else topic), **kafka.client_options(), group_id=None,
+        auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     found: list[ConsumerRecord] = []

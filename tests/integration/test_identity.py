@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from lienthong.identity import REGISTRY
 from lienthong.settings import KafkaSettings
-from lienthong.topics import DOSSIER_LIFECYCLE, UNIT_OUTCOMES, UNIT_WORK
+from lienthong.topics import DOSSIER_LIFECYCLE, OUTCOMES_DLQ, outcomes_topic, work_topic
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ async def test_no_credentials_or_wrong_ones_reach_no_topic(infra):
     wrong = kafka.client_settings("police", infra.kafka).as_client("police", "not-the-password")
     unknown = infra.kafka.as_client("nobody", "whatever")
     for who in (anonymous, wrong, unknown):
-        assert not await produces(who, UNIT_OUTCOMES.name)
+        assert not await produces(who, outcomes_topic("police").name)
         assert not await consumes(who, DOSSIER_LIFECYCLE.name, None)
 
 
@@ -69,17 +69,22 @@ async def test_each_principal_may_do_its_role_and_nothing_else(infra):
     kafka = local(infra)
     police = kafka.client_settings("police", infra.kafka)
     stats = kafka.client_settings("stats", infra.kafka)
-    # An agency answers its work; it may not forge lifecycle events nor read citizens' dossiers.
-    assert await produces(police, UNIT_OUTCOMES.name)
-    assert await consumes(police, UNIT_WORK.name, f"agency-police-{uuid.uuid4().hex[:4]}")
+    own_work, own_outcomes = work_topic("police").name, outcomes_topic("police").name
+    # An agency answers its own work on its own topic; it may not forge lifecycle events, read citizens' dossiers,
+    # read another agency's assignments or speak on another agency's topic.
+    assert await produces(police, own_outcomes)
+    assert await consumes(police, own_work, f"agency-police-{uuid.uuid4().hex[:4]}")
     assert not await produces(police, DOSSIER_LIFECYCLE.name)
     assert not await consumes(police, DOSSIER_LIFECYCLE.name, None)
-    assert not await consumes(police, UNIT_WORK.name, f"routing-{uuid.uuid4().hex[:4]}")  # not its group
+    assert not await consumes(police, own_work, f"routing-{uuid.uuid4().hex[:4]}")  # not its group
+    assert not await consumes(police, work_topic("commune-one-stop").name, f"agency-police-{uuid.uuid4().hex[:4]}")
+    assert not await produces(police, outcomes_topic("commune-one-stop").name)
+    assert not await produces(police, OUTCOMES_DLQ)
     # A service reads what it projects, in its own groups, and writes only its dead letters.
     assert await consumes(stats, DOSSIER_LIFECYCLE.name, f"stats-{uuid.uuid4().hex[:4]}")
     assert not await produces(stats, DOSSIER_LIFECYCLE.name)
-    assert not await produces(stats, UNIT_OUTCOMES.name)
-    assert not await consumes(stats, UNIT_OUTCOMES.name, f"stats-{uuid.uuid4().hex[:4]}")
+    assert not await produces(stats, own_outcomes)
+    assert not await consumes(stats, own_work, f"stats-{uuid.uuid4().hex[:4]}")
 
 
 async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra, tmp_path):
@@ -96,12 +101,13 @@ async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra,
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    out = cli("add", name, "--units", "HACTHANH", "--consumes", UNIT_WORK.name, "--produces", UNIT_OUTCOMES.name)
+    out = cli("add", name, "--units", "HACTHANH")  # an agency: its own work and outcomes topics come with it
     password = out.strip().rsplit(" ", 1)[-1]
-    assert name in cli("list")
+    assert name in cli("list") and f"unit.outcomes.{name}" in out
     agency = infra.kafka.as_client(name, password)
-    assert await produces(agency, UNIT_OUTCOMES.name)
+    assert await produces(agency, outcomes_topic(name).name)
+    assert await consumes(agency, work_topic(name).name, f"agency-{name}-x")
     assert not await produces(agency, DOSSIER_LIFECYCLE.name)
     cli("revoke", name)
     assert name not in cli("list")
-    assert not await produces(agency, UNIT_OUTCOMES.name)
+    assert not await produces(agency, outcomes_topic(name).name)

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent('''
     from lienthong.logging import configure_logging
     from lienthong.messaging import MAX_ATTEMPTS, make_broker
     from lienthong.settings import KafkaSettings
-    from lienthong.topics import UNIT_OUTCOMES
+    from lienthong.topics import outcomes_topic
 
     configure_logging("INFO", json=True)
     key = sys.argv[1]
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent('''
     calls = []
     done = asyncio.Event()
 
-    @broker.subscriber(UNIT_OUTCOMES.name, group_id="redaction-" + key, auto_offset_reset="earliest")
+    @broker.subscriber(outcomes_topic("police").name, group_id="redaction-" + key, auto_offset_reset="earliest")
     async def handle(body: bytes) -> None:
         if body != key.encode():
             return
@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent('''
     async def main() -> None:
         async with broker:
             await broker.start()
-            await broker.publish(key.encode(), UNIT_OUTCOMES.name, key=key.encode())
+            await broker.publish(key.encode(), outcomes_topic("police").name, key=key.encode())
             await asyncio.wait_for(done.wait(), 60)
 
     asyncio.run(main())

@@ -10,9 +10,11 @@ import uuid
 from pymongo.errors import AutoReconnect
 
 from lienthong.messaging import MAX_ATTEMPTS, SUBSCRIBER_ACK_POLICY, make_broker
-from lienthong.topics import UNIT_OUTCOMES
+from lienthong.topics import OUTCOMES_DLQ, outcomes_topic
 from prometheus_client import CollectorRegistry
 from tests.integration.kafka_reader import headers, read_records
+
+POLICE = outcomes_topic("police")  # any agency's outcomes topic: one of routing's inputs
 
 
 async def test_a_poison_record_is_parked_after_bounded_attempts_and_its_partition_moves_on(infra):
@@ -22,7 +24,7 @@ async def test_a_poison_record_is_parked_after_bounded_attempts_and_its_partitio
     handled: list[bytes] = []
     done = asyncio.Event()
 
-    @broker.subscriber(UNIT_OUTCOMES.name, group_id=f"poison-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+    @broker.subscriber(POLICE.name, group_id=f"poison-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
                        ack_policy=SUBSCRIBER_ACK_POLICY)
     async def handle(body: bytes) -> None:
         if not body.startswith(key.encode()):
@@ -39,13 +41,13 @@ async def test_a_poison_record_is_parked_after_bounded_attempts_and_its_partitio
     async with broker:
         await broker.start()
         for suffix in (b"bad", b"good", b"store-away"):  # one key: one partition, in this order
-            await broker.publish(key.encode() + b" " + suffix, UNIT_OUTCOMES.name, key=key.encode())
+            await broker.publish(key.encode() + b" " + suffix, POLICE.name, key=key.encode())
         await asyncio.wait_for(done.wait(), 60)
 
     assert handled == [key.encode() + b" good", key.encode() + b" store-away"]
     assert calls[key.encode() + b" bad"] == MAX_ATTEMPTS
     assert calls[key.encode() + b" store-away"] == MAX_ATTEMPTS + 3  # waited out, not parked
-    parked = await read_records(infra.kafka, UNIT_OUTCOMES.dlq, lambda r: r.key == key.encode(),
+    parked = await read_records(infra.kafka, OUTCOMES_DLQ, lambda r: r.key == key.encode(),
                                 expected=1)
     assert [r.value for r in parked] == [key.encode() + b" bad"]  # byte for byte, once
     reason = headers(parked[0])["dlq-reason"]

@@ -1,4 +1,4 @@
-"""Routing against the real broker and store, driven by simulated agencies answering on unit.outcomes."""
+"""Routing against the real broker and store, driven by simulated agencies answering on their unit.outcomes.<agency>."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lienthong.contracts import parse_event, to_json
 from lienthong.contracts.dossier import (
     Applicant,
     DeadlineExtended,
+    DossierRejected,
     DossierSubmitted,
     ResultReturned,
     StepCompleted,
@@ -27,7 +28,8 @@ from lienthong.contracts.dossier import (
     SupplementRequested,
 )
 from lienthong.contracts.envelope import new_event
-from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_OUTCOMES, UNIT_WORK
+from lienthong.identity import registry
+from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, OUTCOMES_DLQ, outcomes_topic, work_topic
 from routing.main import build as build_routing
 from routing.settings import RoutingSettings
 from tests.integration.kafka_reader import headers, read_records, wait_committed
@@ -79,11 +81,22 @@ async def submit(http, **overrides) -> str:
     return resp.json()["dossier_code"]
 
 
+UNIT_WORK = [work_topic(agency.name).name for agency in registry().agencies]  # every agency's assignments
+PORTAL = outcomes_topic("portal").name  # where citizens' actions come from
+
+
+def outcomes_of(unit: str) -> str:
+    """The topic of the agency system acting for `unit`: the only one routing accepts its outcomes from."""
+    [agency] = registry().acting_for(unit)
+    return outcomes_topic(agency).name
+
+
 async def answer(producer, code, assignment, data=None, times=1):
     outcome = new_event(data or StepCompleted(unit_code=assignment.data.unit_code, step=assignment.data.step),
                         subject=code, source=f"/units/{assignment.data.unit_code}", seq=assignment.dossierseq)
+    unit = getattr(outcome.data, "unit_code", assignment.data.unit_code)  # sent by the system acting for it
     for _ in range(times):
-        await producer.publish(to_json(outcome), UNIT_OUTCOMES.name, key=code.encode())
+        await producer.publish(to_json(outcome), outcomes_of(unit), key=code.encode())
     return outcome
 
 
@@ -108,7 +121,7 @@ async def test_chain_end_to_end_with_every_outcome_sent_twice(infra, system, ove
     http, producer, _, _ = system
     code = await submit(http, **overrides)
     for step in range(len(units)):
-        work, records = await events_of(infra, UNIT_WORK.name, code, step + 1, timeout=60, settle=0.3)
+        work, records = await events_of(infra, UNIT_WORK, code, step + 1, timeout=60, settle=0.3)
         assert headers(records[step])["unit"] == work[step].data.unit_code
         await answer(producer, code, work[step], times=2)  # the agency's system retries: applied once
     n = 2 + 2 * len(units) + (1 if units[0] != "HACTHANH" else 0)
@@ -124,14 +137,14 @@ async def test_chain_end_to_end_with_every_outcome_sent_twice(infra, system, ove
 async def test_supplement_pause_moves_the_due_date_by_the_paused_working_days(infra, system):
     http, producer, _, clock = system
     code = await submit(http, procedure_code="HT-KH")
-    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     original_due = (await events_of(infra, DOSSIER_LIFECYCLE.name, code, 1, settle=0.3))[0][0].data.due_date
     await answer(producer, code, assignment,
                  SupplementRequested(unit_code=assignment.data.unit_code, step=0, missing_documents=("to-khai",)))
     await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.3)  # + requested, paused
     clock.to_working_day(2)
     await producer.publish(to_json(new_event(SupplementProvided(), subject=code, source="/portal",
-                                             seq=assignment.dossierseq)), UNIT_OUTCOMES.name, key=code.encode())
+                                             seq=assignment.dossierseq)), PORTAL, key=code.encode())
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 5, timeout=60, settle=0.5)
     resumed = lifecycle[-1].data
     assert resumed.paused_working_days == 2
@@ -144,7 +157,7 @@ async def test_supplement_pause_moves_the_due_date_by_the_paused_working_days(in
 async def test_late_step_ends_resolved_late_with_one_overdue_event(infra, system):
     http, producer, router, clock = system
     code = await submit(http, procedure_code="HT-KS")
-    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     saved = clock.now
     try:
         clock.to_working_day(3)
@@ -162,10 +175,10 @@ async def test_late_step_ends_resolved_late_with_one_overdue_event(infra, system
 async def test_foreign_and_stale_outcomes_go_to_operators(infra, system):
     http, producer, _, _ = system
     code = await submit(http, procedure_code="LT-KS-TT-BHYT")
-    [first], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [first], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     foreign = await answer(producer, code, first, StepCompleted(unit_code="BHXH", step=0))
     await answer(producer, code, first)
-    work, _ = await events_of(infra, UNIT_WORK.name, code, 2, timeout=60, settle=0.3)
+    work, _ = await events_of(infra, UNIT_WORK, code, 2, timeout=60, settle=0.3)
     stale = await answer(producer, code, first, StepCompleted(unit_code="CATINH", step=1))  # answers step 0's seq
     alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 2, timeout=60, settle=1)
     reasons = {a.data.outcome_id: a.data.reason for a in alerts}
@@ -178,10 +191,10 @@ async def test_foreign_and_stale_outcomes_go_to_operators(infra, system):
 async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
     http, producer, router, _ = system
     code = await submit(http, procedure_code="HT-KS")
-    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     await answer(producer, code, assignment)
     before, before_records = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
-    outcomes = await read_records(infra.kafka, UNIT_OUTCOMES.name, lambda r: r.key == code.encode(),
+    outcomes = await read_records(infra.kafka, outcomes_of(assignment.data.unit_code), lambda r: r.key == code.encode(),
                                   expected=1, settle=0.3)
     state_before = await router.store.load(code)
     # A second routing instance in a fresh group re-reads both input topics from offset 0 over the same store.
@@ -191,7 +204,7 @@ async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
         await wait_committed(infra.kafka, group, before_records[-1])
         await wait_committed(infra.kafka, group, outcomes[-1])
     after, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, settle=2)
-    work, _ = await events_of(infra, UNIT_WORK.name, code, 1, settle=1)
+    work, _ = await events_of(infra, UNIT_WORK, code, 1, settle=1)
     assert [e.id for e in after] == [e.id for e in before]
     assert len(work) == 1
     state_after = await router.store.load(code)
@@ -201,13 +214,13 @@ async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
 async def test_malformed_outcome_goes_to_the_dlq_and_routing_carries_on(infra, system):
     http, producer, _, _ = system
     code = await submit(http, procedure_code="HT-KS")
-    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     garbage = b'{"specversion": "1.0", "type": "vn.gov.dossier.step-completed.v1", "citizen": "038099001122"}'
-    await producer.publish(garbage, UNIT_OUTCOMES.name, key=code.encode())
+    await producer.publish(garbage, outcomes_of(assignment.data.unit_code), key=code.encode())
     await answer(producer, code, assignment)
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.5)
     assert lifecycle[-1].type.endswith("resolved.v1")
-    [dead] = await read_records(infra.kafka, UNIT_OUTCOMES.dlq, lambda r: r.key == code.encode(),
+    [dead] = await read_records(infra.kafka, OUTCOMES_DLQ, lambda r: r.key == code.encode(),
                                 expected=1, timeout=30, settle=0.5)
     assert dead.value == garbage
     reason = headers(dead)["dlq-reason"]
@@ -240,7 +253,7 @@ async def test_unroutable_dossier_is_reported_to_operators(infra, system):
     await producer.publish(to_json(event), DOSSIER_LIFECYCLE.name, key=code.encode())
     alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 1, timeout=60, settle=0.5)
     assert alerts[0].type == "vn.gov.dossier.routing-failed.v1" and "XX-GONE" in alerts[0].data.reason
-    work, _ = await events_of(infra, UNIT_WORK.name, code, 0, timeout=3, settle=0.5)
+    work, _ = await events_of(infra, UNIT_WORK, code, 0, timeout=3, settle=0.5)
     assert work == []
 
 
@@ -251,7 +264,7 @@ async def test_non_boundary_commune_filing_extension_and_result_returned(infra, 
     applicant = {**submission()["applicant"], "residence_unit": "HAMRONG"}
     code = await submit(http, procedure_code="HT-XNHN", receiving_unit="BATMOT", applicant=applicant,
                         documents=[{"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64}])
-    [assignment], _ = await events_of(infra, UNIT_WORK.name, code, 1, timeout=60, settle=0.3)
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     assert assignment.data.unit_code == "HAMRONG"
     await answer(producer, code, assignment,
                  DeadlineExtended(unit_code="HAMRONG", working_days=2, reason="xác minh tại nơi cư trú cũ"))
@@ -267,3 +280,30 @@ async def test_non_boundary_commune_filing_extension_and_result_returned(infra, 
     assert (transferred.from_unit, transferred.to_unit) == ("BATMOT", "HAMRONG")
     assert extended.new_due_date == add_working_days(lifecycle[0].data.due_date, 2)
     assert lifecycle[5].data.due_date == extended.new_due_date
+
+
+async def test_an_outcome_from_an_agency_not_acting_for_the_unit_changes_nothing_and_alerts(infra, system):
+    """The sender is the topic's agency (only it may write there): the police's system cannot reject, complete or
+    withdraw a commune's dossier, and its forged rejection never becomes an event a citizen would be told of."""
+    http, producer, _, _ = system
+    code = await submit(http, procedure_code="HT-KS")
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
+    assert assignment.data.unit_code == "HACTHANH"
+    police = outcomes_topic("police").name
+    forged = [new_event(data, subject=code, source="/units/HACTHANH", seq=assignment.dossierseq) for data in (
+        DossierRejected(unit_code="HACTHANH", reason="Giả mạo: hồ sơ bị từ chối"),
+        StepCompleted(unit_code="HACTHANH", step=0))]
+    for event in forged:
+        await producer.publish(to_json(event), police, key=code.encode())
+    citizen_action = new_event(SupplementProvided(), subject=code, source="/x", seq=assignment.dossierseq)
+    await producer.publish(to_json(citizen_action), outcomes_of("HACTHANH"), key=code.encode())  # not the portal
+    alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, 3, timeout=60, settle=1)
+    assert sorted(a.data.reason for a in alerts) == sorted([
+        "police does not act for HACTHANH", "police does not act for HACTHANH",
+        "commune-one-stop does not act for citizens"])
+    assert {a.data.outcome_id for a in alerts} == {e.id for e in [*forged, citizen_action]}
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 2, settle=2)
+    assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned"]  # nothing happened
+    await answer(producer, code, assignment)  # the commune's own system: applied
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
+    assert lifecycle[-1].type.endswith("resolved.v1")

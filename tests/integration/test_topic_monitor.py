@@ -9,10 +9,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from lienthong.topics import UNIT_OUTCOMES
+from lienthong.topics import OUTCOMES_DLQ, outcomes_topic
 from stats.dashboard.topics import TopicMonitor
 
 pytestmark = pytest.mark.integration
+
+POLICE = outcomes_topic("police")  # any agency's outcomes topic: one of routing's inputs
 
 
 async def test_monitor_reports_rates_lag_and_dead_letters(infra):
@@ -24,16 +26,16 @@ async def test_monitor_reports_rates_lag_and_dead_letters(infra):
     async with producer:
         await producer.start()
         for _ in range(5):
-            await producer.publish(b'{"not": "an event"}', UNIT_OUTCOMES.name, key=b"MONITOR-261124-0001")
+            await producer.publish(b'{"not": "an event"}', POLICE.name, key=b"MONITOR-261124-0001")
         for i in range(3):
-            await producer.publish(b"{}", UNIT_OUTCOMES.dlq, key=b"MONITOR-261124-0001",
+            await producer.publish(b"{}", OUTCOMES_DLQ, key=b"MONITOR-261124-0001",
                                    headers={"dlq-reason": reason, "dlq-service": "routing",
                                             "dlq-time": f"2999-01-01T00:00:0{i}+00:00"})
     # A consumer group that has read nothing of unit.outcomes yet: everything there is its lag.
     consumer = AIOKafkaConsumer(**infra.kafka.client_options(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(UNIT_OUTCOMES.name, p) for p in range(UNIT_OUTCOMES.partitions)]
+        partitions = [TopicPartition(POLICE.name, p) for p in range(POLICE.partitions)]
         consumer.assign(partitions)
         await consumer.commit({tp: 0 for tp in partitions})
         ends = await consumer.end_offsets(partitions)
@@ -41,11 +43,11 @@ async def test_monitor_reports_rates_lag_and_dead_letters(infra):
         await consumer.stop()
 
     await monitor.sample()
-    row = next(r for r in monitor.table() if r["topic"] == UNIT_OUTCOMES.name)
-    assert row["partitions"] == UNIT_OUTCOMES.partitions
+    row = next(r for r in monitor.table() if r["topic"] == POLICE.name)
+    assert row["partitions"] == POLICE.partitions
     assert row["lag"][group] == sum(ends.values())
     assert row["in_per_s"] is not None and row["in_per_s"] > 0  # five records since the first sample
-    assert row["dlq"] == UNIT_OUTCOMES.dlq and row["dlq_size"] >= 3 and row["dlq_growing"]
+    assert row["dlq"] == OUTCOMES_DLQ and row["dlq_size"] >= 3 and row["dlq_growing"]
     assert [r["reason"] for r in row["dlq_reasons"]] == [reason] * 3  # the newest first, header text only
     assert all(r["service"] == "routing" for r in row["dlq_reasons"])
     assert group in monitor.lag_history()

@@ -21,7 +21,7 @@ from playwright.async_api import async_playwright
 
 from lienthong.calendar import VN_TZ, today_vn
 from lienthong.simulation.run import SimClock, Simulator
-from lienthong.topics import CATALOGUE, DOSSIER_LIFECYCLE
+from lienthong.topics import DOSSIER_LIFECYCLE, topics
 from tests.integration.kafka_reader import wait_caught_up
 from tests.integration.sinks import free_port
 from lienthong.auth import SUBMIT
@@ -122,9 +122,9 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
             await page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
 
             # Topics: one row per catalogue topic, and traffic visible while the simulator runs.
-            await page.wait_for_function(f"document.querySelectorAll('#topics tbody tr').length == {len(CATALOGUE)}")
+            await page.wait_for_function(f"document.querySelectorAll('#topics tbody tr').length == {len(topics())}")
             rows = await page.eval_on_selector_all("#topics tbody tr", "rs => rs.map(r => r.dataset.topic)")
-            assert rows == [t.name for t in CATALOGUE]
+            assert rows == [t.name for t in topics()]
             await page.wait_for_function(
                 """() => [...document.querySelectorAll('#topics tbody tr')].some(r =>
                        parseFloat((r.querySelector('.in-rate').textContent || '0').replace(',', '.')) > 0)""",

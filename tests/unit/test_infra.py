@@ -46,12 +46,37 @@ def test_readme_acl_table_is_generated_from_the_registry():
     assert shown == acl_table(), "README's ACL table differs from the registry: regenerate it from acl_table()"
 
 
+def test_every_unit_has_exactly_one_agency_system_and_only_the_portal_acts_for_citizens():
+    from lienthong.catalogue import catalogue
+    from lienthong.identity import registry
+
+    reg = registry()
+    assert {unit: reg.acting_for(unit) for unit in catalogue().units if len(reg.acting_for(unit)) != 1} == {}
+    assert [c.name for c in reg.clients if c.citizen_actions] == ["portal"]
+    assert reg.refusal("police", "CATINH") is None
+    assert reg.refusal("police", "HACTHANH") == "police does not act for HACTHANH"
+    assert reg.refusal("commune-one-stop", None) == "commune-one-stop does not act for citizens"
+    assert reg.refusal("portal", None) is None and reg.refusal("portal", "HACTHANH") is not None
+    assert reg.refusal("routing", "HACTHANH") == "routing is not a registered agency system"
+
+
+def test_outcome_topics_name_their_sender_and_the_pattern_skips_the_dlq():
+    import re
+
+    from lienthong.topics import OUTCOMES_DLQ, OUTCOMES_PATTERN, agency_of, outcomes_topic
+
+    assert agency_of(outcomes_topic("land-registry").name) == "land-registry"
+    assert agency_of(OUTCOMES_DLQ) is None and agency_of("unit.work.police") is None
+    assert re.match(OUTCOMES_PATTERN, "unit.outcomes.tax") and not re.match(OUTCOMES_PATTERN, OUTCOMES_DLQ)
+    assert not re.match(OUTCOMES_PATTERN, "unit.outcomes.tax.dlq")
+
+
 def test_registry_gives_least_privilege():
     from lienthong.identity import acls, registry
 
     police = {(a.resource_type, a.resource_name, a.operation) for a in acls(registry().get("police"))}
-    assert police == {("TOPIC", "unit.work", "READ"), ("TOPIC", "unit.outcomes", "WRITE"),
-                      ("GROUP", "agency-police", "READ")}
+    assert police == {("TOPIC", "unit.work.police", "READ"), ("TOPIC", "unit.outcomes.police", "WRITE"),
+                      ("GROUP", "agency-police", "READ")}  # its own topics, no other agency's
     assert not any(a.operation == "WRITE" and a.resource_name == "dossier.lifecycle"
                    for c in registry().clients if c.kind == "agency" for a in acls(c))
 

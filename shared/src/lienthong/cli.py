@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -48,7 +49,6 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create the catalogue's topics on the cluster named by KAFKA_BOOTSTRAP_SERVERS (the compose job uses it)."""
-    import asyncio
 
     from lienthong.messaging import ensure_topics
     from lienthong.settings import KafkaSettings
@@ -136,12 +136,13 @@ def cmd_clients(args: argparse.Namespace) -> int:
         known = kafka.credentials.read()
         for c in reg.clients:
             print(f"{c.name:20} {c.kind:8} credentials={'yes' if c.name in known else 'no':3} "
-                  f"reads={','.join(c.consumes) or '-'} writes={','.join(c.produces) or '-'} "
+                  f"reads={','.join(c.reads) or '-'} writes={','.join(c.writes) or '-'} "
                   f"units={','.join(c.units or c.unit_levels) or '-'}")
         return 0
     if args.action == "add":
         client = Client(name=args.name, kind=args.kind, consumes=tuple(args.consumes), produces=tuple(args.produces),
-                        groups=tuple(args.groups or [f"agency-{args.name}"] if args.consumes else []),
+                        groups=tuple(args.groups or ([f"agency-{args.name}"] if args.consumes or args.kind == "agency"
+                                                     else [])),
                         units=tuple(args.units), description=args.description or "")
         reg = save(reg, add=client)
         password = kafka.credentials.ensure([client.name])[client.name]
@@ -149,6 +150,13 @@ def cmd_clients(args: argparse.Namespace) -> int:
                 *(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
                   for a in acls(client))]
         print(kafka.provision("\n".join(plan)))
+        if client.kind == "agency":  # its own assignments and outcomes topics
+            from lienthong.messaging import ensure_topics
+            from lienthong.topics import outcomes_topic, work_topic
+
+            created = asyncio.run(ensure_topics(kafka.admin_settings(), (work_topic(client.name),
+                                                                        outcomes_topic(client.name))))
+            print(f"topics created: {', '.join(created) or 'none (they exist)'}")
         print(f"client {client.name} added; its password (shown once, also in {kafka.credentials.path}): {password}")
         return 0
     reg = save(reg, remove=args.name)
@@ -161,7 +169,6 @@ def cmd_clients(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    import asyncio
     from datetime import UTC, datetime
 
     from lienthong.logging import configure_logging

@@ -22,12 +22,13 @@ class Topic:
     has_dlq: bool = False
     config: dict[str, str] = field(default_factory=dict)
     dlq_retention_ms: int = 90 * DAY_MS
+    shared_dlq: str | None = None  # a family of topics (one per agency) parks in one DLQ
 
     @property
     def dlq(self) -> str:
         if not self.has_dlq:
             raise ValueError(f"{self.name} has no dead-letter topic")
-        return f"{self.name}.dlq"
+        return self.shared_dlq or f"{self.name}.dlq"
 
     def kafka_config(self) -> dict[str, str]:
         # min.insync.replicas is capped to the cluster's replication factor at creation time.
@@ -53,19 +54,28 @@ DOSSIER_LIFECYCLE = Topic(
     "Every dossier lifecycle CloudEvent (submitted, assigned, steps, pauses, resolved, ...), ordered per dossier",
     has_dlq=True,
 )
-UNIT_WORK = Topic(
-    "unit.work",
-    6,
-    30 * DAY_MS,
-    "Assignments for units' systems (dossier.assigned); header `unit` names the unit that must act",
-)
-UNIT_OUTCOMES = Topic(
-    "unit.outcomes",
-    6,
-    30 * DAY_MS,
-    "What units did: step started/completed, supplement requested, rejected, paused/resumed",
-    has_dlq=True,
-)
+# Each agency system has a topic of its own each way, so the broker's ACLs say who reads whose assignments and the
+# topic an outcome arrives on says who sent it (Kafka does not stamp the principal on a record).
+WORK_PREFIX, OUTCOMES_PREFIX = "unit.work.", "unit.outcomes."
+OUTCOMES_DLQ = "unit.outcomes.dlq"
+# Routing reads every agency's outcomes by pattern (new agencies included), never the shared DLQ.
+OUTCOMES_PATTERN = r"^unit\.outcomes\.(?!dlq$)[a-z0-9][a-z0-9-]*$"
+
+
+def work_topic(agency: str) -> Topic:
+    return Topic(f"{WORK_PREFIX}{agency}", 3, 30 * DAY_MS,
+                 f"Assignments (dossier.assigned) for the units {agency} acts for; header `unit` names the unit")
+
+
+def outcomes_topic(agency: str) -> Topic:
+    return Topic(f"{OUTCOMES_PREFIX}{agency}", 3, 30 * DAY_MS,
+                 f"What {agency}'s units did (step started/completed, supplement requested, rejected, ...) or, from "
+                 "the portal, what citizens did (supplement provided, withdrawn)", has_dlq=True, shared_dlq=OUTCOMES_DLQ)
+
+
+def agency_of(topic: str) -> str | None:
+    """The agency system an outcome came from: the suffix of the topic only it may write."""
+    return topic[len(OUTCOMES_PREFIX):] if topic.startswith(OUTCOMES_PREFIX) and topic != OUTCOMES_DLQ else None
 NOTIFICATION_EVENTS = Topic(
     "notification.events",
     6,
@@ -90,22 +100,30 @@ OPERATOR_ALERTS = Topic(
 CATALOGUE: tuple[Topic, ...] = (
     INTAKE_SUBMISSIONS,
     DOSSIER_LIFECYCLE,
-    UNIT_WORK,
-    UNIT_OUTCOMES,
     NOTIFICATION_EVENTS,
     NOTIFICATION_RETRY,
     OPERATOR_ALERTS,
 )
 
 
+def agency_topics() -> tuple[Topic, ...]:
+    """Two per agency system of the client registry (data: `lienthong clients add` makes a new agency's)."""
+    from lienthong.identity import registry
+
+    return tuple(t for c in registry().agencies for t in (work_topic(c.name), outcomes_topic(c.name)))
+
+
+def topics() -> tuple[Topic, ...]:
+    """Every topic but the dead-letter ones."""
+    return CATALOGUE + agency_topics()
+
+
 def dead_letter_topics() -> tuple[Topic, ...]:
-    return tuple(
-        Topic(t.dlq, t.partitions, t.dlq_retention_ms, f"Dead letters of {t.name}, with the reason in headers",
-              key=t.key)
-        for t in CATALOGUE
-        if t.has_dlq
-    )
+    dlqs = {t.dlq: Topic(t.dlq, t.partitions, t.dlq_retention_ms,
+                         f"Dead letters of {t.shared_dlq and 'every ' + OUTCOMES_PREFIX + '<agency>' or t.name}, "
+                         "with the reason in headers", key=t.key) for t in topics() if t.has_dlq}
+    return tuple(dlqs.values())
 
 
 def all_topics() -> tuple[Topic, ...]:
-    return CATALOGUE + dead_letter_topics()
+    return topics() + dead_letter_topics()

@@ -1,4 +1,5 @@
-"""Kafka edges of routing: `dossier.submitted` from the lifecycle topic, outcomes from `unit.outcomes`."""
+"""Kafka edges of routing: `dossier.submitted` from the lifecycle topic, outcomes from every agency's
+`unit.outcomes.<agency>` (the topic names the sender: only that agency may write it)."""
 # No `from __future__ import annotations` here: FastStream resolves the handler annotations (context injection).
 
 import structlog
@@ -10,7 +11,7 @@ from lienthong.contracts import parse_event
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.contracts.errors import summarize
 from lienthong.messaging import SUBSCRIBER_ACK_POLICY, dead_letter
-from lienthong.topics import DOSSIER_LIFECYCLE, UNIT_OUTCOMES
+from lienthong.topics import DOSSIER_LIFECYCLE, OUTCOMES_DLQ, OUTCOMES_PATTERN, agency_of
 from routing.router import Router
 
 def build_router(router: Router, group_id: str = "routing", start_from: str = "earliest") -> KafkaRouter:
@@ -35,15 +36,16 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
             await router.on_submitted(event)
 
     @kafka.subscriber(
-        UNIT_OUTCOMES.name, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
+        pattern=OUTCOMES_PATTERN, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
         description="What units did (CloudEvents: step-started/completed, supplement-requested, rejected; "
-        "supplement-provided, withdrawn); `dossierseq` names the assignment answered",
+        "supplement-provided, withdrawn), one topic per agency system; `dossierseq` names the assignment answered",
     )
     async def on_outcome(message: KafkaMessage, broker: KafkaBroker) -> None:
-        event = await decode(message, broker, UNIT_OUTCOMES.dlq)
+        event = await decode(message, broker, OUTCOMES_DLQ)
         if event is None:
             return
-        with structlog.contextvars.bound_contextvars(event_id=event.id, dossier_code=event.subject):
-            await router.on_outcome(event)
+        sender = agency_of(message.raw_message.topic) or "?"
+        with structlog.contextvars.bound_contextvars(event_id=event.id, dossier_code=event.subject, sender=sender):
+            await router.on_outcome(event, sender)
 
     return kafka

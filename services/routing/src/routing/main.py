@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from faststream import FastStream
+from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
@@ -17,11 +18,31 @@ from lienthong.messaging import event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
-from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, UNIT_WORK
+from lienthong.identity import registry
+from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, work_topic
 from routing import handlers
 from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
+
+def work_sender(broker: KafkaBroker) -> Callable[[CloudEvent], Awaitable[None]]:
+    """Each assignment to the agency systems acting for its unit, on their own topics (agencies of the registry
+    at start-up: a new agency needs a restart of routing)."""
+    reg = registry()
+    topics = {agency.name: event_publisher(broker, work_topic(agency.name).name, schema=DossierAssignedEvent,
+                                           description=f"Assignments for the units {agency.name} acts for",
+                                           headers_of=lambda event: {"unit": event.data.unit_code})
+              for agency in reg.agencies}
+
+    async def send(event: CloudEvent) -> None:
+        agencies = reg.acting_for(event.data.unit_code)
+        if not agencies:  # a catalogue unit no agency system acts for: the registry test forbids it
+            raise LookupError(f"no agency system acts for {event.data.unit_code}")
+        for agency in agencies:
+            await topics[agency](event)
+
+    return send
+
 
 def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
           mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
@@ -36,9 +57,7 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
         catalogue(),
         event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=CloudEvent,
                         description="Lifecycle events routing decides (assigned, resolved, ...)"),
-        event_publisher(broker, UNIT_WORK.name, schema=DossierAssignedEvent,
-                        description="Assignments for units; header `unit`",
-                        headers_of=lambda event: {"unit": event.data.unit_code}),
+        work_sender(broker),
         event_publisher(broker, OPERATOR_ALERTS.name, schema=OutcomeRejectedEvent,
                         description="Routing failures and refused outcomes"),
         clock=clock,

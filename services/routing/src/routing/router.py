@@ -19,6 +19,8 @@ from lienthong.contracts.dossier import (
     DossierWithdrawn,
 )
 from lienthong.contracts.envelope import deterministic_id, new_event
+from lienthong import identity
+from lienthong.identity import Registry
 from routing import workflow
 from routing.store import ConcurrentUpdate, Record, WorkflowStore
 
@@ -27,11 +29,16 @@ Publish = Callable[[CloudEvent], Awaitable[None]]
 log = structlog.get_logger("routing")
 
 
+CITIZEN_ACTIONS = (SupplementProvided, DossierWithdrawn)
+
+
 class Router:
     def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
-                 publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None) -> None:
+                 publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
+                 registry: Registry | None = None) -> None:
         self.store = store
         self.catalogue = catalogue
+        self.registry = registry or identity.registry()
         self.publish_lifecycle = publish_lifecycle
         self.publish_work = publish_work
         self.publish_alert = publish_alert
@@ -57,11 +64,18 @@ class Router:
             await self.store.save(record, new=True)
             await self._flush(record)
 
-    async def on_outcome(self, event: CloudEvent) -> None:
-        """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action."""
+    async def on_outcome(self, event: CloudEvent, sender: str) -> None:
+        """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action, from the
+        agency system `sender` (known by the topic only it may write). Applied only if the sender acts for the
+        unit the outcome names (citizens' actions: only from the portal); otherwise nothing changes and the
+        operators are alerted."""
         code = event.subject
+        unit = None if isinstance(event.data, CITIZEN_ACTIONS) else str(getattr(event.data, "unit_code", ""))
         async with self.store.lock(code):
             record = await self.store.load(code)
+            if (refusal := self.registry.refusal(sender, unit)) is not None:
+                await self._refuse(event, record.workflow.seq if record else 1, refusal)
+                return
             if record is None:
                 await self._refuse(event, 1, "unknown dossier")
                 return

@@ -8,6 +8,7 @@ groups named after it, write the topics it produces, and (the dashboard) describ
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 ADMIN = "admin"
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 REGISTRY = resources.files("lienthong.identity") / "clients.toml"
 
 
@@ -34,11 +36,32 @@ class Client:
     units: tuple[str, ...] = ()
     unit_levels: tuple[str, ...] = ()
     monitors: bool = False
+    citizen_actions: bool = False  # the portal: withdrawals and supplements, on the citizen's behalf
     description: str = ""
 
     @property
     def principal(self) -> str:
         return f"User:{self.name}"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Topics it consumes; an agency system also reads its own work topic (and no other agency's)."""
+        from lienthong.topics import work_topic
+
+        return self.consumes + ((work_topic(self.name).name,) if self.kind == "agency" else ())
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """Topics it produces; an agency system also writes its own outcomes topic (and no other agency's)."""
+        from lienthong.topics import outcomes_topic
+
+        return self.produces + ((outcomes_topic(self.name).name,) if self.kind == "agency" else ())
+
+    def acts_for(self, unit: str) -> bool:
+        from lienthong.catalogue import catalogue
+
+        known = catalogue().units.get(unit)
+        return unit in self.units or (known is not None and known.level in self.unit_levels)
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,24 @@ class Registry:
                 return client
         raise KeyError(f"no client {name!r} in the registry")
 
+    @property
+    def agencies(self) -> tuple[Client, ...]:
+        return tuple(c for c in self.clients if c.kind == "agency")
+
+    def acting_for(self, unit: str) -> tuple[str, ...]:
+        """The agency systems that receive `unit`'s assignments (usually one)."""
+        return tuple(c.name for c in self.agencies if c.acts_for(unit))
+
+    def refusal(self, sender: str, unit: str | None) -> str | None:
+        """Why `sender` may not send this outcome (None: it may). `unit`: the unit the outcome speaks for, None
+        for a citizen's action. Reasons name clients and units only."""
+        client = next((c for c in self.agencies if c.name == sender), None)
+        if client is None:
+            return f"{sender} is not a registered agency system"
+        if unit is None:
+            return None if client.citizen_actions else f"{sender} does not act for citizens"
+        return None if client.acts_for(unit) else f"{sender} does not act for {unit}"
+
 
 def load(path: Path | None = None) -> Registry:
     text = (path or registry_path()).read_text(encoding="utf-8")
@@ -74,6 +115,9 @@ def load(path: Path | None = None) -> Registry:
     names = [c.name for c in clients]
     if len(set(names)) != len(names) or ADMIN in names:
         raise ValueError("client names must be unique and not 'admin'")
+    bad = [n for n in names if not NAME.fullmatch(n) or n == "dlq"]
+    if bad:  # names become topic names (unit.work.<name>) and principals
+        raise ValueError(f"client names must be lower-case letters, digits and '-', not 'dlq': {bad}")
     return Registry(tuple(clients))
 
 
@@ -115,8 +159,8 @@ def _toml(value: object) -> str:
 
 def acls(client: Client) -> list[Acl]:
     """The least privilege that lets `client` do what the registry says, nothing more."""
-    out = [Acl(client.principal, "TOPIC", t, "LITERAL", "READ") for t in client.consumes]
-    out += [Acl(client.principal, "TOPIC", t, "LITERAL", "WRITE") for t in client.produces]
+    out = [_topic_acl(client, t, "READ") for t in client.reads]
+    out += [_topic_acl(client, t, "WRITE") for t in client.writes]
     out += [Acl(client.principal, "GROUP", g, "PREFIXED", "READ") for g in client.groups]
     if client.monitors:  # topic list, offsets and every group's lag; the newest dead letters' reasons
         out += [Acl(client.principal, "CLUSTER", "kafka-cluster", "LITERAL", "DESCRIBE"),
@@ -124,6 +168,13 @@ def acls(client: Client) -> list[Acl]:
                 Acl(client.principal, "GROUP", "*", "LITERAL", "DESCRIBE")]
         out += [Acl(client.principal, "TOPIC", t, "LITERAL", "READ") for t in _dead_letter_topics()]
     return out
+
+
+def _topic_acl(client: Client, topic: str, operation: Literal["READ", "WRITE"]) -> Acl:
+    """`unit.work.*` in the registry: every topic of that family (routing, the simulator)."""
+    if topic.endswith("*"):
+        return Acl(client.principal, "TOPIC", topic[:-1], "PREFIXED", operation)
+    return Acl(client.principal, "TOPIC", topic, "LITERAL", operation)
 
 
 def _dead_letter_topics() -> list[str]:
@@ -137,9 +188,11 @@ def acl_table(reg: Registry | None = None) -> str:
     rows = ["| client | kind | acts for | reads (consumer groups) | writes |", "|---|---|---|---|---|"]
     for c in (reg or registry()).clients:
         acts = ", ".join(c.units) or ", ".join(f"every {lvl} unit" for lvl in c.unit_levels) or "—"
-        reads = ", ".join(f"`{t}`" for t in c.consumes) or "—"
+        reads = ", ".join(f"`{t}`" for t in c.reads) or "—"
         groups = ", ".join(f"`{g}*`" for g in c.groups)
-        writes = ", ".join(f"`{t}`" for t in c.produces) or "—"
+        writes = ", ".join(f"`{t}`" for t in c.writes) or "—"
+        if c.citizen_actions:
+            writes += " (citizens' actions)"
         extra = "; describes every topic and group (dashboard)" if c.monitors else ""
         rows.append(f"| `{c.name}` | {c.kind} | {acts} | {reads}{f' ({groups})' if groups else ''}{extra} | "
                     f"{writes} |")

@@ -1,12 +1,14 @@
 """Play a plan against the running system, as the province's people and agencies would: citizens and counters
 file through intake (HTTP, or Kafka for counter applications), units answer the assignments routing publishes on
-`unit.work` with outcomes on `unit.outcomes`, citizens supply papers or withdraw."""
+their `unit.work.<agency>` with outcomes on `unit.outcomes.<agency>`, citizens (through the portal's topic) supply
+papers or withdraw."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import hashlib
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from lienthong.contracts.envelope import EventData, deterministic_id, new_event
 from lienthong.messaging import make_broker, publish_event
 from lienthong.settings import KafkaSettings
 from lienthong.simulation.plan import Action, Filing, actions, add_office_time, filings
-from lienthong.topics import INTAKE_SUBMISSIONS, UNIT_OUTCOMES, UNIT_WORK
+from lienthong.topics import INTAKE_SUBMISSIONS, WORK_PREFIX, outcomes_topic
 
 log = structlog.get_logger("simulator")
 MAX_FILINGS_IN_FLIGHT = 64
@@ -114,9 +116,9 @@ class Simulator:
         self.counts["gave_up"] += 1
 
     async def _agencies(self, broker) -> None:  # noqa: ANN001
-        consumer = AIOKafkaConsumer(UNIT_WORK.name, **self.kafka.client_options(),
-                                    group_id=f"simulator-agencies-{self.seed}", auto_offset_reset="latest",
-                                    enable_auto_commit=True)
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), group_id=f"simulator-agencies-{self.seed}",
+                                    auto_offset_reset="latest", enable_auto_commit=True, metadata_max_age_ms=5000)
+        consumer.subscribe(pattern="^" + re.escape(WORK_PREFIX) + "[a-z0-9-]+$")  # every agency's assignments
         await consumer.start()
         pending: set[asyncio.Task] = set()
         try:
@@ -126,7 +128,8 @@ class Simulator:
                 except ValueError:
                     continue
                 if isinstance(event.data, DossierAssigned):
-                    task = asyncio.create_task(self._answer(event, broker))
+                    agency = record.topic[len(WORK_PREFIX):]
+                    task = asyncio.create_task(self._answer(event, agency, broker))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
         finally:
@@ -134,7 +137,8 @@ class Simulator:
                 task.cancel()
             await consumer.stop()
 
-    async def _answer(self, assignment: CloudEvent, broker) -> None:  # noqa: ANN001
+    async def _answer(self, assignment: CloudEvent, agency: str, broker) -> None:  # noqa: ANN001
+        """As the agency system that received the assignment would; citizens' actions as the portal would."""
         data: DossierAssigned = assignment.data  # type: ignore[assignment]
         assigned_at = self.clock.now()
         days = working_days_between(assigned_at.astimezone(VN_TZ).date(), data.step_due_date)
@@ -145,7 +149,8 @@ class Simulator:
                               seq=assignment.dossierseq, time=datetime.now(UTC),
                               event_id=deterministic_id("sim", self.seed, assignment.subject, assignment.dossierseq,
                                                         action.kind))
-            await publish_event(broker.publisher(UNIT_OUTCOMES.name), event)
+            sender = "portal" if isinstance(outcome, (SupplementProvided, DossierWithdrawn)) else agency
+            await publish_event(broker.publisher(outcomes_topic(sender).name), event)
             self.counts[f"outcome_{action.kind}"] += 1
 
 

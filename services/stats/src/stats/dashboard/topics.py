@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from lienthong.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TIME
 from lienthong.settings import KafkaSettings
-from lienthong.topics import CATALOGUE, Topic
+from lienthong.topics import Topic, topics
 
 HISTORY = 120  # samples kept for the lag chart (10 minutes at one sample every 5 s)
 REASONS_SHOWN = 3
@@ -31,7 +31,7 @@ class Sample:
 @dataclass
 class TopicMonitor:
     kafka: KafkaSettings
-    topics: tuple[Topic, ...] = CATALOGUE
+    topics: tuple[Topic, ...] = field(default_factory=topics)
     samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY))
     reasons: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     partitions: dict[str, int] = field(default_factory=dict)  # as the cluster has them (an operator may add some)
@@ -43,7 +43,7 @@ class TopicMonitor:
         await admin.start()
         await consumer.start()
         try:
-            names = [t.name for t in self.topics] + [t.dlq for t in self.topics if t.has_dlq]
+            names = list(dict.fromkeys([t.name for t in self.topics] + [t.dlq for t in self.topics if t.has_dlq]))
             parts = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(names)
                      if not d.get("error_code") for p in d["partitions"]]
             self.partitions = {n: sum(tp.topic == n for tp in parts) for n in names}
