@@ -3,10 +3,12 @@ logged API, and gone everywhere at once when the citizen is erased (crypto-shred
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from asgi_lifespan import LifespanManager
 
 from intake.main import build
@@ -19,7 +21,7 @@ from lienthong.store import database, make_client
 from tests.integration import test_intake as intake_cases
 from tests.integration.kafka_reader import read_records
 from tests.tokens import EVERYTHING, bearer
-from lienthong.topics import DOSSIER_LIFECYCLE
+from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +47,7 @@ LEAKS = plain_forms(CITIZEN, NAME, PHONE, EMAIL)
 
 @pytest.fixture(scope="module")
 async def service(infra):
-    app, _, _ = build(IntakeSettings(rate_burst=1000), infra.kafka, infra.mongo)
+    app, _, _ = build(IntakeSettings(rate_burst=1000, purge_interval_s=1.0), infra.kafka, infra.mongo)
     client = make_client(infra.mongo)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://intake",
@@ -123,3 +125,30 @@ async def test_erasure_makes_every_copy_unreadable_at_once(service, infra):
     third, raw_third = await file(http, infra)
     assert await vault.open(parse_event(raw_third).data.applicant, Access("test", third, "new filing")) is not None
     assert await vault.open(parse_event(raw_first).data.applicant, Access("test", first, "old filing")) is None
+
+
+async def test_submissions_filed_over_kafka_are_deleted_from_the_topic_once_taken_in(service, infra):
+    """intake.submissions is the one topic that holds an applicant in clear: intake deletes what it has taken in."""
+    body = submission(channel="direct", receiving_unit="BIMSON")
+    producer = AIOKafkaProducer(**infra.kafka.client_options(), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(INTAKE_SUBMISSIONS.name, json.dumps(body).encode(),
+                                            key=body["external_ref"].encode())
+    finally:
+        await producer.stop()
+    [published] = await read_records(infra.kafka, DOSSIER_LIFECYCLE.name,
+                                     lambda r: json.loads(r.value)["data"].get("external_ref") == body["external_ref"],
+                                     expected=1, timeout=60, settle=0.2)
+    assert not [leak for leak in LEAKS if leak in published.value]
+    partition = TopicPartition(INTAKE_SUBMISSIONS.name, sent.partition)
+    consumer = AIOKafkaConsumer(**infra.kafka.client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for _ in range(60):  # the purge runs every second here (every minute by default)
+            if (await consumer.beginning_offsets([partition]))[partition] > sent.offset:
+                break
+            await asyncio.sleep(0.5)
+        assert (await consumer.beginning_offsets([partition]))[partition] > sent.offset, "still readable"
+    finally:
+        await consumer.stop()

@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
+from lienthong.messaging import consumer_lag
 from lienthong.topics import OUTCOMES_DLQ, outcomes_topic
 from stats.dashboard.topics import TopicMonitor
 
@@ -51,3 +52,11 @@ async def test_monitor_reports_rates_lag_and_dead_letters(infra):
     assert [r["reason"] for r in row["dlq_reasons"]] == [reason] * 3  # the newest first, header text only
     assert all(r["service"] == "routing" for r in row["dlq_reasons"])
     assert group in monitor.lag_history()
+
+
+async def test_consumer_lag_can_be_asked_again_and_again(infra):
+    """Periodic jobs (notify's retry backlog) ask for lag every few seconds; a short-lived offsets consumer used to
+    raise CancelledError from its stop() (aiokafka 0.14), which ended the job for good."""
+    for _ in range(5):
+        lag = await consumer_lag(infra.kafka, f"lag-{uuid.uuid4().hex[:4]}", [POLICE.name])
+        assert set(lag) == {POLICE.name} and lag[POLICE.name] >= 0

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pymongo.errors import ConnectionFailure
 from faststream import AckPolicy, BaseMiddleware
@@ -179,6 +179,18 @@ async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
         await admin.close()
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, for a consumer that never subscribed (offset lookups): aiokafka 0.14 cancels its
+    coordinator's routine before it ever ran and re-raises that CancelledError from stop(), which would end the
+    periodic job calling it. Our own cancellation still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 async def consumer_lag(kafka: KafkaSettings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Records not yet consumed by `group_id`, per topic (end offset minus committed offset, summed over
     partitions; a partition the group never committed counts from its start)."""
@@ -199,7 +211,28 @@ async def consumer_lag(kafka: KafkaSettings, group_id: str, topics: Iterable[str
             lag[tp.topic] += max(0, ends[tp] - position)
         return lag
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
+        await admin.close()
+
+
+async def purge_consumed(kafka: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
+    """Delete from `topic` every record `group_id` has committed past (Kafka's DeleteRecords: the log start moves,
+    and the segments behind it leave the disk at the next retention check once they have rolled). For a topic
+    whose records are worth nothing once consumed and must not linger (personal data in clear). Returns each
+    partition's new start offset."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="lienthong-purge")
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        # Deleting up to an offset already deleted is a no-op: no need to read the current start first.
+        consumed = {tp: RecordsToDelete(c.offset) for tp, c in committed.items() if c.offset > 0}
+        if not consumed:
+            return {}
+        starts = await admin.delete_records(consumed, timeout_ms=10_000)
+        return {tp.partition: offset for tp, offset in starts.items()}
+    finally:
         await admin.close()
 
 

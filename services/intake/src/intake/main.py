@@ -18,11 +18,11 @@ from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmittedEvent
 from lienthong.personaldata import PersonalDataSettings, Vault
-from lienthong.messaging import make_broker, publish_event
+from lienthong.messaging import make_broker, publish_event, purge_consumed
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
-from lienthong.topics import DOSSIER_LIFECYCLE
+from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
 
 def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     publisher = broker.publisher(
@@ -54,13 +54,17 @@ def build(
     intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, publish_timeout_s=settings.publish_timeout_s)
     broker.include_router(handlers.build_router(intake))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
+    purge = Periodic("submissions_purge", settings.purge_interval_s,
+                     lambda: purge_consumed(kafka, handlers.GROUP_ID, INTAKE_SUBMISSIONS.name))
 
     async def start() -> None:
         await repo.setup()
         await intake.recover()
         await relay.start()
+        await purge.start()
 
     async def stop() -> None:
+        await purge.stop()
         await relay.stop()
         await intake.drain()
         await client.close()

@@ -16,3 +16,5 @@ class IntakeSettings(ServiceSettings):
     publish_timeout_s: float = Field(5.0, gt=0, description="How long a submit waits for Kafka's acknowledgement")
     outbox_interval_s: float = Field(2.0, gt=0, description="How often the relay looks for unpublished dossiers")
     outbox_grace_s: float = Field(15.0, gt=0, description="Age before the relay takes over a dossier's publication")
+    purge_interval_s: float = Field(60.0, gt=0, description="How often submissions taken in from Kafka are deleted "
+                                    "from intake.submissions (they hold personal data in clear)")

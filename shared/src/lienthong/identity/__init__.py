@@ -35,6 +35,7 @@ class Client:
     groups: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     unit_levels: tuple[str, ...] = ()
+    purges: tuple[str, ...] = ()  # topics whose consumed records it deletes (personal data in clear)
     monitors: bool = False
     citizen_actions: bool = False  # the portal: withdrawals and supplements, on the citizen's behalf
     description: str = ""
@@ -72,7 +73,7 @@ class Acl:
     resource_type: Literal["TOPIC", "GROUP", "CLUSTER"]
     resource_name: str
     pattern: Literal["LITERAL", "PREFIXED"]
-    operation: Literal["READ", "WRITE", "DESCRIBE"]
+    operation: Literal["READ", "WRITE", "DESCRIBE", "DELETE"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def acls(client: Client) -> list[Acl]:
     """The least privilege that lets `client` do what the registry says, nothing more."""
     out = [_topic_acl(client, t, "READ") for t in client.reads]
     out += [_topic_acl(client, t, "WRITE") for t in client.writes]
+    out += [_topic_acl(client, t, "DELETE") for t in client.purges]
     out += [Acl(client.principal, "GROUP", g, "PREFIXED", "READ") for g in client.groups]
     if client.monitors:  # topic list, offsets and every group's lag; the newest dead letters' reasons
         out += [Acl(client.principal, "CLUSTER", "kafka-cluster", "LITERAL", "DESCRIBE"),
@@ -170,7 +172,7 @@ def acls(client: Client) -> list[Acl]:
     return out
 
 
-def _topic_acl(client: Client, topic: str, operation: Literal["READ", "WRITE"]) -> Acl:
+def _topic_acl(client: Client, topic: str, operation: Literal["READ", "WRITE", "DELETE"]) -> Acl:
     """`unit.work.*` in the registry: every topic of that family (routing, the simulator)."""
     if topic.endswith("*"):
         return Acl(client.principal, "TOPIC", topic[:-1], "PREFIXED", operation)
@@ -193,6 +195,8 @@ def acl_table(reg: Registry | None = None) -> str:
         writes = ", ".join(f"`{t}`" for t in c.writes) or "—"
         if c.citizen_actions:
             writes += " (citizens' actions)"
+        if c.purges:
+            writes += "; deletes what it consumed of " + ", ".join(f"`{t}`" for t in c.purges)
         extra = "; describes every topic and group (dashboard)" if c.monitors else ""
         rows.append(f"| `{c.name}` | {c.kind} | {acts} | {reads}{f' ({groups})' if groups else ''}{extra} | "
                     f"{writes} |")

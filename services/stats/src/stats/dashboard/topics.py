@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from lienthong.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TIME
+from lienthong.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TIME, stop_consumer
 from lienthong.settings import KafkaSettings
 from lienthong.topics import Topic, topics
 
@@ -67,7 +67,7 @@ class TopicMonitor:
                                                                                if tp.topic == topic.dlq], ends)
             self.samples.append(sample)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
             await admin.close()
 
     def table(self) -> list[dict[str, Any]]:
