@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -14,10 +16,14 @@ from asgi_lifespan import LifespanManager
 from intake.main import build
 from intake.settings import IntakeSettings
 from lienthong.auth import AUDIT_READ, ERASE, PERSONAL_READ
+from lienthong.calendar import today_vn
 from lienthong.contracts import parse_event
 from lienthong.contracts.dossier import Applicant
 from lienthong.personaldata import Access, Vault
 from lienthong.store import database, make_client
+from stats import rollups
+from stats.rebuild import rebuild
+from stats.store import ProjectionStore
 from tests.integration import test_intake as intake_cases
 from tests.integration.kafka_reader import read_records
 from tests.tokens import EVERYTHING, bearer
@@ -152,3 +158,32 @@ async def test_submissions_filed_over_kafka_are_deleted_from_the_topic_once_take
         assert (await consumer.beginning_offsets([partition]))[partition] > sent.offset, "still readable"
     finally:
         await consumer.stop()
+
+
+async def test_erasure_holds_through_a_rebuild_of_the_projections_and_changes_no_figure(service, infra):
+    http, vault, db = service
+    citizen = "038077002288"
+    body = submission()
+    body["applicant"] = {**body["applicant"], "citizen_id": citizen}
+    resp = await http.post("/v1/dossiers", json=body)
+    assert resp.status_code == 201, resp.text
+    code = resp.json()["dossier_code"]
+    await read_records(infra.kafka, DOSSIER_LIFECYCLE.name, lambda r: r.key == code.encode(), expected=1)
+    store = ProjectionStore(db)
+
+    async def figures() -> dict:
+        today = today_vn()
+        rows = await store.slot_rows(today.isoformat(), "HACTHANH")
+        return asdict(rollups.figures(rows, "recv", today - timedelta(days=30), today, today))
+
+    await rebuild(infra.kafka, infra.mongo)
+    before, tracked = await figures(), await store.tracking(code)
+    assert before["received"] >= 1 and tracked is not None
+    erased = await http.post("/v1/citizens/erasure", json={"citizen_id": citizen}, headers=bearer(ERASE))
+    assert erased.json()["status"] == "erased"
+    await rebuild(infra.kafka, infra.mongo)  # replays the log, the erased applicant's sealed record included
+    assert await figures() == before
+    after = await store.tracking(code)
+    assert after == tracked  # the dossier is all there, as before, without the person
+    assert not [leak for leak in plain_forms(citizen, NAME, PHONE, EMAIL)
+                if leak in json.dumps(after, default=str, ensure_ascii=False).encode()]

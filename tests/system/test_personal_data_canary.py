@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
         "NOTIFY_SMTP_PORT": str(smtp_port), "NOTIFY_SMS_GATEWAY_URL": f"{base}/sms",
         "NOTIFY_ALLOW_HTTP_WEBHOOKS": "true", "NOTIFY_ALLOW_PRIVATE_WEBHOOKS": "true",
         "NOTIFY_SUBSCRIPTIONS_REFRESH_S": "1",
+        # Only this day's traffic: not the backlog earlier tests left on the session's lifecycle topic.
+        "NOTIFY_GROUP_ID": f"notify-canary-{uuid.uuid4().hex[:6]}", "NOTIFY_START_FROM": "latest",
+        "ROUTING_GROUP_ID": f"routing-canary-{uuid.uuid4().hex[:6]}", "ROUTING_START_FROM": "latest",
     }
     log = tmp_path / "run.log"
     with log.open("w") as out:
@@ -87,7 +91,7 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
         intake, notify = (f"http://127.0.0.1:{PORTS[s]}" for s in ("intake", "notify"))
         hook = httpx.post(f"{notify}/v1/subscriptions", json={"url": f"{base}/hooks/all"}, headers=EVERYTHING)
         assert hook.status_code == 201, hook.text
-        time.sleep(2)  # notify re-reads subscriptions every second here
+        time.sleep(3)  # notify re-reads subscriptions every second; the fresh groups get their partitions
         canary = httpx.post(f"{intake}/v1/dossiers", headers=EVERYTHING, json={
             "procedure_code": "HT-KS", "channel": "online", "receiving_unit": "HACTHANH", "external_ref": "CANARY-1",
             "applicant": CANARY, "documents": [{"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64},

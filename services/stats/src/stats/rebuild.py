@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -53,7 +54,8 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
     client = make_client(mongo)
     db = database(client, mongo)
     live = ProjectionStore(db)
-    target = f"stats_v2_dossiers_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    # Unique even for two rebuilds in one second: a reused name would bulk-load into the other's documents.
+    target = f"stats_v2_dossiers_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
     fresh = ProjectionStore(db, collection=target)
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False,
                                 max_partition_fetch_bytes=16 * 1024 * 1024)
