@@ -1,0 +1,76 @@
+"""Where a stats batch's time goes, on the real store, without Kafka: the five months at BENCH_SCALE (default 1/20)
+folded by the stats projector in batches of BENCH_BATCH events (default 20,000) straight into a fresh database,
+then the seconds spent per phase (`lienthong_stats_batch_phase_seconds`: load, fold, rows, write_rows,
+write_dossiers) and events per second overall.
+
+    uv run python benchmarks/bench_stats_phases.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import volume  # noqa: E402
+from common import MONGO, environment  # noqa: E402
+
+from lienthong.contracts import parse_event  # noqa: E402
+from lienthong.settings import MongoSettings  # noqa: E402
+from lienthong.store import database, make_client  # noqa: E402
+from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
+from stats.projector import PHASE_SECONDS, Positioned, Projector  # noqa: E402
+from stats.store import ProjectionStore  # noqa: E402
+
+SCALE = float(os.environ.get("BENCH_SCALE", "0.05"))
+BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
+
+
+def positioned() -> list[Positioned]:
+    """The plan's events as the lifecycle topic would hold them: partitioned by dossier code, in order."""
+    offsets: dict[int, int] = {}
+    out = []
+    for _, _, code, value in volume.plan(scale=SCALE):
+        partition = zlib.crc32(code.encode()) % DOSSIER_LIFECYCLE.partitions
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        out.append(Positioned(parse_event(value), partition, offset))
+    return out
+
+
+def phase_totals() -> dict[str, float]:
+    return {s.labels["phase"]: s.value for m in PHASE_SECONDS.collect() for s in m.samples
+            if s.name.endswith("_sum")}
+
+
+async def measure(items: list[Positioned]) -> float:
+    mongo = MongoSettings(uri=MONGO, database=f"bench_phases_{uuid.uuid4().hex[:6]}")
+    client = make_client(mongo)
+    try:
+        projector = Projector(ProjectionStore(database(client, mongo)))
+        started = time.perf_counter()
+        for i in range(0, len(items), BATCH):
+            await projector.project(items[i:i + BATCH])
+        return len(items) / (time.perf_counter() - started)
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    items = positioned()
+    with environment():
+        rate = asyncio.run(measure(items))
+    totals = phase_totals()
+    whole = sum(totals.values())
+    print(f"{len(items):,} events in batches of {BATCH:,}: {rate:,.0f} events/s")
+    for phase, seconds in totals.items():
+        print(f"  {phase:15} {seconds:7.1f} s  {seconds / whole:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
