@@ -1,7 +1,8 @@
 """Where a stats batch's time goes, on the real store, without Kafka: the five months at BENCH_SCALE (default 1/20)
-folded by the stats projector in batches of BENCH_BATCH events (default 20,000) straight into a fresh database,
-then the seconds spent per phase (`lienthong_stats_batch_phase_seconds`: load, fold, rows, write_rows,
-write_dossiers) and events per second overall.
+folded by the stats projector in batches of BENCH_BATCH events (default 100,000, the service's largest) straight
+into a fresh database; then events per second, the seconds spent per phase (`lienthong_stats_batch_phase_seconds`:
+load, fold, rows, write_rows, write_dossiers), and how long the readers take on what was written (a province
+summary's rows, one unit's, the ranking's; the median of five).
 
     uv run python benchmarks/bench_stats_phases.py
 """
@@ -25,10 +26,11 @@ from lienthong.settings import MongoSettings  # noqa: E402
 from lienthong.store import database, make_client  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
 from stats.projector import PHASE_SECONDS, Positioned, Projector  # noqa: E402
+from stats.rollups import PROVINCE  # noqa: E402
 from stats.store import ProjectionStore  # noqa: E402
 
 SCALE = float(os.environ.get("BENCH_SCALE", "0.05"))
-BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
+BATCH = int(os.environ.get("BENCH_BATCH", "100000"))
 
 
 def positioned() -> list[Positioned]:
@@ -48,15 +50,27 @@ def phase_totals() -> dict[str, float]:
             if s.name.endswith("_sum")}
 
 
-async def measure(items: list[Positioned]) -> float:
+async def measure(items: list[Positioned]) -> tuple[float, dict[str, float]]:
     mongo = MongoSettings(uri=MONGO, database=f"bench_phases_{uuid.uuid4().hex[:6]}")
     client = make_client(mongo)
     try:
-        projector = Projector(ProjectionStore(database(client, mongo)))
+        store = ProjectionStore(database(client, mongo))
+        projector = Projector(store)
         started = time.perf_counter()
         for i in range(0, len(items), BATCH):
             await projector.project(items[i:i + BATCH])
-        return len(items) / (time.perf_counter() - started)
+        rate = len(items) / (time.perf_counter() - started)
+        reads = {}
+        for name, read in (("province summary rows", lambda: store.slot_rows(volume.LAST.isoformat(), PROVINCE)),
+                           ("one unit's rows", lambda: store.slot_rows(volume.LAST.isoformat(), "HACTHANH")),
+                           ("ranking rows", lambda: store.ranking_rows(volume.FIRST, volume.LAST))):
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                await read()
+                times.append(time.perf_counter() - t)
+            reads[name] = sorted(times)[2] * 1000
+        return rate, reads
     finally:
         await client.close()
 
@@ -64,12 +78,14 @@ async def measure(items: list[Positioned]) -> float:
 def main() -> None:
     items = positioned()
     with environment():
-        rate = asyncio.run(measure(items))
+        rate, reads = asyncio.run(measure(items))
     totals = phase_totals()
     whole = sum(totals.values())
     print(f"{len(items):,} events in batches of {BATCH:,}: {rate:,.0f} events/s")
     for phase, seconds in totals.items():
         print(f"  {phase:15} {seconds:7.1f} s  {seconds / whole:6.1%}")
+    for name, ms in reads.items():
+        print(f"  read {name:22} {ms:7.0f} ms")
 
 
 if __name__ == "__main__":
