@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import TOKEN, kafka_as, KAFKA, environment, percentile, service  # noqa: E402
 
 from lienthong.catalogue import catalogue  # noqa: E402
+from lienthong.contracts.dossier import Applicant  # noqa: E402
+from lienthong.personaldata import SubmissionKey, seal_for_intake  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS  # noqa: E402
 
 CLOSED_LOOP_S = 10
@@ -91,9 +93,15 @@ async def kafka_ingestion(units: list[str]) -> float:
     await consumer.seek_to_end()
     producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
-    start = time.perf_counter()
-    for i in range(KAFKA_BATCH):
+    public_key = SubmissionKey().public  # the service runs with the local environment's key
+    payloads = []
+    for i in range(KAFKA_BATCH):  # as agency systems file over Kafka: the applicant sealed to intake's key
         payload = body(units[i % len(units)])
+        payload["applicant_sealed"] = seal_for_intake(public_key, Applicant.model_validate(payload.pop("applicant")),
+                                                      payload["external_ref"]).model_dump()
+        payloads.append(payload)
+    start = time.perf_counter()
+    for payload in payloads:
         refs.add(payload["external_ref"])
         await producer.send(INTAKE_SUBMISSIONS.name, json.dumps(payload).encode(), key=payload["external_ref"].encode())
     await producer.flush()

@@ -17,7 +17,8 @@ from intake.main import build
 from intake.settings import IntakeSettings
 from lienthong.calendar import due_date
 from lienthong.catalogue import catalogue
-from lienthong.contracts.dossier import DossierSubmitted
+from lienthong.contracts.dossier import Applicant, DossierSubmitted
+from lienthong.personaldata import SubmissionKey, seal_for_intake
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
 from tests.integration.kafka_reader import body, headers, read_records
 from lienthong.auth import SUBMIT
@@ -95,8 +96,17 @@ async def test_http_submission_publishes_dossier_submitted(infra, service):
         assert canary not in outside
 
 
+def over_kafka(req: dict) -> dict:
+    """As an agency system files over Kafka: the applicant sealed to intake's key (GET /v1/submission-key)."""
+    sealed = seal_for_intake(SubmissionKey().public, Applicant.model_validate(req["applicant"]), req["external_ref"])
+    return {**{k: v for k, v in req.items() if k != "applicant"}, "applicant_sealed": sealed.model_dump()}
+
+
 async def test_kafka_submission_is_validated_and_published(infra, service):
-    req = submission(channel="direct", receiving_unit="BIMSON")
+    http, _ = service
+    key = (await http.get("/v1/submission-key")).json()
+    assert key == {"alg": "X25519-HKDF-SHA256-A256GCM", "public_key": SubmissionKey().public}
+    req = over_kafka(submission(channel="direct", receiving_unit="BIMSON"))
     producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
@@ -109,29 +119,35 @@ async def test_kafka_submission_is_validated_and_published(infra, service):
 async def test_bad_kafka_record_goes_to_dlq_and_consumer_carries_on(infra, service):
     bad = submission(receiving_unit="BIMSON")
     bad["applicant"] = {**bad["applicant"], "citizen_id": "12345"}
-    unknown_proc = submission(procedure_code="NO-SUCH", receiving_unit="BIMSON")
-    good = submission(receiving_unit="BIMSON")
+    unknown_proc = over_kafka(submission(procedure_code="NO-SUCH", receiving_unit="BIMSON"))
+    in_clear = submission(receiving_unit="BIMSON")  # valid, but the agency did not seal the applicant
+    wrong_ref = over_kafka(submission(receiving_unit="BIMSON"))
+    wrong_ref["external_ref"] += "-moved"  # sealed for another reference: does not open
+    good = over_kafka(submission(receiving_unit="BIMSON"))
+    key = f"same-partition-{uuid.uuid4().hex[:6]}".encode()
     producer = KafkaBroker(infra.kafka.servers, security=infra.kafka.security())
     async with producer:
         await producer.start()
         for payload in (b"{not json", json.dumps(bad).encode(), json.dumps(unknown_proc).encode(),
-                        json.dumps(good).encode()):
-            await producer.publish(payload, INTAKE_SUBMISSIONS.name, key=b"same-partition")
+                        json.dumps(in_clear).encode(), json.dumps(wrong_ref).encode(), json.dumps(good).encode()):
+            await producer.publish(payload, INTAKE_SUBMISSIONS.name, key=key)
     await lifecycle_events(infra, by_ref(good["external_ref"]), 1, timeout=60)
-    refs = {bad["external_ref"], unknown_proc["external_ref"]}
-    dead = await read_records(
-        infra.kafka, INTAKE_SUBMISSIONS.dlq,
-        lambda r: r.value == b"{not json" or any(ref.encode() in r.value for ref in refs), expected=3,
-    )
+    dead = await read_records(infra.kafka, INTAKE_SUBMISSIONS.dlq, lambda r: r.key == key, expected=5)
     reasons = sorted(headers(r)["dlq-reason"] for r in dead)
-    assert len(dead) == 3
+    assert len(dead) == 5
     assert any("json_invalid" in r for r in reasons)
     assert any("applicant.citizen_id: string_pattern_mismatch" in r for r in reasons)
     assert any("procedure_code: unknown_procedure" in r for r in reasons)
+    assert any("must be sealed" in r for r in reasons)
+    assert any("applicant_sealed: unopenable" in r for r in reasons)
     for record in dead:
         h = headers(record)
         assert h["dlq-source-topic"] == INTAKE_SUBMISSIONS.name and h["dlq-source-offset"].isdigit()
         assert CANARY_ID not in json.dumps(h) and "12345" not in h["dlq-reason"]
+        for canary in (CANARY_ID, CANARY_PHONE, CANARY_EMAIL):  # a clear applicant's value is withheld
+            assert canary.encode() not in record.value
+    withheld = [r for r in dead if headers(r).get("dlq-value") == "withheld"]
+    assert len(withheld) == 3 and all(r.value == b"" for r in withheld)  # not json, and the two in clear
 
 
 async def test_same_external_ref_twenty_times_concurrently_is_one_dossier(infra, service):

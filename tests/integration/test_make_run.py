@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from tests.run_logs import why
 from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
                 except httpx.HTTPError:
                     pass
             time.sleep(0.5)
-        assert set(ready) == set(PORTS), _why(tmp_path / "run.log")
+        assert set(ready) == set(PORTS), why(tmp_path / "run.log")
         for name, port in PORTS.items():
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok", "service": name}
             assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics", headers=EVERYTHING).text
@@ -57,10 +58,3 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     leftovers = subprocess.run(["ps", "-ww", "-eo", "pgid,args"], capture_output=True, text=True).stdout
     assert not [line for line in leftovers.splitlines() if line.strip().startswith(str(proc.pid) + " ")]
-
-
-def _why(log) -> str:  # noqa: ANN001
-    """What a failed start printed that matters: exits and tracebacks first, then the tail."""
-    text = log.read_text()
-    lines = [line for line in text.splitlines() if "exited" in line or "Error" in line or "Traceback" in line]
-    return "\n".join(lines[:40]) + "\n...\n" + text[-2000:]

@@ -133,9 +133,10 @@ async def test_erasure_makes_every_copy_unreadable_at_once(service, infra):
     assert await vault.open(parse_event(raw_first).data.applicant, Access("test", first, "old filing")) is None
 
 
-async def test_submissions_filed_over_kafka_are_deleted_from_the_topic_once_taken_in(service, infra):
-    """intake.submissions is the one topic that holds an applicant in clear: intake deletes what it has taken in."""
-    body = submission(channel="direct", receiving_unit="BIMSON")
+async def test_submissions_filed_over_kafka_are_sealed_and_deleted_from_the_topic_once_taken_in(service, infra):
+    """Agency systems seal applicants to intake's key, and intake deletes what it has taken in all the same."""
+    body = intake_cases.over_kafka(submission(channel="direct", receiving_unit="BIMSON"))
+    assert not [leak for leak in LEAKS if leak in json.dumps(body).encode()]  # sealed to intake's key
     producer = AIOKafkaProducer(**infra.kafka.client_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:

@@ -2,9 +2,9 @@
 of every log line, every topic's segment files and every DLQ in the broker's data directory, the document store's
 files and every webhook body for the applicants' CCCDs, names, phones and e-mails.
 
-The simulator's filings are a function of its seed, so the test knows every applicant it filed; a canary dossier
-with an e-mail address is filed besides. The only place allowed to hold them is `intake.submissions` (and its DLQ):
-agency systems file there as they would over HTTPS, and it keeps them 3 days (README, "Personal data").
+The simulator's filings are a function of its seed, so the test knows every applicant it filed (some over HTTP, some
+over Kafka, sealed to intake's key as a counter application does); a canary dossier with an e-mail address is filed
+besides. No file may hold any of them: not one topic is exempt.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 from lienthong.auth import SUBMIT
 from lienthong.simulation.plan import add_office_time, filings
 from tests.integration.sinks import HttpSink, SmtpSink
+from tests.run_logs import why
 from tests.tokens import EVERYTHING, ISSUER
 
 pytestmark = pytest.mark.integration
@@ -34,8 +35,6 @@ SEED, RATE, DURATION_S, SPEEDUP = 11, 3.0, 40.0, 2160.0  # 40 real seconds = a s
 CANARY = {"citizen_id": "038166554433", "full_name": "Hoàng Thị Chim Hoàng Yến", "phone": "0966554433",
           "email": "chim.hoang.yen@example.vn", "address": "Số 9 ngõ Canary, phường Hạc Thành",
           "residence_unit": "HACTHANH"}
-# Where agency systems' raw submissions live (by design, 3 days); everything else must be clean.
-ALLOWED = ("intake.submissions-", "intake.submissions.dlq-")
 
 
 def forms(value: str) -> set[bytes]:
@@ -52,10 +51,10 @@ def needles(applicants: list[dict]) -> dict[bytes, str]:
     return found
 
 
-def leaks(root: Path, patterns: dict[bytes, str], skip: tuple[str, ...] = ()) -> list[str]:
+def leaks(root: Path, patterns: dict[bytes, str]) -> list[str]:
     out = []
     for path in root.rglob("*"):
-        if not path.is_file() or any(part.startswith(skip) for part in path.relative_to(root).parts):
+        if not path.is_file():
             continue
         if path.suffix in (".index", ".timeindex"):  # offsets only, preallocated 10 MB each: nothing to read
             continue
@@ -123,16 +122,16 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
         "service and simulator logs": leaks(tmp_path, patterns),
         "server logs": [f"{p.name}: {w}" for p in state.glob("*.log") for pat, w in patterns.items()
                         if pat in p.read_bytes()],
-        "topics and DLQs": leaks(state / "kafka" / "data", patterns, skip=ALLOWED),
+        "topics and DLQs": leaks(state / "kafka" / "data", patterns),
         "document store files": leaks(state / "ferretdb" / "data", patterns),
         "webhook bodies": [f"{r.path}: {w}" for r in sink.to("/hooks/all") for pat, w in patterns.items()
                            if pat in r.body],
     }
     assert found == {k: [] for k in found}, json.dumps(found, indent=1, ensure_ascii=False)[:3000]
-    # The search does find plaintext where it is: the agency edge holds the submissions filed over Kafka.
-    if counts.get("filed_kafka"):
-        assert leaks(state / "kafka" / "data", patterns)
-        assert all(hit.startswith(ALLOWED) for hit in leaks(state / "kafka" / "data", patterns))
+    assert counts.get("filed_kafka", 0) > 0  # the agency edge was exercised too
+    # The search finds plaintext where there is some: the simulator's own plan, written out, is caught.
+    (tmp_path / "plan.json").write_text(json.dumps(applicants, ensure_ascii=False), encoding="utf-8")
+    assert len(leaks(tmp_path, patterns)) >= len(patterns) // 2
     assert len(sink.to("/hooks/all")) >= 50  # the webhook really carried the day's events
 
 
@@ -143,12 +142,12 @@ def _wait_ready(log: Path) -> None:
         except httpx.HTTPError:
             return False
 
-    _wait_for(ready, 120, lambda: log.read_text()[-3000:])
+    _wait_for(ready, 120, lambda: why(log))
 
 
-def _wait_for(check, timeout: float, why=lambda: "") -> None:  # noqa: ANN001
+def _wait_for(check, timeout: float, explain=lambda: "") -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            pytest.fail(f"not reached in {timeout}s\n{why()}")
+            pytest.fail(f"not reached in {timeout}s\n{explain()}")
         time.sleep(0.5)

@@ -42,6 +42,7 @@ async def call(service: str, method: str, path: str, headers: dict | None = None
 PROTECTED = [  # (service, method, path, request, the scope it needs)
     ("intake", "POST", "/v1/dossiers", {"json": FILING}, SUBMIT),
     ("intake", "GET", "/v1/units", {}, SUBMIT),
+    ("intake", "GET", "/v1/submission-key", {}, SUBMIT),
     ("intake", "GET", "/metrics", {}, OPS_READ),
     ("intake", "GET", "/v1/dossiers/HACTHANH-251201-0001/applicant?purpose=check", {}, PERSONAL_READ),
     ("intake", "POST", "/v1/citizens/erasure", {"json": {"citizen_id": "038099001122"}}, ERASE),

@@ -284,8 +284,10 @@ async def dead_letter(
     dlq_topic: str,
     service: str,
     reason: str,
+    withhold_value: bool = False,
 ) -> None:
-    """Park a record we cannot process, byte for byte, with why and where it came from in the headers.
+    """Park a record we cannot process, byte for byte, with why and where it came from in the headers; with
+    `withhold_value`, without its bytes (they may hold personal data in clear; header `dlq-value: withheld`).
 
     `reason` must carry no personal data: build it from field names and error types (contracts.errors).
     """
@@ -293,8 +295,10 @@ async def dead_letter(
         "dlq-source-topic": record.topic,
         "dlq-source-partition": str(record.partition),
         "dlq-source-offset": str(record.offset),
+        **({"dlq-value": "withheld"} if withhold_value else {}),
     }
-    await _park(broker, record.value or b"", record.key, dlq_topic, service, reason, source)
+    await _park(broker, b"" if withhold_value else record.value or b"", record.key, dlq_topic, service, reason,
+                source)
 
 
 async def dead_letter_event(broker: KafkaBroker, event: CloudEvent, *, dlq_topic: str, service: str,

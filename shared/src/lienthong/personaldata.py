@@ -24,14 +24,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lienthong.contracts.dossier import Applicant, SealedApplicant
+from lienthong.contracts.intake import SealedForIntake
 
 DEV_KEK = "lienthong-dev-personal-data-kek"
+DEV_SUBMISSION_KEY = "lienthong-dev-submission-key"
 DEV_SUBJECT_KEY = "lienthong-dev-subject-key"
 NONCE = 12
 
@@ -43,11 +48,22 @@ class PersonalDataSettings(BaseSettings):
                            "loses every citizen's data, so it lives in a KMS or a sealed secret, backed up apart")
     subject_key: SecretStr = Field(SecretStr(DEV_SUBJECT_KEY), description="Key of the citizen pseudonyms (shared by "
                                    "intake and notify; changing it orphans opt-outs and erasure records)")
+    submission_key: SecretStr = Field(SecretStr(DEV_SUBMISSION_KEY), description="Intake's X25519 private key (any "
+                                      "secret string; hashed to 32 bytes): agency systems seal applicants to its "
+                                      "public half before filing over Kafka")
 
-    def development(self) -> dict[str, bool]:
-        """For `refuse_development_secrets`: which of these still hold their development default."""
-        return {"PERSONAL_DATA_KEK": self.kek.get_secret_value() == DEV_KEK,
+    def development(self, *, submissions: bool = False) -> dict[str, bool]:
+        """For `refuse_development_secrets`: which of these still hold their development default (the
+        submission key only for intake, its one user)."""
+        weak = {"PERSONAL_DATA_KEK": self.kek.get_secret_value() == DEV_KEK,
                 "PERSONAL_DATA_SUBJECT_KEY": self.subject_key.get_secret_value() == DEV_SUBJECT_KEY}
+        if submissions:
+            weak["PERSONAL_DATA_SUBMISSION_KEY"] = self.submission_key.get_secret_value() == DEV_SUBMISSION_KEY
+        return weak
+
+    def submission_private_key(self) -> X25519PrivateKey:
+        seed = hashlib.sha256(self.submission_key.get_secret_value().encode()).digest()
+        return X25519PrivateKey.from_private_bytes(seed)
 
     def subject_of(self, citizen_id: str) -> str:
         mac = hmac.new(self.subject_key.get_secret_value().encode(), citizen_id.encode(), hashlib.sha256)
@@ -73,6 +89,52 @@ def _open(aead: AESGCM, sealed: str, bound_to: str) -> bytes:
         return aead.decrypt(raw[:NONCE], raw[NONCE:], bound_to.encode())
     except InvalidTag as exc:
         raise PersonalDataError("sealed value does not open under its key") from exc
+
+
+# Sealing to intake (agency systems filing over Kafka, where the broker would keep what they send): an ephemeral
+# X25519 key agreed with intake's, HKDF-SHA256, AES-256-GCM bound to the submission's external reference.
+SUBMISSION_ALG = "X25519-HKDF-SHA256-A256GCM"
+_INFO = b"lienthong submission applicant v1"
+
+
+def _submission_aead(shared: bytes, epk: bytes, recipient: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), 32, salt=epk + recipient, info=_INFO).derive(shared))
+
+
+def _raw(public: X25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def seal_for_intake(intake_public_key: str, applicant: Applicant, external_ref: str) -> SealedForIntake:
+    """What an agency system puts in a submission it files over Kafka instead of the applicant in clear."""
+    recipient = base64.b64decode(intake_public_key)
+    ephemeral = X25519PrivateKey.generate()
+    epk = _raw(ephemeral.public_key())
+    aead = _submission_aead(ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient)), epk, recipient)
+    nonce = os.urandom(NONCE)
+    sealed = nonce + aead.encrypt(nonce, applicant.model_dump_json().encode(), external_ref.encode())
+    return SealedForIntake(alg=SUBMISSION_ALG, epk=base64.b64encode(epk).decode(),
+                           sealed=base64.b64encode(sealed).decode())
+
+
+class SubmissionKey:
+    """Intake's key pair for applicants sealed by agency systems."""
+
+    def __init__(self, settings: PersonalDataSettings | None = None) -> None:
+        self._private = (settings or PersonalDataSettings()).submission_private_key()
+        self.public = base64.b64encode(_raw(self._private.public_key())).decode()
+
+    def open(self, sealed: SealedForIntake, external_ref: str) -> Applicant:
+        """Raises PersonalDataError if it was not sealed to this key for this reference (or was altered)."""
+        try:
+            epk = base64.b64decode(sealed.epk)
+            shared = self._private.exchange(X25519PublicKey.from_public_bytes(epk))
+            raw = base64.b64decode(sealed.sealed)
+            aead = _submission_aead(shared, epk, base64.b64decode(self.public))
+            plain = aead.decrypt(raw[:NONCE], raw[NONCE:], external_ref.encode())
+        except (InvalidTag, ValueError) as exc:
+            raise PersonalDataError("sealed applicant does not open with intake's key") from exc
+        return Applicant.model_validate_json(plain)
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,14 @@ class Topic:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete", **self.config}
 
 
-# The one topic that holds personal data in clear (agency systems file here as they would over HTTPS): intake
-# deletes what it has taken in (DeleteRecords), hourly segments let the deleted records leave the disk, and what
-# nobody consumed goes after 3 days; its dead letters stay only long enough to be looked at.
+# Agency systems file here with the applicant sealed to intake's key; intake still deletes what it has taken in
+# (DeleteRecords; hourly segments let deleted records leave the disk), and nothing stays over 3 days.
 INTAKE_SUBMISSIONS = Topic(
     "intake.submissions",
     6,
     3 * DAY_MS,
-    "Raw dossier submissions from agency systems that speak Kafka (same body as POST /v1/dossiers); personal data "
-    "in clear, so deleted once intake has taken them in",
+    "Dossier submissions from agency systems that speak Kafka (the body of POST /v1/dossiers, the applicant sealed "
+    "to intake's key); deleted once intake has taken them in",
     key="external_ref",
     has_dlq=True,
     dlq_retention_ms=7 * DAY_MS,

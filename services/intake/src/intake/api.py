@@ -18,6 +18,7 @@ from intake.repository import StoredDossier
 from intake.submit import Conflict, Intake, KafkaUnavailable
 from lienthong.catalogue import Procedure, Unit, catalogue
 from lienthong.contracts.intake import DossierSubmission
+from lienthong.personaldata import SUBMISSION_ALG
 
 SUBMISSIONS = Counter(
     "lienthong_intake_submissions", "Dossier submissions by edge, channel and outcome", ["edge", "channel", "outcome"]
@@ -107,6 +108,11 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit, tracking: TrackingSe
                                 "resubmit with the same external_ref to get its receipt", retry_after_s=5)
         SUBMISSIONS.labels("http", channel, "created" if created else "duplicate").inc()
         return JSONResponse(receipt(stored, tracking), status_code=201 if created else 200)
+
+    @router.get("/submission-key", summary="Intake's public key: seal applicants to it before filing over Kafka",
+                dependencies=[require(SUBMIT)])
+    async def submission_key() -> dict[str, str]:
+        return {"alg": SUBMISSION_ALG, "public_key": intake.submission_key.public}
 
     @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue",
                 dependencies=[require(SUBMIT)])

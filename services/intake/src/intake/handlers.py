@@ -1,4 +1,6 @@
-"""Kafka edge of intake: agency systems publish raw submissions to `intake.submissions`.
+"""Kafka edge of intake: agency systems publish raw submissions to `intake.submissions`, the applicant sealed to
+intake's key (`applicant_sealed`): a submission with the applicant in clear is refused, and its dead letter keeps
+only the reason and where it came from (the topic itself is purged of everything intake has taken in).
 
 Records are consumed in batches and submitted concurrently (per-unit and per-key locks keep codes consecutive and
 duplicates out); the batch's offsets are committed only once every record is stored and published, or parked in
@@ -8,6 +10,7 @@ the dead-letter topic with its reason.
 
 import asyncio
 
+import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
@@ -29,8 +32,22 @@ KAFKA_CLIENT = "intake.submissions"
 MAX_BATCH = 200
 
 
+def may_hold_plain_applicant(value: bytes | None) -> bool:
+    """True unless the record is a JSON object without an `applicant` field (unreadable bytes: assume it may)."""
+    try:
+        body = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return True
+    return not isinstance(body, dict) or "applicant" in body
+
+
 def build_router(intake: Intake) -> KafkaRouter:
     router = KafkaRouter()
+
+    async def park(broker: KafkaBroker, record: ConsumerRecord, reason: str) -> None:
+        # A dead letter keeps the record, unless it may hold an applicant in clear: then only why and where from.
+        await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake", reason=reason,
+                          withhold_value=may_hold_plain_applicant(record.value))
 
     async def ingest(record: ConsumerRecord, broker: KafkaBroker) -> None:
         with structlog.contextvars.bound_contextvars(**record_context(record)):
@@ -38,20 +55,21 @@ def build_router(intake: Intake) -> KafkaRouter:
                 submission = DossierSubmission.model_validate_json(record.value or b"")
             except ValidationError as exc:
                 SUBMISSIONS.labels("kafka", "unknown", "invalid").inc()
-                await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake",
-                                  reason=summarize(exc))
+                await park(broker, record, summarize(exc))
+                return
+            if submission.applicant_sealed is None:  # the broker now holds it in clear: refuse, and say so
+                SUBMISSIONS.labels("kafka", submission.channel, "invalid").inc()
+                await park(broker, record, "applicant: must be sealed to intake's key on Kafka (applicant_sealed)")
                 return
             try:
                 await intake.submit(submission, KAFKA_CLIENT)  # KafkaUnavailable propagates: NACK, comes again
             except Conflict:
                 SUBMISSIONS.labels("kafka", submission.channel, "conflict").inc()
-                await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake",
-                                  reason="external_ref: conflict (used before for a different submission)")
+                await park(broker, record, "external_ref: conflict (used before for a different submission)")
                 return
             except Rejected as exc:
                 SUBMISSIONS.labels("kafka", submission.channel, "invalid").inc()
-                await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake",
-                                  reason=str(exc))
+                await park(broker, record, str(exc))
                 return
             SUBMISSIONS.labels("kafka", submission.channel, "accepted").inc()
 

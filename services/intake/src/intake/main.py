@@ -17,7 +17,7 @@ from intake.submit import Intake
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmittedEvent
-from lienthong.personaldata import PersonalDataSettings, Vault
+from lienthong.personaldata import PersonalDataSettings, SubmissionKey, Vault
 from lienthong.messaging import make_broker, publish_event, purge_consumed
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
@@ -45,13 +45,14 @@ def build(
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or IntakeSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     personal_data = PersonalDataSettings()
-    refuse_development_secrets("intake", {**shared_secrets(kafka), **personal_data.development()})
+    refuse_development_secrets("intake", {**shared_secrets(kafka), **personal_data.development(submissions=True)})
     broker = make_broker("intake", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     db = database(client, mongo)
     repo = DossierRepository(db)
     vault = Vault(db, personal_data)
-    intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, publish_timeout_s=settings.publish_timeout_s)
+    intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, SubmissionKey(personal_data),
+                    publish_timeout_s=settings.publish_timeout_s)
     broker.include_router(handlers.build_router(intake))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
     purge = Periodic("submissions_purge", settings.purge_interval_s,

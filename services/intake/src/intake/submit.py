@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 import structlog
 
-from intake.domain import Rejected, check, submitted_event
+from intake.domain import Rejected, RuleError, check, submitted_event
 from intake.repository import DossierRepository, StoredDossier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.intake import DossierSubmission
-from lienthong.personaldata import Vault
+from lienthong.personaldata import PersonalDataError, SubmissionKey, Vault
 
 # Appends the event to the producer and returns the future of its acknowledgement.
 Send = Callable[[CloudEvent], Awaitable["asyncio.Future[object]"]]
@@ -61,6 +61,7 @@ class Intake:
         send: Send,
         catalogue: Catalogue,
         vault: Vault,
+        submission_key: SubmissionKey,
         *,
         publish_timeout_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -69,6 +70,7 @@ class Intake:
         self.send = send
         self.catalogue = catalogue
         self.vault = vault
+        self.submission_key = submission_key
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
         self._pending: dict[str, asyncio.Task[None]] = {}  # idempotency key -> acknowledgement still awaited
@@ -77,6 +79,7 @@ class Intake:
     async def submit(self, submission: DossierSubmission, client: str) -> tuple[StoredDossier, bool]:
         """(dossier, created) for `client`'s submission. Raises Rejected (rule errors), Conflict (the reference
         already names another submission of this client) or KafkaUnavailable."""
+        submission = self.opened(submission)
         errors = check(submission, self.catalogue)
         if errors:
             raise Rejected(errors)
@@ -103,6 +106,18 @@ class Intake:
                     await self.publish(stored)
                 log.info("dossier_received" if created else "dossier_resubmitted", procedure=submission.procedure_code)
         return stored, created
+
+    def opened(self, submission: DossierSubmission) -> DossierSubmission:
+        """The submission with its applicant in clear (in memory only: it is sealed again for the citizen before
+        anything is stored)."""
+        if submission.applicant_sealed is None:
+            return submission
+        try:
+            applicant = self.submission_key.open(submission.applicant_sealed, submission.external_ref)
+        except PersonalDataError:
+            raise Rejected([RuleError("applicant_sealed", "unopenable", "not sealed to intake's submission key "
+                                      "for this external_ref (GET /v1/submission-key)")]) from None
+        return submission.model_copy(update={"applicant": applicant, "applicant_sealed": None})
 
     async def publish(self, stored: StoredDossier) -> None:
         """Return once Kafka acknowledged the event; recording that in the store follows in the background."""

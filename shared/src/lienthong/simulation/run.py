@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from lienthong.calendar import VN_TZ, working_days_between
 from lienthong.contracts import CloudEvent, parse_event
 from lienthong.contracts.dossier import (
+    Applicant,
     DocumentRef,
     DossierAssigned,
     DossierRejected,
@@ -35,6 +36,7 @@ from lienthong.contracts.envelope import EventData, deterministic_id, new_event
 from lienthong.messaging import make_broker, publish_event
 from lienthong.settings import KafkaSettings
 from lienthong.simulation.plan import Action, Filing, actions, add_office_time, filings
+from lienthong.personaldata import seal_for_intake
 from lienthong.topics import INTAKE_SUBMISSIONS, WORK_PREFIX, outcomes_topic
 
 log = structlog.get_logger("simulator")
@@ -64,6 +66,7 @@ class Simulator:
     kafka: KafkaSettings
     clock: SimClock
     counts: Counter[str] = field(default_factory=Counter)
+    _intake_key: str | None = None  # intake's public submission key, asked for once
 
     async def run(self, rate: float, duration_s: float | None) -> Counter[str]:
         broker = make_broker("simulator", self.kafka)
@@ -95,8 +98,15 @@ class Simulator:
 
     async def _file(self, filing: Filing, http: httpx.AsyncClient, broker) -> None:  # noqa: ANN001
         ref = filing.body["external_ref"]
-        if filing.via == "kafka":
-            await broker.publish(orjson.dumps(filing.body), INTAKE_SUBMISSIONS.name, key=ref.encode())
+        if filing.via == "kafka":  # as a counter application does: the applicant sealed to intake's key
+            if self._intake_key is None:
+                resp = await http.get("/v1/submission-key")
+                resp.raise_for_status()
+                self._intake_key = resp.json()["public_key"]
+            body = {k: v for k, v in filing.body.items() if k != "applicant"}
+            body["applicant_sealed"] = seal_for_intake(
+                self._intake_key, Applicant.model_validate(filing.body["applicant"]), ref).model_dump()
+            await broker.publish(orjson.dumps(body), INTAKE_SUBMISSIONS.name, key=ref.encode())
             self.counts["filed_kafka"] += 1
             return
         for attempt in range(6):

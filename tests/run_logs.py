@@ -1,0 +1,12 @@
+"""What a failed `lienthong run` printed that matters, for a test's failure message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def why(log: Path) -> str:
+    """Exits and tracebacks first, then the tail."""
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if "exited" in line or "Error" in line or "Traceback" in line]
+    return "\n".join(lines[:40]) + "\n...\n" + text[-2000:]
