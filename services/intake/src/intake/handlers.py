@@ -1,6 +1,6 @@
 """Kafka edge of intake: agency systems publish raw submissions to `intake.submissions`, the applicant sealed to
-intake's key (`applicant_sealed`): a submission with the applicant in clear is refused, and its dead letter keeps
-only the reason and where it came from (the topic itself is purged of everything intake has taken in).
+intake's key (`applicant_sealed`): a submission with the applicant in clear is refused. Dead letters keep only the
+reason and where the record came from, and the topic itself is purged of everything intake has taken in.
 
 Records are consumed in batches and submitted concurrently (per-unit and per-key locks keep codes consecutive and
 duplicates out); the batch's offsets are committed only once every record is stored and published, or parked in
@@ -10,7 +10,6 @@ the dead-letter topic with its reason.
 
 import asyncio
 
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
@@ -32,22 +31,14 @@ KAFKA_CLIENT = "intake.submissions"
 MAX_BATCH = 200
 
 
-def may_hold_plain_applicant(value: bytes | None) -> bool:
-    """True unless the record is a JSON object without an `applicant` field (unreadable bytes: assume it may)."""
-    try:
-        body = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return True
-    return not isinstance(body, dict) or "applicant" in body
-
-
 def build_router(intake: Intake) -> KafkaRouter:
     router = KafkaRouter()
 
     async def park(broker: KafkaBroker, record: ConsumerRecord, reason: str) -> None:
-        # A dead letter keeps the record, unless it may hold an applicant in clear: then only why and where from.
+        # Only why and where from: the bytes may hold an applicant in clear, or sealed to intake's key, which an
+        # erasure could not reach; the agency system keeps what it sent and fixes it from the reason.
         await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake", reason=reason,
-                          withhold_value=may_hold_plain_applicant(record.value))
+                          withhold_value=True)
 
     async def ingest(record: ConsumerRecord, broker: KafkaBroker) -> None:
         with structlog.contextvars.bound_contextvars(**record_context(record)):
