@@ -1,5 +1,6 @@
-"""Intake's rules, pure: a submission is checked against the catalogues and, if acceptable, becomes the
-`dossier.submitted` event. No I/O here: the HTTP and Kafka edges call `accept`, the repository assigns the code."""
+"""Intake's rules, pure: a submission is checked against the catalogues (`check`) and, if acceptable, becomes the
+`dossier.submitted` event (`submitted_event`). No I/O here: `submit.Intake` calls both for either edge, the
+repository assigns the code."""
 
 from __future__ import annotations
 
