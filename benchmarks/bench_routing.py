@@ -17,16 +17,16 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).resolve().parent.parent)]  # common; tests.personal
 from common import kafka_as, KAFKA, environment, percentile, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import parse_event, to_json  # noqa: E402
 from lienthong.contracts.dossier import Applicant, DossierSubmitted, StepCompleted  # noqa: E402
-from tests.personal import stand_in  # noqa: E402
 from lienthong.contracts.envelope import new_event  # noqa: E402
 from lienthong.identity import registry  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic  # noqa: E402
+from tests.personal import stand_in  # noqa: E402
 
 DOSSIERS = 400
 COMPLETION_RPS = 4
