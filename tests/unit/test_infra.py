@@ -83,9 +83,9 @@ def test_registry_gives_least_privilege():
 
 def test_outside_local_a_service_refuses_development_keys(monkeypatch):
     from lienthong.settings import DevelopmentSecret, KafkaSettings
+    from notify.main import build  # before the environment changes: importing it builds the service (#16)
 
     monkeypatch.setenv("LIENTHONG_ENVIRONMENT", "production")
-    from notify.main import build
 
     with pytest.raises(DevelopmentSecret) as refused:
         build(kafka=KafkaSettings(security_protocol="SASL_SSL"))
@@ -97,3 +97,23 @@ def test_outside_local_a_service_refuses_development_keys(monkeypatch):
     monkeypatch.setenv("PERSONAL_DATA_SUBJECT_KEY", "a-fourth-real-key")
     monkeypatch.setenv("NOTIFY_SECRETS_KEY", "a-third-real-key")
     build(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts
+
+
+def test_kafka_waits_for_its_controller_port_too(tmp_path):
+    """A broker still shutting down holds both its ports: starting the next one before both are free fails to bind
+    (seen between two benchmarks run back to back)."""
+    import socket
+
+    from lienthong.infra.servers import LocalKafka
+
+    with socket.socket() as client_port:
+        client_port.bind(("127.0.0.1", 0))
+        port = client_port.getsockname()[1]
+    kafka = LocalKafka("kafka", "127.0.0.1", port, tmp_path)
+    assert kafka.ports == (port, port + 1)
+    with socket.socket() as controller:
+        controller.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        controller.bind(("127.0.0.1", port + 1))
+        controller.listen()
+        assert not kafka._port_frees_up(seconds=0.6)
+    assert kafka._port_frees_up(seconds=0.6)

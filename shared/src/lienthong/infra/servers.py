@@ -102,7 +102,8 @@ class LocalServer:
                 "run `lienthong infra down` with the settings it was started with first"
             )
         if self.pid() is None and not self._port_frees_up():
-            raise RuntimeError(f"port {self.host}:{self.port} is taken by another program; stop it or change the port")
+            raise RuntimeError(f"a port of {self.host}:{'/'.join(map(str, self.ports))} is taken by another program; "
+                               "stop it or change the port")
         if self.pid() is None:
             self.prepare()
             with self.log_file.open("ab") as log:
@@ -118,10 +119,15 @@ class LocalServer:
     def after_start(self) -> None:
         """What must happen once the server answers (Kafka: its ACLs)."""
 
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port the server listens on."""
+        return (self.port,)
+
     def _port_frees_up(self, seconds: float = 15.0) -> bool:
-        """A server that is shutting down (a previous run's) still holds the port for a moment."""
+        """A server that is shutting down (a previous run's) still holds its ports for a moment."""
         deadline = time.monotonic() + seconds
-        while port_open(self.host, self.port):
+        while any(port_open(self.host, port) for port in self.ports):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)
@@ -216,6 +222,10 @@ class LocalKafka(LocalServer):
     @property
     def controller_port(self) -> int:
         return self.port + 1
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.controller_port)
 
     @property
     def properties(self) -> Path:
