@@ -30,7 +30,8 @@ from lienthong.contracts.dossier import (
     SupplementRequested,
 )
 from lienthong.contracts.envelope import new_event
-from lienthong.personaldata import Vault
+from lienthong.auth import CITIZEN_ASSERTION_HEADER
+from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_EVENTS, OPERATOR_ALERTS
 from notify.channels import delivery_id
@@ -38,7 +39,7 @@ from notify.main import build
 from notify.settings import NotifySettings
 from tests.integration.kafka_reader import headers, read_records
 from tests.integration.sinks import HttpSink, SmtpSink, eventually
-from tests.tokens import EVERYTHING
+from tests.tokens import EVERYTHING, citizen
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +158,12 @@ async def test_every_rule_reaches_the_right_recipient_on_the_right_channel(infra
 async def test_opted_out_channel_is_not_used(infra, notify):
     _, smtp, http, _, api, publish = notify
     other_citizen = "038199007788"
-    resp = await api.put("/v1/opt-outs", json={"citizen_id": other_citizen, "channel": "sms", "opted_out": True})
+    opt_out = {"channel": "sms", "opted_out": True}
+    no_assertion = await api.put("/v1/opt-outs", json=opt_out)  # the portal's token alone names nobody
+    forged = await api.put("/v1/opt-outs", json=opt_out, headers={CITIZEN_ASSERTION_HEADER: "e30.e30.x"})
+    assert no_assertion.status_code == forged.status_code == 401
+    subject = PersonalDataSettings().subject_of(other_citizen)  # the pseudonym the portal read on the receipt
+    resp = await api.put("/v1/opt-outs", json=opt_out, headers=citizen(subject))
     assert resp.status_code == 200 and resp.json() == {"opted_out_channels": ["sms"]}
     code = new_code()
     await publish(await submitted(code, email=f"{code.lower()}@example.vn", phone="0911000111",
@@ -165,9 +171,10 @@ async def test_opted_out_channel_is_not_used(infra, notify):
     await eventually(lambda: smtp.to(f"{code.lower()}@example.vn"))
     await outcomes(infra, code, 1, settle=2.0)
     assert not [r for r in http.to("/sms") if code in r.json()["text"]]
-    bad = await api.put("/v1/opt-outs", json={"citizen_id": "0381990077", "channel": "fax", "opted_out": True})
+    bad = await api.put("/v1/opt-outs", json={"citizen_id": "0381990077", "channel": "fax", "opted_out": True},
+                        headers=citizen(subject))
     assert bad.status_code == 422 and "0381990077" not in bad.text
-    assert {e["field"] for e in bad.json()["detail"]} == {"citizen_id", "channel"}
+    assert {e["field"] for e in bad.json()["detail"]} == {"citizen_id", "channel"}  # no citizen in the body
 
 
 async def subscribe(api, base: str, path: str, unit: str) -> dict:

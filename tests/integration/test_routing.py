@@ -22,6 +22,7 @@ from lienthong.contracts.dossier import (
     DeadlineExtended,
     DossierRejected,
     DossierSubmitted,
+    DossierWithdrawn,
     ResultReturned,
     StepCompleted,
     SupplementProvided,
@@ -34,7 +35,8 @@ from routing.main import build as build_routing
 from routing.settings import RoutingSettings
 from tests.integration.kafka_reader import headers, read_records, wait_committed
 from tests.integration.test_intake import submission
-from tests.tokens import EVERYTHING
+from lienthong.auth import CITIZEN_ASSERTION_HEADER, CITIZEN_AUDIENCE, LocalIssuer
+from tests.tokens import EVERYTHING, ISSUER, citizen
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +80,14 @@ async def events_of(infra, topic, code, expected, **kw):
 
 
 async def submit(http, **overrides) -> str:
+    return (await file(http, **overrides))["dossier_code"]
+
+
+async def file(http, **overrides) -> dict:
+    """The receipt: the code, and the applicant's pseudonym the portal names the citizen by."""
     resp = await http.post("/v1/dossiers", json=submission(**overrides))
     assert resp.status_code == 201, resp.text
-    return resp.json()["dossier_code"]
+    return resp.json()
 
 
 UNIT_WORK = [work_topic(agency.name).name for agency in registry().agencies]  # every agency's assignments
@@ -138,15 +145,17 @@ async def test_chain_end_to_end_with_every_outcome_sent_twice(infra, system, ove
 
 async def test_supplement_pause_moves_the_due_date_by_the_paused_working_days(infra, system):
     http, producer, _, clock = system
-    code = await submit(http, procedure_code="HT-KH")
+    receipt = await file(http, procedure_code="HT-KH")
+    code = receipt["dossier_code"]
     [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
     original_due = (await events_of(infra, DOSSIER_LIFECYCLE.name, code, 1, settle=0.3))[0][0].data.due_date
     await answer(producer, code, assignment,
                  SupplementRequested(unit_code=assignment.data.unit_code, step=0, missing_documents=("to-khai",)))
     await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.3)  # + requested, paused
     clock.to_working_day(2)
-    await producer.publish(to_json(new_event(SupplementProvided(), subject=code, source="/portal",
-                                             seq=assignment.dossierseq)), PORTAL, key=code.encode())
+    provided = new_event(SupplementProvided(), subject=code, source="/portal", seq=assignment.dossierseq)
+    await producer.publish(to_json(provided), PORTAL, key=code.encode(),
+                           headers=citizen(receipt["applicant_subject"], provided))
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 5, timeout=60, settle=0.5)
     resumed = lifecycle[-1].data
     assert resumed.paused_working_days == 2
@@ -308,4 +317,68 @@ async def test_an_outcome_from_an_agency_not_acting_for_the_unit_changes_nothing
     assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned"]  # nothing happened
     await answer(producer, code, assignment)  # the commune's own system: applied
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=1)
+    assert lifecycle[-1].type.endswith("resolved.v1")
+
+
+async def test_a_citizens_action_needs_the_portals_assertion_that_the_applicant_did_it(infra, system):
+    """The portal may act only for the dossier's own applicant, named by the assertion it signs (not by the body),
+    bound to the one event it authorizes: missing, forged, another citizen's, or one lifted from another action:
+    nothing changes and the operators are alerted."""
+    http, producer, _, _ = system
+    neighbour = {**submission()["applicant"], "citizen_id": "038199004455", "full_name": "Lê Thị Hàng Xóm"}
+    mine, other = await file(http, procedure_code="HT-KS"), await file(http, procedure_code="HT-KS",
+                                                                         applicant=neighbour)
+    assert mine["applicant_subject"] != other["applicant_subject"]
+    code = mine["dossier_code"]
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
+
+    def withdrawal():
+        return new_event(DossierWithdrawn(reason="Công dân rút hồ sơ"), subject=code, source="/portal",
+                         seq=assignment.dossierseq)
+
+    forger = LocalIssuer(ISSUER.directory / "forger", issuer="portal", audience=CITIZEN_AUDIENCE)
+    refused = {"no citizen assertion": (withdrawal(), {}),
+               "citizen assertion names another citizen": (e := withdrawal(), citizen(other["applicant_subject"], e)),
+               "citizen assertion is for another action": (withdrawal(), citizen(mine["applicant_subject"],
+                                                                                   withdrawal())),
+               "citizen assertion not valid": (e := withdrawal(), {CITIZEN_ASSERTION_HEADER: forger.citizen_assertion(
+                   mine["applicant_subject"], e.type, dossier=code, event_id=e.id)})}
+    for event, header in refused.values():
+        await producer.publish(to_json(event), PORTAL, key=code.encode(), headers=header)
+    alerts, _ = await events_of(infra, OPERATOR_ALERTS.name, code, len(refused), timeout=60, settle=1)
+    assert sorted(a.data.reason for a in alerts) == sorted(refused)
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 2, settle=1)
+    assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned"]  # nothing happened
+
+    withdrawn = withdrawal()
+    await producer.publish(to_json(withdrawn), PORTAL, key=code.encode(),
+                           headers=citizen(mine["applicant_subject"], withdrawn))
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 3, timeout=60, settle=1)
+    assert lifecycle[-1].type.endswith("withdrawn.v1")
+
+
+async def test_an_agency_added_while_routing_runs_gets_its_work_and_is_heard_without_a_restart(
+        infra, system, tmp_path, monkeypatch):
+    """`lienthong clients add` edits the registry routing re-reads: the new agency's first assignment goes to its own
+    topic, and its outcomes are read once the pattern subscription sees the new topic (metadata every 30 s)."""
+    import shutil
+
+    from lienthong import identity
+    from lienthong.messaging import ensure_topics
+
+    http, producer, _, _ = system
+    path = tmp_path / "clients.toml"
+    shutil.copy(identity.registry_path(), path)
+    monkeypatch.setenv("LIENTHONG_CLIENTS", str(path))
+    name = f"xa-dong-son-{uuid.uuid4().hex[:6]}"
+    identity.save(identity.registry(), add=identity.Client(name=name, kind="agency", units=("DONGSON",)))
+    await ensure_topics(infra.kafka, [work_topic(name), outcomes_topic(name)])
+    code = await submit(http, procedure_code="HT-KS", receiving_unit="DONGSON")
+    [assignment], _ = await events_of(infra, work_topic(name).name, code, 1, timeout=60, settle=0.3)
+    assert assignment.data.unit_code == "DONGSON"
+    await asyncio.sleep(35)  # the pattern subscription's next metadata refresh
+    completed = new_event(StepCompleted(unit_code="DONGSON", step=0), subject=code, source=f"/agencies/{name}",
+                          seq=assignment.dossierseq)
+    await producer.publish(to_json(completed), outcomes_topic(name).name, key=code.encode())
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.5)
     assert lifecycle[-1].type.endswith("resolved.v1")

@@ -25,7 +25,7 @@ from lienthong.topics import DOSSIER_LIFECYCLE, topics
 from tests.integration.kafka_reader import wait_caught_up
 from tests.integration.sinks import free_port
 from lienthong.auth import SUBMIT
-from tests.tokens import EVERYTHING, ISSUER
+from tests.tokens import EVERYTHING, ISSUER, PORTAL
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
         # Simulated time starts on a Wednesday morning so counters are open whenever CI runs.
         clock = SimClock(speedup=600, start=datetime(2026, 11, 25, 8, 0, tzinfo=VN_TZ))
         os.environ["SIMULATOR_TOKEN"] = ISSUER.issue("simulator", [SUBMIT], ["*"])
-        simulator = Simulator(seed=11, intake_url=intake, kafka=infra.kafka, clock=clock)
+        simulator = Simulator(seed=11, intake_url=intake, kafka=infra.kafka, clock=clock, portal=PORTAL)
         simulation = asyncio.create_task(simulator.run(rate=4, duration_s=25))
         async with async_playwright() as pw, httpx.AsyncClient(headers=EVERYTHING, base_url=stats, timeout=30) as api:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

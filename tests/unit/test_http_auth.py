@@ -3,6 +3,7 @@ touched. (Valid tokens going through are exercised by every integration test, wh
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -49,7 +50,7 @@ PROTECTED = [  # (service, method, path, request, the scope it needs)
     ("intake", "GET", "/v1/personal-data/access", {}, AUDIT_READ),
     ("notify", "POST", "/v1/subscriptions", {"json": {"url": "https://x.example/h"}}, SUBSCRIBE),
     ("notify", "GET", "/v1/subscriptions", {}, SUBSCRIBE),
-    ("notify", "PUT", "/v1/opt-outs", {"json": {"citizen_id": "038099001122", "channel": "sms", "opted_out": True}},
+    ("notify", "PUT", "/v1/opt-outs", {"json": {"channel": "sms", "opted_out": True}},
      OPT_OUT),
     ("stats", "GET", "/v1/stats/summary?from=2025-07-01&to=2025-07-31", {}, STATS_READ),
     ("stats", "GET", "/v1/stats/units?from=2025-07-01&to=2025-07-31", {}, STATS_READ),
@@ -117,3 +118,31 @@ async def test_public_tracking_is_rate_limited_per_address():
     assert [limit.retry_after("10.1.2.3") for _ in range(3)] == [0, 0, 0]
     assert limit.retry_after("10.1.2.3") > 0  # the fourth lookup this minute waits
     assert limit.retry_after("10.9.9.9") == 0  # another address is not held back
+
+
+def test_a_citizens_assertion_is_checked_as_of_the_records_time_and_only_with_the_portals_key(tmp_path):
+    """Routing reads a citizen's action maybe hours after the portal wrote it (an outage): the assertion must have
+    been valid when the record was written, not when it is read; a key other than the portal's proves nothing."""
+    from lienthong.auth import CITIZEN_AUDIENCE, CitizenAssertionSettings, Verifier
+    from tests.tokens import PORTAL
+
+    verifier = Verifier(CitizenAssertionSettings(jwks_file=PORTAL.jwks_file))
+    written = int(time.time()) - 2 * 3600  # two hours ago
+    token = PORTAL.citizen_assertion("p-abc", "vn.gov.dossier.withdrawn.v1", dossier="D-1", event_id="e-1",
+                                     now=written)
+    claims = verifier.claims(token, now=written + 60)
+    assert (claims["sub"], claims["act"], claims["dossier"], claims["jti"]) == (
+        "p-abc", "vn.gov.dossier.withdrawn.v1", "D-1", "e-1")
+    import jwt
+
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verifier.claims(token, now=written + 3600)  # written long after it was signed
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verifier.claims(token)  # as of now: long expired
+    forger = LocalIssuer.portal(tmp_path)
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.claims(forger.citizen_assertion("p-abc", "opt-out", now=written), now=written)
+    ordinary = ISSUER.issue("portal", [SUBMIT], now=written)  # a bearer token is not an assertion
+    with pytest.raises(jwt.InvalidTokenError):
+        Verifier(CitizenAssertionSettings(jwks_file=ISSUER.jwks_file)).claims(ordinary, now=written)
+    assert CITIZEN_AUDIENCE != ISSUER.audience

@@ -117,3 +117,25 @@ def test_kafka_waits_for_its_controller_port_too(tmp_path):
         controller.listen()
         assert not kafka._port_frees_up(seconds=0.6)
     assert kafka._port_frees_up(seconds=0.6)
+
+
+def test_the_registry_is_reread_when_its_file_changes_and_a_broken_edit_keeps_the_last_good_one(tmp_path,
+                                                                                                monkeypatch):
+    """Routing acts on an agency added or revoked without a restart; a half-written file changes nothing."""
+    import os
+    import shutil
+
+    from lienthong import identity
+
+    path = tmp_path / "clients.toml"
+    shutil.copy(identity.registry_path(), path)
+    monkeypatch.setenv("LIENTHONG_CLIENTS", str(path))
+    assert "ward-pilot" not in {c.name for c in identity.registry().agencies}
+    identity.save(identity.registry(), add=identity.Client(name="ward-pilot", kind="agency", units=("DONGSON",)))
+    assert identity.registry().refusal("ward-pilot", "DONGSON") is None
+    good = path.read_text()
+    path.write_text(good + "\n[[client]\nname = ")  # an operator's edit, half-way
+    os.utime(path, ns=(1, 2))
+    assert identity.registry().refusal("ward-pilot", "DONGSON") is None
+    path.write_text(good.replace('units = ["DONGSON"]', 'units = ["HACTHANH"]'))
+    assert identity.registry().refusal("ward-pilot", "DONGSON") == "ward-pilot does not act for DONGSON"

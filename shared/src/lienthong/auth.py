@@ -12,6 +12,12 @@ client may file for, `*` for all), `subscriptions:manage`, `citizens:opt-out`, `
 `personaldata:read` (narrowed by `units`), `citizens:erase`, `personaldata:audit`.
 Answers: 401 without a valid token (missing, expired, badly signed, revoked: the same answer), 403 outside its scope;
 neither says what exists.
+
+Citizens' assertions: the portal authenticates citizens (VNeID) and signs, with its own key, a short JWT for each
+thing a citizen does through it (withdraw a dossier, provide papers, opt out of a channel): `sub` is the citizen's
+pseudonym (the `applicant_subject` of the filing's receipt, never the CCCD: the assertion travels on Kafka), `act` the
+action, `dossier` the dossier, `jti` the event it authorizes. Services check it against the portal's JWKS
+(`CITIZEN_ASSERTION_JWKS_URL` or `_FILE`); who the citizen is comes from the assertion, never from a body.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ SUBMIT, SUBSCRIBE, OPT_OUT, STATS_READ, OPS_READ = (
 # Personal data: read an applicant (narrowed by `units`), erase a citizen, read the access log.
 PERSONAL_READ, ERASE, AUDIT_READ = "personaldata:read", "citizens:erase", "personaldata:audit"
 ALGORITHMS = ["EdDSA", "RS256", "ES256"]
+CITIZEN_AUDIENCE = "lienthong:citizen"
+CITIZEN_ASSERTION_HEADER = "citizen-assertion"  # a Kafka header of citizens' actions, an HTTP header of opt-outs
+ASSERTION_TTL_S = 600
 
 
 class AuthSettings(BaseSettings):
@@ -56,6 +65,13 @@ class Caller:
 
     def may_act_for(self, unit: str) -> bool:
         return "*" in self.units or unit in self.units
+
+
+class CitizenAssertionSettings(AuthSettings):
+    model_config = SettingsConfigDict(env_prefix="CITIZEN_ASSERTION_", extra="ignore")
+
+    issuer: str = Field("portal", description="Expected `iss`: the portal, which authenticates citizens")
+    audience: str = Field(CITIZEN_AUDIENCE, description="Expected `aud`")
 
 
 class Verifier:
@@ -89,9 +105,17 @@ class Verifier:
                 return key.key
         raise jwt.InvalidTokenError("unknown key")
 
-    def verify(self, token: str) -> Caller:
+    def claims(self, token: str, *, now: float | None = None) -> dict[str, Any]:
+        """The verified claims; `now` (a record's timestamp) checks the token as of then, not as of reading."""
         claims = jwt.decode(token, self._key(token), algorithms=ALGORITHMS, audience=self.settings.audience,
-                            issuer=self.settings.issuer, options={"require": ["exp", "iat", "sub"]})
+                            issuer=self.settings.issuer, options={"require": ["exp", "iat", "sub"],
+                                                                  "verify_exp": now is None, "verify_iat": now is None})
+        if now is not None and not claims["iat"] - 60 <= now <= claims["exp"]:
+            raise jwt.ExpiredSignatureError("not valid at that time")
+        return claims
+
+    def verify(self, token: str) -> Caller:
+        claims = self.claims(token)
         if claims["sub"] in self._read(self.settings.revoked_file, lambda text: set(json.loads(text)), set()):
             raise jwt.InvalidTokenError("revoked")
         units = claims.get("units") or []
@@ -145,20 +169,34 @@ class LocalIssuer:
     def _public_jwk(self) -> dict[str, Any]:
         return json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
 
-    def settings(self) -> AuthSettings:
-        return AuthSettings(jwks_file=self.jwks_file, revoked_file=self.revoked_file, issuer=self.issuer,
-                            audience=self.audience)
+    def settings(self, kind: type[AuthSettings] = AuthSettings) -> AuthSettings:
+        return kind(jwks_file=self.jwks_file, revoked_file=self.revoked_file, issuer=self.issuer,
+                    audience=self.audience)
 
-    def env(self) -> dict[str, str]:
-        return {"AUTH_JWKS_FILE": str(self.jwks_file), "AUTH_REVOKED_FILE": str(self.revoked_file),
-                "AUTH_ISSUER": self.issuer, "AUTH_AUDIENCE": self.audience}
+    def env(self, prefix: str = "AUTH_") -> dict[str, str]:
+        return {f"{prefix}JWKS_FILE": str(self.jwks_file), f"{prefix}REVOKED_FILE": str(self.revoked_file),
+                f"{prefix}ISSUER": self.issuer, f"{prefix}AUDIENCE": self.audience}
 
     def issue(self, client: str, scopes: list[str], units: list[str] | None = None, ttl_s: int = 3600,
               now: float | None = None) -> str:
+        return self.sign(client, {"scope": " ".join(scopes), "units": units or []}, ttl_s=ttl_s, now=now)
+
+    def sign(self, subject: str, claims: dict[str, Any], *, ttl_s: int = 3600, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
-        claims = {"iss": self.issuer, "aud": self.audience, "sub": client, "iat": issued, "exp": issued + ttl_s,
-                  "jti": str(uuid.uuid4()), "scope": " ".join(scopes), "units": units or []}
+        claims = {"jti": str(uuid.uuid4()), **claims, "iss": self.issuer, "aud": self.audience, "sub": subject,
+                  "iat": issued, "exp": issued + ttl_s}
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
+
+    def citizen_assertion(self, subject: str, act: str, *, dossier: str | None = None, event_id: str | None = None,
+                          now: float | None = None) -> str:
+        """What the portal signs when citizen `subject` (a pseudonym) does `act` (an event type, or "opt-out")."""
+        claims: dict[str, Any] = {"act": act} | ({"dossier": dossier} if dossier else {})
+        return self.sign(subject, claims | ({"jti": event_id} if event_id else {}), ttl_s=ASSERTION_TTL_S, now=now)
+
+    @classmethod
+    def portal(cls, directory: Path) -> LocalIssuer:
+        """The local stand-in for the portal's signing key (its JWKS: `CITIZEN_ASSERTION_JWKS_FILE`)."""
+        return cls(directory, issuer="portal", audience=CITIZEN_AUDIENCE)
 
     def revoke(self, client: str) -> None:
         revoked = set(json.loads(self.revoked_file.read_text())) if self.revoked_file.exists() else set()

@@ -171,6 +171,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from lienthong.auth import LocalIssuer
     from lienthong.logging import configure_logging
     from lienthong.settings import KafkaSettings
     from lienthong.simulation.plan import filings
@@ -188,7 +189,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                               "procedure": b["procedure_code"], "channel": b["channel"], "unit": b["receiving_unit"]}))
         return 0
     configure_logging(os.environ.get("SIMULATOR_LOG_LEVEL", "INFO"))
-    sim = Simulator(args.seed, args.intake_url, KafkaSettings(), SimClock(args.speedup, start))
+    assertions = os.environ.get("CITIZEN_ASSERTION_JWKS_FILE")  # the local portal key beside its JWKS
+    sim = Simulator(args.seed, args.intake_url, KafkaSettings(), SimClock(args.speedup, start),
+                    portal=LocalIssuer.portal(Path(assertions).parent) if assertions else None)
     try:
         counts = asyncio.run(sim.run(args.rate, duration))
     except KeyboardInterrupt:
@@ -212,9 +215,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # environment's own (its JWKS then goes to every service).
     jwks = os.environ.get("AUTH_JWKS_FILE")
     issuer = LocalIssuer(Path(jwks).parent if jwks else env.kafka.state / "auth")
+    assertions = os.environ.get("CITIZEN_ASSERTION_JWKS_FILE")  # the portal's key: the simulator plays the portal
+    portal = LocalIssuer.portal(Path(assertions).parent if assertions else issuer.directory / "portal")
 
     def as_client(name: str) -> dict[str, str]:  # each service and the simulator with its own principal
         return {**os.environ, **env.kafka.client_settings(name, kafka).as_env(), **issuer.env(),
+                **portal.env("CITIZEN_ASSERTION_"),
                 "SIMULATOR_TOKEN": issuer.issue("portal", [SUBMIT], ["*"], ttl_s=7 * 24 * 3600)}
 
     procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=as_client(name)) for name in SERVICES}

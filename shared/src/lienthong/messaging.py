@@ -120,6 +120,7 @@ def make_broker(
         enable_idempotence=True,
         linger_ms=5,  # small batching window: throughput at negligible latency
         allow_auto_create_topics=False,  # topics come from the catalogue, with their partitions and retention
+        metadata_max_age_ms=30_000,  # subscriptions by pattern see a new agency's topic within 30 s
         graceful_timeout=graceful_timeout,
         ack_policy=SUBSCRIBER_ACK_POLICY,
         middlewares=[

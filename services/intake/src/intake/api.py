@@ -33,6 +33,9 @@ class SubmissionReceipt(BaseModel):
     receiving_unit: str
     channel: str
     tracking_secret: str = Field(description="Printed on the receipt: public tracking needs the code and this")
+    applicant_subject: str = Field(description="The applicant's pseudonym: the portal names the citizen by it in "
+                                   "the assertions it signs for the citizen's later actions (withdraw, supplement, "
+                                   "opt-out)")
 
 
 class FieldError(BaseModel):
@@ -55,6 +58,7 @@ def receipt(stored: StoredDossier, tracking: TrackingSettings) -> dict:
         receiving_unit=data.receiving_unit,
         channel=data.channel,
         tracking_secret=tracking.secret(stored.code),
+        applicant_subject=data.applicant.subject,
     ).model_dump(mode="json")
 
 

@@ -1,7 +1,7 @@
 """HTTP API of notify: agency webhook subscriptions and citizens' channel opt-outs.
 
-Meant to sit behind the province's API gateway (agencies) and the portal's login (citizens): it does not
-authenticate callers itself.
+Every endpoint needs a bearer token with its scope. An opt-out comes from the portal (scope `citizens:opt-out`) with
+its signed assertion naming the citizen (header `Citizen-Assertion`): who opts out is never taken from the body.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import secrets
 from typing import Literal
 
-from lienthong.auth import OPT_OUT, SUBSCRIBE, Caller, require
-from fastapi import APIRouter, HTTPException, Response
+import jwt
+from fastapi import APIRouter, Header, HTTPException, Response
+
+from lienthong.auth import CITIZEN_ASSERTION_HEADER, OPT_OUT, SUBSCRIBE, Caller, Verifier, require
 from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 
 from lienthong.catalogue import catalogue
 from lienthong.contracts import EVENT_TYPES
-from lienthong.contracts.types import CitizenId, Contract
-from lienthong.personaldata import PersonalDataSettings
+from lienthong.contracts.types import Contract
 from notify.store import NotifyStore
 from notify.subscriptions import Subscriptions
 
@@ -42,7 +43,6 @@ class SubscriptionRequest(Contract):
 
 
 class OptOutRequest(Contract):
-    citizen_id: CitizenId
     channel: Literal["email", "sms"]
     opted_out: bool = Field(description="true: stop messages on this channel; false: receive them again")
 
@@ -53,7 +53,7 @@ def public(doc: dict) -> dict:
 
 
 def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: bool,
-                 personal: PersonalDataSettings) -> APIRouter:
+                 assertions: Verifier) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notify"])
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe an agency system to dossier events")
@@ -92,9 +92,18 @@ def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: b
 
     @router.put("/opt-outs", summary="A citizen stops (or resumes) messages on one channel",
                 dependencies=[require(OPT_OUT)])
-    async def opt_out(request: OptOutRequest) -> dict:
-        channels = await store.set_opt_out(personal.subject_of(request.citizen_id), request.channel,
-                                           request.opted_out)
+    async def opt_out(request: OptOutRequest,
+                      assertion: str | None = Header(None, alias=CITIZEN_ASSERTION_HEADER,
+                                                     description="The portal's signed assertion naming the citizen "
+                                                     "(act: opt-out)")) -> dict:
+        try:
+            claims = assertions.claims(assertion or "")
+        except (jwt.PyJWTError, ValueError):
+            claims = {}
+        if claims.get("act") != "opt-out":
+            raise HTTPException(401, detail=[{"field": CITIZEN_ASSERTION_HEADER, "type": "unauthorized",
+                                              "message": "the portal's valid assertion of the citizen is required"}])
+        channels = await store.set_opt_out(claims["sub"], request.channel, request.opted_out)
         return {"opted_out_channels": sorted(channels)}
 
     return router

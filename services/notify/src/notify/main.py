@@ -11,6 +11,7 @@ from faststream.specification import AsyncAPI
 from prometheus_client import Gauge
 from pymongo import AsyncMongoClient
 
+from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
@@ -93,7 +94,8 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
     app = create_app("notify", broker, description="Tells citizens, units and subscribed agency systems what "
                      "happened, once, on the right channel.", readiness={"mongo": lambda: ping(client)},
                      on_startup=[backlog.start], on_shutdown=[stop])
-    app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks, personal_data))
+    app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks,
+                                    Verifier(CitizenAssertionSettings())))
     return app, broker, notifier
 
 

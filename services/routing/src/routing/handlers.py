@@ -7,6 +7,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 
+from lienthong.auth import CITIZEN_ASSERTION_HEADER
 from lienthong.contracts import parse_event
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.contracts.errors import summarize
@@ -44,8 +45,10 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
         event = await decode(message, broker, OUTCOMES_DLQ)
         if event is None:
             return
-        sender = agency_of(message.raw_message.topic) or "?"
+        record = message.raw_message
+        sender = agency_of(record.topic) or "?"
         with structlog.contextvars.bound_contextvars(event_id=event.id, dossier_code=event.subject, sender=sender):
-            await router.on_outcome(event, sender)
+            await router.on_outcome(event, sender, assertion=message.headers.get(CITIZEN_ASSERTION_HEADER),
+                                    written_at=record.timestamp / 1000)
 
     return kafka

@@ -26,19 +26,22 @@ from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
 
 def work_sender(broker: KafkaBroker) -> Callable[[CloudEvent], Awaitable[None]]:
-    """Each assignment to the agency systems acting for its unit, on their own topics (agencies of the registry
-    at start-up: a new agency needs a restart of routing)."""
-    reg = registry()
-    topics = {agency.name: event_publisher(broker, work_topic(agency.name).name, schema=DossierAssignedEvent,
-                                           description=f"Assignments for the units {agency.name} acts for",
-                                           headers_of=lambda event: {"unit": event.data.unit_code})
-              for agency in reg.agencies}
+    """Each assignment to the agency systems acting for its unit, on their own topics. The registry is read as it
+    is now: an agency added later gets its publisher on its first assignment (no restart)."""
+    def publisher(agency: str) -> Callable[[CloudEvent], Awaitable[None]]:
+        return event_publisher(broker, work_topic(agency).name, schema=DossierAssignedEvent,
+                               description=f"Assignments for the units {agency} acts for",
+                               headers_of=lambda event: {"unit": event.data.unit_code})
+
+    topics = {agency.name: publisher(agency.name) for agency in registry().agencies}  # declared: in AsyncAPI
 
     async def send(event: CloudEvent) -> None:
-        agencies = reg.acting_for(event.data.unit_code)
+        agencies = registry().acting_for(event.data.unit_code)
         if not agencies:  # a catalogue unit no agency system acts for: the registry test forbids it
             raise LookupError(f"no agency system acts for {event.data.unit_code}")
         for agency in agencies:
+            if agency not in topics:
+                topics[agency] = publisher(agency)
             await topics[agency](event)
 
     return send

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
+import jwt
 import structlog
 
 from lienthong.calendar import today_vn
+from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import (
@@ -35,10 +37,11 @@ CITIZEN_ACTIONS = (SupplementProvided, DossierWithdrawn)
 class Router:
     def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None) -> None:
         self.store = store
         self.catalogue = catalogue
-        self.registry = registry or identity.registry()
+        self.registry = registry  # re-read when the file changes: a new agency needs no restart
+        self.assertions = assertions or Verifier(CitizenAssertionSettings())
         self.publish_lifecycle = publish_lifecycle
         self.publish_work = publish_work
         self.publish_alert = publish_alert
@@ -64,20 +67,26 @@ class Router:
             await self.store.save(record, new=True)
             await self._flush(record)
 
-    async def on_outcome(self, event: CloudEvent, sender: str) -> None:
+    async def on_outcome(self, event: CloudEvent, sender: str, *, assertion: str | None = None,
+                         written_at: float | None = None) -> None:
         """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action, from the
         agency system `sender` (known by the topic only it may write). Applied only if the sender acts for the
-        unit the outcome names (citizens' actions: only from the portal); otherwise nothing changes and the
-        operators are alerted."""
+        unit the outcome names; a citizen's action only from the portal, with the portal's `assertion` that the
+        dossier's applicant did it (checked as of `written_at`, the record's time). Otherwise nothing changes and
+        the operators are alerted."""
         code = event.subject
-        unit = None if isinstance(event.data, CITIZEN_ACTIONS) else str(getattr(event.data, "unit_code", ""))
+        citizens = isinstance(event.data, CITIZEN_ACTIONS)
+        unit = None if citizens else str(getattr(event.data, "unit_code", ""))
         async with self.store.lock(code):
             record = await self.store.load(code)
-            if (refusal := self.registry.refusal(sender, unit)) is not None:
+            if (refusal := self.registry().refusal(sender, unit)) is not None:
                 await self._refuse(event, record.workflow.seq if record else 1, refusal)
                 return
             if record is None:
                 await self._refuse(event, 1, "unknown dossier")
+                return
+            if citizens and (refusal := self._citizen_refusal(event, record.workflow, assertion, written_at)):
+                await self._refuse(event, record.workflow.seq, refusal)
                 return
             await self._flush(record)
             if event.id in record.applied:
@@ -97,6 +106,20 @@ class Router:
                 await self._refuse(event, record.workflow.seq, decision.rejected_reason)
                 return
             await self._commit(record, decision)
+
+    def _citizen_refusal(self, event: CloudEvent, wf: workflow.Workflow, assertion: str | None,
+                         written_at: float | None) -> str | None:
+        """Why the portal's assertion does not prove that this dossier's applicant did this (None: it does).
+        The assertion is bound to the event (`jti`), so it cannot be replayed for another action or dossier."""
+        if not assertion:
+            return "no citizen assertion"
+        try:
+            claims = self.assertions.claims(assertion, now=written_at)
+        except (jwt.PyJWTError, ValueError):
+            return "citizen assertion not valid"
+        if (claims.get("dossier"), claims.get("act"), claims.get("jti")) != (event.subject, event.type, event.id):
+            return "citizen assertion is for another action"
+        return None if claims["sub"] == wf.applicant else "citizen assertion names another citizen"
 
     async def on_tick(self, code: str, today: date) -> None:
         async with self.store.lock(code):

@@ -56,6 +56,7 @@ class Workflow:
     paused_on: date | None = None
     paused_days: int = 0
     warned: frozenset[str] = field(default_factory=frozenset)
+    applicant: str = ""  # the citizen's pseudonym: only the portal's assertion naming them may act as the citizen
 
     @property
     def unit(self) -> str:
@@ -110,6 +111,7 @@ def start(code: str, submitted: DossierSubmitted, cat: Catalogue) -> Decision:
         step_names=tuple(s.name for s in proc.steps),
         step_days=tuple(s.days for s in proc.steps),
         due_date=submitted.due_date,
+        applicant=submitted.applicant.subject,
     )
     events: list[EventData] = []
     if units[0] != submitted.receiving_unit:

@@ -11,10 +11,11 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+
+import structlog
 
 ADMIN = "admin"
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -122,9 +123,27 @@ def load(path: Path | None = None) -> Registry:
     return Registry(tuple(clients))
 
 
-@lru_cache(maxsize=1)
+_current: dict[Path, tuple[tuple[int, int], Registry]] = {}
+log = structlog.get_logger("identity")
+
+
 def registry() -> Registry:
-    return load()
+    """The registry, re-read when its file changes: a client added or revoked takes effect without a restart.
+    A file that no longer loads (an edit half-way) keeps the last good registry in force, and says so."""
+    path = registry_path()
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    cached = _current.get(path)
+    if cached is None or cached[0] != version:
+        try:
+            cached = (version, load(path))
+        except (ValueError, tomllib.TOMLDecodeError, TypeError) as exc:
+            if cached is None:
+                raise
+            log.error("registry_not_loaded", path=str(path), error=type(exc).__name__, detail=str(exc)[:300])
+            return cached[1]
+        _current[path] = cached
+    return cached[1]
 
 
 def save(reg: Registry, *, add: Client | None = None, remove: str | None = None) -> Registry:
@@ -141,7 +160,6 @@ def save(reg: Registry, *, add: Client | None = None, remove: str | None = None)
         reg.get(remove)  # KeyError when unknown
         text = _without(text.split("\n[[client]]\n"), remove)
     path.write_text(text, encoding="utf-8")
-    registry.cache_clear()
     return load(path)
 
 

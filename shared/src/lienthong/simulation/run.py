@@ -19,6 +19,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
 
+from lienthong.auth import CITIZEN_ASSERTION_HEADER, LocalIssuer
 from lienthong.calendar import VN_TZ, working_days_between
 from lienthong.contracts import CloudEvent, parse_event
 from lienthong.contracts.dossier import (
@@ -66,7 +67,9 @@ class Simulator:
     kafka: KafkaSettings
     clock: SimClock
     counts: Counter[str] = field(default_factory=Counter)
+    portal: LocalIssuer | None = None  # signs citizens' assertions, as the portal would; None: citizens never act
     _intake_key: str | None = None  # intake's public submission key, asked for once
+    _applicants: dict[str, str] = field(default_factory=dict)  # dossier code -> the receipt's applicant_subject
 
     async def run(self, rate: float, duration_s: float | None) -> Counter[str]:
         broker = make_broker("simulator", self.kafka)
@@ -120,6 +123,9 @@ class Simulator:
                 await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
                 continue
             self.counts["filed_http" if resp.status_code in (200, 201) else f"refused_{resp.status_code}"] += 1
+            if resp.status_code in (200, 201):
+                receipt = resp.json()
+                self._applicants[receipt["dossier_code"]] = receipt["applicant_subject"]
             if resp.status_code >= 400:  # the body lists fields and rules, never values
                 log.warning("filing_refused", external_ref=ref, status=resp.status_code, detail=resp.text[:300])
             return
@@ -159,8 +165,17 @@ class Simulator:
                               seq=assignment.dossierseq, time=datetime.now(UTC),
                               event_id=deterministic_id("sim", self.seed, assignment.subject, assignment.dossierseq,
                                                         action.kind))
-            sender = "portal" if isinstance(outcome, (SupplementProvided, DossierWithdrawn)) else agency
-            await publish_event(broker.publisher(outcomes_topic(sender).name), event)
+            headers = {}
+            sender = agency
+            if isinstance(outcome, (SupplementProvided, DossierWithdrawn)):  # the citizen, through the portal
+                subject = self._applicants.get(assignment.subject)
+                if subject is None or self.portal is None:  # filed at a counter: no receipt reached the portal
+                    self.counts["citizen_action_without_receipt"] += 1
+                    return
+                sender = "portal"
+                headers = {CITIZEN_ASSERTION_HEADER: self.portal.citizen_assertion(
+                    subject, event.type, dossier=event.subject, event_id=event.id)}
+            await publish_event(broker.publisher(outcomes_topic(sender).name), event, headers=headers)
             self.counts[f"outcome_{action.kind}"] += 1
 
 
