@@ -10,12 +10,15 @@ import subprocess
 import sys
 import uuid
 
+import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from lienthong.auth import SUBMIT, Verifier
 from lienthong.identity import REGISTRY
 from lienthong.settings import KafkaSettings
+from tests.tokens import ISSUER
 from lienthong.topics import DOSSIER_LIFECYCLE, OUTCOMES_DLQ, outcomes_topic, work_topic
 
 pytestmark = pytest.mark.integration
@@ -108,6 +111,10 @@ async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra,
     assert await produces(agency, outcomes_topic(name).name)
     assert await consumes(agency, work_topic(name).name, f"agency-{name}-x")
     assert not await produces(agency, DOSSIER_LIFECYCLE.name)
+    token = ISSUER.issue(name, [SUBMIT], ["HACTHANH"])
+    assert Verifier(ISSUER.settings()).verify(token).units == {"HACTHANH"}
     cli("revoke", name)
     assert name not in cli("list")
     assert not await produces(agency, outcomes_topic(name).name)
+    with pytest.raises(jwt.InvalidTokenError):  # its bearer tokens went with it (the services' revocation list)
+        Verifier(ISSUER.settings()).verify(token)

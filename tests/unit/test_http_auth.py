@@ -146,3 +146,21 @@ def test_a_citizens_assertion_is_checked_as_of_the_records_time_and_only_with_th
     with pytest.raises(jwt.InvalidTokenError):
         Verifier(CitizenAssertionSettings(jwks_file=ISSUER.jwks_file)).claims(ordinary, now=written)
     assert CITIZEN_AUDIENCE != ISSUER.audience
+
+
+def test_revocation_refuses_the_tokens_issued_until_then_and_a_re_registered_client_starts_afresh(tmp_path):
+    import jwt
+
+    from lienthong.auth import Verifier
+
+    issuer = LocalIssuer(tmp_path)
+    verifier = Verifier(issuer.settings())
+    before = issuer.issue("xa-1", [SUBMIT], now=time.time() - 10)
+    issuer.revoke("xa-1", now=time.time() - 5)
+    after = issuer.issue("xa-1", [SUBMIT])  # registered again, with new credentials
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.verify(before)
+    assert verifier.verify(after).client == "xa-1"
+    (tmp_path / "revoked-clients.json").write_text('["xa-1"]')  # the earlier format: revoked for ever
+    with pytest.raises(jwt.InvalidTokenError):
+        Verifier(issuer.settings()).verify(after)

@@ -4,8 +4,8 @@
   against its JWKS URL (`AUTH_JWKS_URL`), with `AUTH_ISSUER` and `AUTH_AUDIENCE`.
 - Locally (`make run`, tests): `LocalIssuer` keeps an Ed25519 key in the environment's state directory, publishes
   its JWKS as a file (`AUTH_JWKS_FILE`) and issues tokens (`lienthong tokens issue`).
-- Revocation takes effect without a restart: a revoked client's `sub` is in `AUTH_REVOKED_FILE` (re-read when it
-  changes); tokens are short-lived besides.
+- Revocation takes effect without a restart: `AUTH_REVOKED_FILE` (re-read when it changes) maps a revoked client's
+  `sub` to when it was revoked, and every token it was issued until then is refused; tokens are short-lived besides.
 
 Scopes (space-separated `scope` claim): `dossiers:submit` (narrowed by the `units` claim: the receiving units the
 client may file for, `*` for all), `subscriptions:manage`, `citizens:opt-out`, `stats:read`, `ops:read`,
@@ -116,7 +116,8 @@ class Verifier:
 
     def verify(self, token: str) -> Caller:
         claims = self.claims(token)
-        if claims["sub"] in self._read(self.settings.revoked_file, lambda text: set(json.loads(text)), set()):
+        revoked_at = self._read(self.settings.revoked_file, _revocations, {}).get(claims["sub"])
+        if revoked_at is not None and claims["iat"] <= revoked_at:  # tokens issued after a re-registration pass
             raise jwt.InvalidTokenError("revoked")
         units = claims.get("units") or []
         return Caller(claims["sub"], frozenset(str(claims.get("scope", "")).split()),
@@ -198,6 +199,14 @@ class LocalIssuer:
         """The local stand-in for the portal's signing key (its JWKS: `CITIZEN_ASSERTION_JWKS_FILE`)."""
         return cls(directory, issuer="portal", audience=CITIZEN_AUDIENCE)
 
-    def revoke(self, client: str) -> None:
-        revoked = set(json.loads(self.revoked_file.read_text())) if self.revoked_file.exists() else set()
-        self.revoked_file.write_text(json.dumps(sorted(revoked | {client})))
+    def revoke(self, client: str, now: float | None = None) -> None:
+        """Every token of `client` issued until now is refused from now on."""
+        revoked = _revocations(self.revoked_file.read_text()) if self.revoked_file.exists() else {}
+        revoked[client] = int(now if now is not None else time.time())
+        self.revoked_file.write_text(json.dumps(revoked, sort_keys=True))
+
+
+def _revocations(text: str) -> dict[str, float]:
+    """The revocation list: client -> when it was revoked (a plain list: revoked for ever)."""
+    data = json.loads(text)
+    return {name: float("inf") for name in data} if isinstance(data, list) else dict(data)

@@ -74,11 +74,17 @@ def _kafka_as(args: argparse.Namespace, client: str):  # noqa: ANN202
     return _environment(args).kafka.client_settings(client, kafka)
 
 
-def cmd_tokens(args: argparse.Namespace) -> int:
-    """The local issuer (make run, tests): a bearer token for a client, or revoke every token of one."""
+def _issuer(env):  # noqa: ANN001, ANN202
+    """The local token issuer the services trust: the one AUTH_JWKS_FILE names, else the environment's own."""
     from lienthong.auth import LocalIssuer
 
-    issuer = LocalIssuer(_environment(args).kafka.state / "auth")
+    jwks = os.environ.get("AUTH_JWKS_FILE")
+    return LocalIssuer(Path(jwks).parent if jwks else env.kafka.state / "auth")
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """The local issuer (make run, tests): a bearer token for a client, or revoke every token of one."""
+    issuer = _issuer(_environment(args))
     if args.action == "revoke":
         issuer.revoke(args.name)
         print(f"tokens of {args.name} are refused from now on")
@@ -131,7 +137,8 @@ def cmd_clients(args: argparse.Namespace) -> int:
     from lienthong.identity import Client, acls, load, registry_path, save
 
     reg = load(registry_path())
-    kafka = _environment(args).kafka
+    env = _environment(args)
+    kafka = env.kafka
     if args.action == "list":
         known = kafka.credentials.read()
         for c in reg.clients:
@@ -164,7 +171,9 @@ def cmd_clients(args: argparse.Namespace) -> int:
     passwords = kafka.credentials.read()
     passwords.pop(args.name, None)
     kafka.credentials.write(passwords)
-    print(f"client {args.name} revoked: its credentials and ACLs are gone from the broker")
+    _issuer(env).revoke(args.name)  # with an identity provider: disable the client there too
+    print(f"client {args.name} revoked: its credentials and ACLs are gone from the broker and every bearer token "
+          "issued to it until now is refused")
     return 0
 
 
@@ -211,10 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lienthong.auth import SUBMIT, LocalIssuer
 
-    # Tokens for make run from the local issuer the services trust: the one AUTH_JWKS_FILE names, else the
-    # environment's own (its JWKS then goes to every service).
-    jwks = os.environ.get("AUTH_JWKS_FILE")
-    issuer = LocalIssuer(Path(jwks).parent if jwks else env.kafka.state / "auth")
+    issuer = _issuer(env)  # its JWKS goes to every service
     assertions = os.environ.get("CITIZEN_ASSERTION_JWKS_FILE")  # the portal's key: the simulator plays the portal
     portal = LocalIssuer.portal(Path(assertions).parent if assertions else issuer.directory / "portal")
 
