@@ -14,9 +14,11 @@ setup:
 run: setup
 	@$(UV) run --frozen lienthong run
 
-## Every test: unit, contract and integration against real servers.
+## Every test: unit, contract and integration against real servers; then the example agency adapter's own tests,
+## which use nothing but lienthong-testkit (as an agency's repository would).
 test: setup
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+	@cd examples/agency-adapter && $(UV) run --frozen pytest $(PYTEST_ARGS)
 
 unit: setup
 	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)

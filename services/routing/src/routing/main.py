@@ -25,26 +25,36 @@ from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
 
-def work_sender(broker: KafkaBroker) -> Callable[[CloudEvent], Awaitable[None]]:
-    """Each assignment to the agency systems acting for its unit, on their own topics. The registry is read as it
-    is now: an agency added later gets its publisher on its first assignment (no restart)."""
-    def publisher(agency: str) -> Callable[[CloudEvent], Awaitable[None]]:
-        return event_publisher(broker, work_topic(agency).name, schema=DossierAssignedEvent,
-                               description=f"Assignments for the units {agency} acts for",
-                               headers_of=lambda event: {"unit": event.data.unit_code})
+class AgencyTopics:
+    """Each agency system's own `unit.work.<agency>`: the assignments of the units it acts for (and their dossiers'
+    resumption once the citizen provided the papers), and the refusals of the outcomes it sent. The registry is read as it is now: an agency added later gets its publisher on first use
+    (no restart)."""
 
-    topics = {agency.name: publisher(agency.name) for agency in registry().agencies}  # declared: in AsyncAPI
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+        self.publishers = {agency.name: self._publisher(agency.name) for agency in registry().agencies}  # AsyncAPI
 
-    async def send(event: CloudEvent) -> None:
+    def _publisher(self, agency: str) -> Callable[[CloudEvent], Awaitable[None]]:
+        return event_publisher(self.broker, work_topic(agency).name, schema=DossierAssignedEvent,
+                               description=f"Assignments for the units {agency} acts for, their dossiers' resumption "
+                               "(resumed), and refusals of the outcomes it sent (outcome-rejected)",
+                               headers_of=lambda event: {"unit": getattr(event.data, "unit_code", "")})
+
+    async def send(self, agency: str, event: CloudEvent) -> None:
+        if agency not in self.publishers:
+            self.publishers[agency] = self._publisher(agency)
+        await self.publishers[agency](event)
+
+    async def for_unit(self, event: CloudEvent) -> None:
         agencies = registry().acting_for(event.data.unit_code)
         if not agencies:  # a catalogue unit no agency system acts for: the registry test forbids it
             raise LookupError(f"no agency system acts for {event.data.unit_code}")
         for agency in agencies:
-            if agency not in topics:
-                topics[agency] = publisher(agency)
-            await topics[agency](event)
+            await self.send(agency, event)
 
-    return send
+    async def refusal(self, sender: str, event: CloudEvent) -> None:
+        if any(agency.name == sender for agency in registry().agencies):  # not a forger's guess of a topic
+            await self.send(sender, event)
 
 
 def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
@@ -55,15 +65,17 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
     broker = make_broker("routing", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     store = WorkflowStore(database(client, mongo))
+    agencies = AgencyTopics(broker)
     router = Router(
         store,
         catalogue(),
         event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=CloudEvent,
                         description="Lifecycle events routing decides (assigned, resolved, ...)"),
-        work_sender(broker),
+        agencies.for_unit,
         event_publisher(broker, OPERATOR_ALERTS.name, schema=OutcomeRejectedEvent,
                         description="Routing failures and refused outcomes"),
         clock=clock,
+        tell_sender=agencies.refusal,
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
     async def tick_open_dossiers() -> None:

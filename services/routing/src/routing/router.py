@@ -14,6 +14,7 @@ from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import (
     DossierAssigned,
+    DossierResumed,
     DossierSubmitted,
     OutcomeRejected,
     RoutingFailed,
@@ -32,16 +33,21 @@ log = structlog.get_logger("routing")
 
 
 CITIZEN_ACTIONS = (SupplementProvided, DossierWithdrawn)
+# What the agency system acting for the unit is told on its work topic: its assignments, and that the papers it
+# asked for came (the clock runs again).
+FOR_THE_UNIT = (DossierAssigned, DossierResumed)
 
 
 class Router:
     def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
-                 registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None) -> None:
+                 registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None,
+                 tell_sender: Callable[[str, CloudEvent], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.catalogue = catalogue
         self.registry = registry  # re-read when the file changes: a new agency needs no restart
         self.assertions = assertions or Verifier(CitizenAssertionSettings())
+        self.tell_sender = tell_sender  # an agency learns why its outcome was refused, on its own work topic
         self.publish_lifecycle = publish_lifecycle
         self.publish_work = publish_work
         self.publish_alert = publish_alert
@@ -80,13 +86,13 @@ class Router:
         async with self.store.lock(code):
             record = await self.store.load(code)
             if (refusal := self.registry().refusal(sender, unit)) is not None:
-                await self._refuse(event, record.workflow.seq if record else 1, refusal)
+                await self._refuse(event, record.workflow.seq if record else 1, refusal, sender)
                 return
             if record is None:
-                await self._refuse(event, 1, "unknown dossier")
+                await self._refuse(event, 1, "unknown dossier", sender)
                 return
             if citizens and (refusal := self._citizen_refusal(event, record.workflow, assertion, written_at)):
-                await self._refuse(event, record.workflow.seq, refusal)
+                await self._refuse(event, record.workflow.seq, refusal, sender)
                 return
             await self._flush(record)
             if event.id in record.applied:
@@ -103,7 +109,7 @@ class Router:
             record.applied.append(event.id)
             if decision.rejected_reason:
                 await self.store.save(record)
-                await self._refuse(event, record.workflow.seq, decision.rejected_reason)
+                await self._refuse(event, record.workflow.seq, decision.rejected_reason, sender)
                 return
             await self._commit(record, decision)
 
@@ -148,15 +154,18 @@ class Router:
         for raw in record.outbox:
             event = parse_event(raw)
             await self.publish_lifecycle(event)
-            if isinstance(event.data, DossierAssigned):
+            if isinstance(event.data, FOR_THE_UNIT):
                 await self.publish_work(event)
         await self.store.clear_outbox(record)
 
-    async def _refuse(self, event: CloudEvent, seq: int, reason: str) -> None:
+    async def _refuse(self, event: CloudEvent, seq: int, reason: str, sender: str) -> None:
         log.warning("outcome_rejected", reason=reason, event_id=event.id, outcome_type=event.type)
         alert = OutcomeRejected(outcome_id=event.id, outcome_type=event.type[:200], reason=reason[:200])
-        await self.publish_alert(new_event(alert, subject=event.subject, source=SOURCE, seq=max(1, seq),
-                                           event_id=deterministic_id(event.id, "rejected")))
+        refused = new_event(alert, subject=event.subject, source=SOURCE, seq=max(1, seq),
+                            event_id=deterministic_id(event.id, "rejected"))
+        await self.publish_alert(refused)
+        if self.tell_sender is not None:
+            await self.tell_sender(sender, refused)
 
 
 __all__ = ["ConcurrentUpdate", "Router"]
