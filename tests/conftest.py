@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from dataclasses import dataclass
 import pytest
 
 from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong_testkit.servers import KAFKA_IMAGE, MONGO_IMAGE, docker_answers
 from tests import tokens  # noqa: F401 - sets AUTH_* before any service is built
 
-KAFKA_IMAGE = "apache/kafka:4.4.0"
-MONGO_IMAGE = "mongo:8.0"
 TEST_KAFKA = "127.0.0.1:19092"
 TEST_MONGO = "mongodb://127.0.0.1:27117/"
 
@@ -46,17 +44,10 @@ class Infra:
             await asyncio.to_thread(self.local.kafka.start)
 
 
-def _docker_available() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     database = f"lienthong_test_{uuid.uuid4().hex[:8]}"
-    if _docker_available():
+    if docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.mongodb import MongoDbContainer
 

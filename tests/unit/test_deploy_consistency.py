@@ -19,8 +19,9 @@ def compose() -> dict:
 
 def test_compose_uses_the_same_kafka_version_as_deploy_local():
     assert compose()["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
-    conftest = (ROOT / "tests" / "conftest.py").read_text()
-    assert f'KAFKA_IMAGE = "apache/kafka:{KAFKA_VERSION}"' in conftest
+    from lienthong_testkit.servers import KAFKA_IMAGE  # the tests' and the kit's testcontainers image
+
+    assert KAFKA_IMAGE == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def test_every_service_is_built_from_its_dockerfile_with_its_port_and_env():

@@ -3,6 +3,7 @@
     lienthong infra up|down|status   local Kafka + FerretDB (no Docker), topics from the catalogue
     lienthong topics create|list     the topic catalogue on KAFKA_BOOTSTRAP_SERVERS
     lienthong stats rebuild          replay the dossier log into fresh projections, switch atomically
+    lienthong conformance --agency A would routing accept the records agency A sent (its topic, or --file)
     lienthong run                    infrastructure + the four services + a gentle simulator, until Ctrl-C
     lienthong simulate               realistic traffic through intake and the units' topics (deterministic by seed)
 """
@@ -96,6 +97,14 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Delegates to the stats service's own module: the shared library never imports a service."""
     return subprocess.call([sys.executable, "-m", "stats.rebuild"], env={**os.environ, **_kafka_as(args, "stats").as_env()})
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    """Routing's own judgement (the shared library never imports a service): as routing, reading only."""
+    argv = ["--agency", args.agency, *(["--file", args.file] if args.file else []),
+            *(["--topic", args.topic] if args.topic else []), *(["--json"] if args.json else [])]
+    return subprocess.call([sys.executable, "-m", "routing.conformance", *argv],
+                           env={**os.environ, **_kafka_as(args, "routing").as_env()})
 
 
 def cmd_citizens(args: argparse.Namespace) -> int:
@@ -296,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="stats projections: `rebuild` replays the dossier log into fresh ones")
     stats.add_argument("action", choices=["rebuild"])
     stats.set_defaults(func=cmd_stats)
+    conformance = sub.add_parser("conformance", help="would routing accept what an agency system sent? (reads only)")
+    conformance.add_argument("--agency", required=True, help="the agency system that sent the records")
+    conformance.add_argument("--file", help="JSON lines, one CloudEvent per line (default: its outcomes topic)")
+    conformance.add_argument("--topic", help="a topic to read instead of unit.outcomes.<agency>")
+    conformance.add_argument("--json", action="store_true", help="one JSON object per record")
+    conformance.set_defaults(func=cmd_conformance)
     citizens = sub.add_parser("citizens", help="personal data: erase a citizen, or read who read whose data")
     citizens.add_argument("action", choices=["erase", "access-log"])
     citizens.add_argument("citizen_id", nargs="?", help="erase: the CCCD (default: read from stdin)")

@@ -74,7 +74,7 @@ def free_ports(count: int = 1) -> int:
     raise ServersUnavailable(f"no {count} consecutive free ports on 127.0.0.1")
 
 
-def _docker_answers() -> bool:
+def docker_answers() -> bool:
     try:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -88,7 +88,7 @@ def start_servers(state: Path, *, database: str | None = None) -> Iterator[Serve
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
         yield _with_topics(Servers(KafkaSettings(), MongoSettings(database=database), "environment"))
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.mongodb import MongoDbContainer
 

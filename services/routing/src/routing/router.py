@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import jwt
@@ -13,13 +14,20 @@ from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import (
+    DeadlineExtended,
     DossierAssigned,
+    DossierPaused,
+    DossierRejected,
     DossierResumed,
     DossierSubmitted,
-    OutcomeRejected,
-    RoutingFailed,
-    SupplementProvided,
     DossierWithdrawn,
+    OutcomeRejected,
+    ResultReturned,
+    RoutingFailed,
+    StepCompleted,
+    StepStarted,
+    SupplementProvided,
+    SupplementRequested,
 )
 from lienthong.contracts.envelope import deterministic_id, new_event
 from lienthong import identity
@@ -33,9 +41,19 @@ log = structlog.get_logger("routing")
 
 
 CITIZEN_ACTIONS = (SupplementProvided, DossierWithdrawn)
+AGENCY_OUTCOMES = (StepStarted, StepCompleted, SupplementRequested, DossierRejected, DossierPaused, DossierResumed,
+                   DeadlineExtended, ResultReturned)
 # What the agency system acting for the unit is told on its work topic: its assignments, and that the papers it
 # asked for came (the clock runs again).
 FOR_THE_UNIT = (DossierAssigned, DossierResumed)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why routing refuses an outcome; `check` names the rule: type, sender, dossier, citizen or assignment."""
+
+    check: str
+    reason: str
 
 
 class Router:
@@ -76,42 +94,50 @@ class Router:
     async def on_outcome(self, event: CloudEvent, sender: str, *, assertion: str | None = None,
                          written_at: float | None = None) -> None:
         """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action, from the
-        agency system `sender` (known by the topic only it may write). Applied only if the sender acts for the
-        unit the outcome names; a citizen's action only from the portal, with the portal's `assertion` that the
-        dossier's applicant did it (checked as of `written_at`, the record's time). Otherwise nothing changes and
-        the operators are alerted."""
-        code = event.subject
-        citizens = isinstance(event.data, CITIZEN_ACTIONS)
-        unit = None if citizens else str(getattr(event.data, "unit_code", ""))
-        async with self.store.lock(code):
-            record = await self.store.load(code)
-            if (refusal := self.registry().refusal(sender, unit)) is not None:
-                await self._refuse(event, record.workflow.seq if record else 1, refusal, sender)
+        agency system `sender` (known by the topic only it may write), applied if `judge` finds nothing against
+        it; otherwise nothing changes and the operators and the sender are told why."""
+        async with self.store.lock(event.subject):
+            record = await self.store.load(event.subject)
+            if record is not None:
+                await self._flush(record)
+                if record.seen(event.id):
+                    return  # redelivered
+            verdict = self.judge(event, sender, record, assertion=assertion, written_at=written_at)
+            if isinstance(verdict, Refused):
+                if verdict.check == "assignment" and record is not None:  # a redelivery alerts no one again
+                    record.refused[event.id] = verdict.reason
+                    await self.store.save(record)
+                await self._refuse(event, record.workflow.seq if record else 1, verdict.reason, sender)
                 return
-            if record is None:
-                await self._refuse(event, 1, "unknown dossier", sender)
-                return
-            if citizens and (refusal := self._citizen_refusal(event, record.workflow, assertion, written_at)):
-                await self._refuse(event, record.workflow.seq, refusal, sender)
-                return
-            await self._flush(record)
-            if event.id in record.applied:
-                return  # redelivered
-            today = today_vn(self.clock())
-            match event.data:
-                case SupplementProvided():
-                    decision = workflow.supplement_provided(record.workflow, today)
-                case DossierWithdrawn() as withdrawn:
-                    decision = workflow.withdraw(record.workflow, withdrawn.reason)
-                case _:
-                    decision = workflow.apply_outcome(record.workflow, event.data, event.dossierseq, today,
-                                                      self.clock())
             record.applied.append(event.id)
-            if decision.rejected_reason:
-                await self.store.save(record)
-                await self._refuse(event, record.workflow.seq, decision.rejected_reason, sender)
-                return
-            await self._commit(record, decision)
+            await self._commit(record, verdict)
+
+    def judge(self, event: CloudEvent, sender: str, record: Record | None, *, assertion: str | None = None,
+              written_at: float | None = None, check_assertion: bool = True) -> Refused | workflow.Decision:
+        """What routing does with an outcome, changing nothing: the decision it applies, or why it refuses it.
+        Refused unless the sender acts for the unit the outcome names (a citizen's action: only the portal, with
+        its `assertion` that the dossier's applicant did it, as of `written_at`, the record's time), the dossier
+        exists, and the outcome answers the dossier's current assignment as the workflow allows."""
+        citizens = isinstance(event.data, CITIZEN_ACTIONS)
+        if not citizens and not isinstance(event.data, AGENCY_OUTCOMES):
+            return Refused("type", f"{event.type} is not an outcome a unit sends")
+        unit = None if citizens else str(getattr(event.data, "unit_code", ""))
+        if (refusal := self.registry().refusal(sender, unit)) is not None:
+            return Refused("sender", refusal)
+        if record is None:
+            return Refused("dossier", "unknown dossier")
+        if citizens and check_assertion and (
+                refusal := self._citizen_refusal(event, record.workflow, assertion, written_at)):
+            return Refused("citizen", refusal)
+        today = today_vn(self.clock())
+        match event.data:
+            case SupplementProvided():
+                decision = workflow.supplement_provided(record.workflow, today)
+            case DossierWithdrawn() as withdrawn:
+                decision = workflow.withdraw(record.workflow, withdrawn.reason)
+            case _:
+                decision = workflow.apply_outcome(record.workflow, event.data, event.dossierseq, today, self.clock())
+        return Refused("assignment", decision.rejected_reason) if decision.rejected_reason else decision
 
     def _citizen_refusal(self, event: CloudEvent, wf: workflow.Workflow, assertion: str | None,
                          written_at: float | None) -> str | None:

@@ -30,6 +30,11 @@ class Record:
     version: int
     applied: list[str] = field(default_factory=list)
     outbox: list[str] = field(default_factory=list)  # CloudEvents JSON, in order
+    refused: dict[str, str] = field(default_factory=dict)  # outcomes the workflow refused: id -> why
+
+    def seen(self, event_id: str) -> bool:
+        """Applied or refused before: a redelivery changes nothing and alerts no one again."""
+        return event_id in self.applied or event_id in self.refused
 
 
 class WorkflowStore:
@@ -41,13 +46,15 @@ class WorkflowStore:
         doc = await self.docs.find_one({"_id": code})
         if doc is None:
             return None
-        return Record(_WORKFLOW.validate_python(doc["workflow"]), doc["version"], doc["applied"], doc["outbox"])
+        return Record(_WORKFLOW.validate_python(doc["workflow"]), doc["version"], doc["applied"], doc["outbox"],
+                      doc.get("refused", {}))
 
     async def save(self, record: Record, *, new: bool = False) -> None:
         body = {
             "workflow": _WORKFLOW.dump_python(record.workflow, mode="json"),
             "status": record.workflow.status,
             "applied": record.applied[-MAX_REMEMBERED_OUTCOMES:],
+            "refused": dict(list(record.refused.items())[-MAX_REMEMBERED_OUTCOMES:]),
             "outbox": record.outbox,
             "version": record.version + 1,
             "updated_at": datetime.now(UTC),
