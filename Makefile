@@ -18,7 +18,7 @@ run: setup
 ## which use nothing but lienthong-testkit (as an agency's repository would).
 test: setup
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
-	@cd examples/agency-adapter && $(UV) run --frozen pytest $(PYTEST_ARGS)
+	@cd examples/agency-adapter && $(UV) run --frozen pytest -n 2 $(PYTEST_ARGS)
 
 unit: setup
 	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)

@@ -139,3 +139,33 @@ def test_the_registry_is_reread_when_its_file_changes_and_a_broken_edit_keeps_th
     assert identity.registry().refusal("ward-pilot", "DONGSON") is None
     path.write_text(good.replace('units = ["DONGSON"]', 'units = ["HACTHANH"]'))
     assert identity.registry().refusal("ward-pilot", "DONGSON") == "ward-pilot does not act for DONGSON"
+
+
+def _hold(lock, log, name):  # noqa: ANN001 - run in a child process
+    import time
+
+    from lienthong.infra.artifacts import _exclusive
+
+    with _exclusive(lock):
+        with open(log, "a") as out:
+            out.write(f"in {name}\n")
+        time.sleep(0.3)
+        with open(log, "a") as out:
+            out.write(f"out {name}\n")
+
+
+def test_downloads_and_builds_are_done_by_one_process_at_a_time(tmp_path):
+    """Two test workers on a fresh machine both found the Kafka jars missing; the second's rename then failed with
+    'File exists'. The cache's lock makes the second wait and then find them complete."""
+    import multiprocessing
+
+    log = tmp_path / "log"
+    workers = [multiprocessing.get_context("spawn").Process(target=_hold, args=(tmp_path / "x.lock", log, n))
+               for n in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    lines = log.read_text().split("\n")[:-1]
+    assert [line.split()[0] for line in lines] == ["in", "out", "in", "out"]
+    assert lines[0].split()[1] == lines[1].split()[1]  # whoever got in first went out before the other came in

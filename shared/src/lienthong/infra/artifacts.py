@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lienthong.infra.paths import assets_dir, cache_dir
@@ -49,6 +52,25 @@ def kafka_classpath() -> Path:
     dest = cache_dir() / f"kafka-{KAFKA_VERSION}-{_digest(pom, extra=KAFKA_VERSION + LOG4J_VERSION)}"
     if (dest / ".complete").exists():
         return dest / "libs"
+    with _exclusive(dest.parent / f"{dest.name}.lock"):  # parallel test workers on a fresh machine fetch it once
+        if not (dest / ".complete").exists():
+            _fetch_kafka(pom, dest)
+    return dest / "libs"
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One process at a time (others wait) across the machine: the cache is shared by every checkout and worker."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_kafka(pom: Path, dest: Path) -> None:
     require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
     mvn = require("mvn", "download Kafka from Maven Central", "apt-get install maven")
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
@@ -65,7 +87,6 @@ def kafka_classpath() -> Path:
         dest.mkdir(parents=True)
         shutil.move(f"{tmp}/libs", dest / "libs")
     (dest / ".complete").touch()
-    return dest / "libs"
 
 
 # FerretDB v1.24.2's SQLite backend never uses its own `_id` index: the index is built on
@@ -113,6 +134,13 @@ def ferretdb_binary() -> Path:
     dest = cache_dir() / f"ferretdb-{_digest(*recipe, extra=repr(FERRETDB_PATCHES))}" / "ferretdb"
     if dest.exists():
         return dest
+    with _exclusive(dest.parent.parent / f"{dest.parent.name}.lock"):
+        if not dest.exists():
+            _build_ferretdb(src, dest)
+    return dest
+
+
+def _build_ferretdb(src: Path, dest: Path) -> None:
     go = require("go", "build FerretDB", "apt-get install golang (Go >= 1.24)")
     env = {**os.environ, "CGO_ENABLED": "0"}
     build = dest.parent / "build"
@@ -135,4 +163,3 @@ def ferretdb_binary() -> Path:
     _run([go, "build", "-trimpath", "-o", str(tmp), "."], cwd=build / "main", log_name="ferretdb-build.log", env=env)
     tmp.rename(dest)
     shutil.rmtree(build)
-    return dest
