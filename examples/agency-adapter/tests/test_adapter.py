@@ -52,6 +52,13 @@ async def test_a_complete_dossier_is_started_completed_and_resolved(lienthong_se
         receipt = await portal.file(re_issue())
         papers[receipt.dossier_code] = {"don-de-nghi", "giay-chung-nhan"}
         log = await dossier_log(lienthong_servers.kafka, receipt.dossier_code, until=resolved)
+        tracking = None
+        for _ in range(60):  # what the citizen sees, once stats has projected it
+            tracking = await portal.track(receipt)
+            if tracking and tracking["status"] == "resolved":
+                break
+            await asyncio.sleep(0.5)
+    assert tracking is not None and tracking["status"] == "resolved" and tracking["code"] == receipt.dossier_code
     kinds = [e.type.split(".")[3] for e in log]
     assert kinds[0] == "submitted" and kinds[-1] == "resolved" and log[-1].data.on_time is True
     assert kinds.index("assigned") < kinds.index("step-started") < kinds.index("resolved"), kinds
