@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from collections.abc import Iterator
-
-import httpx
+from contextlib import contextmanager
+from pathlib import Path
 
 from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
 from lienthong.infra.environment import Environment
 from lienthong.infra.paths import state_dir
 from lienthong.settings import KafkaSettings, MongoSettings
+from lienthong_testkit.services import service_process, wait_ready
 
 KAFKA = "127.0.0.1:39092"
 MONGO = "mongodb://127.0.0.1:37017/"
@@ -58,23 +55,12 @@ def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[s
         f"{name.upper()}_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         **extra_env,
     }
-    log = open(f"/tmp/bench-{name}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"{name} did not become ready")
+    log = Path(f"/tmp/bench-{name}.log")
+    log.unlink(missing_ok=True)
+    with service_process(name, env, log):
+        wait_ready(name, base, log, timeout_s=60)
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from lienthong.auth import SUBMIT, LocalIssuer
+from lienthong.auth import LocalIssuer
 from lienthong_testkit.servers import Servers, ServersUnavailable, free_ports
 
 SERVICES = ("intake", "routing", "notify", "stats")
@@ -51,17 +51,18 @@ def start_services(servers: Servers, state: Path, names: tuple[str, ...] = ("int
             logs[name] = state / f"{name}.log"
             env = {**os.environ, **common, **servers.client(name).as_env(), f"{name.upper()}_HTTP_PORT": str(port),
                    f"{name.upper()}_LOG_LEVEL": os.environ.get("LIENTHONG_KIT_LOG_LEVEL", "WARNING")}
-            stack.enter_context(_process([sys.executable, "-m", f"{name}.main"], env, logs[name]))
+            stack.enter_context(service_process(name, env, logs[name]))
             urls[name] = f"http://127.0.0.1:{port}"
         for name, url in urls.items():
-            _wait_ready(name, url, logs[name], ready_timeout_s)
+            wait_ready(name, url, logs[name], ready_timeout_s)
         yield Services(urls, tokens, portal, logs)
 
 
 @contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+def service_process(name: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`python -m <name>.main` with `env` (its port in `<NAME>_HTTP_PORT`), output to `log`; stopped on exit."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -73,7 +74,8 @@ def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[sub
             proc.wait()
 
 
-def _wait_ready(name: str, url: str, log: Path, timeout_s: float) -> None:
+def wait_ready(name: str, url: str, log: Path, timeout_s: float = 90.0) -> None:
+    """Until the service's `/readyz` answers 200; else raise with the end of its log."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -86,4 +88,4 @@ def _wait_ready(name: str, url: str, log: Path, timeout_s: float) -> None:
     raise ServersUnavailable(f"{name} at {url} was not ready within {timeout_s:.0f}s; the end of {log}:\n{tail}")
 
 
-__all__ = ["SERVICES", "SUBMIT", "Services", "start_services"]
+__all__ = ["SERVICES", "Services", "service_process", "start_services", "wait_ready"]
