@@ -258,3 +258,40 @@ async def test_procedures_and_units_catalogues(service):
     units = (await http.get("/v1/units")).json()
     assert {p["code"] for p in procs} == set(catalogue().procedures)
     assert sum(1 for u in units if u["level"] == "commune") == 166
+
+
+async def test_two_writers_storing_groups_at_once_share_one_unit_day_without_gaps_or_duplicates(infra):
+    """Two intake processes (two repositories, each with its own memory of the next number) store groups of new
+    dossiers for the same unit and day at the same time: the store decides who got which number, each loser takes
+    the next one, and the codes end up unique and consecutive."""
+    from datetime import UTC, datetime
+
+    from intake.repository import DossierRepository, NewDossier
+    from lienthong.contracts.envelope import new_event
+    from lienthong.contracts.dossier import StepStarted
+    from lienthong.store import database, make_client
+
+    client = make_client(infra.mongo)
+    try:
+        db = database(client, infra.mongo)
+        writers = [DossierRepository(db), DossierRepository(db)]
+        await writers[0].setup()
+        unit, now = "QUANGPHU", datetime.now(UTC)
+
+        def group(writer: int, round_: int) -> list[NewDossier]:
+            return [NewDossier(f"two-writers:{writer}-{round_}-{i}-{uuid.uuid4().hex[:6]}", unit, now,
+                               lambda code: new_event(StepStarted(unit_code=unit, step=0), subject=code,
+                                                      source="/test", seq=1)) for i in range(25)]
+
+        results = []
+        for round_ in range(4):  # both start from the same hint each time a round's memory is warm or not
+            made = await asyncio.gather(*(w.create_many(group(n, round_)) for n, w in enumerate(writers)))
+            results += [r for batch in made for r in batch]
+        assert all(created for _, created in results)
+        codes = sorted(stored.code for stored, _ in results)
+        seqs = [int(code.rsplit("-", 1)[1]) for code in codes]
+        assert len(set(codes)) == 200 and seqs == list(range(seqs[0], seqs[0] + 200))
+        stored = await writers[1].find_many([s.key for s, _ in results])
+        assert {k: s.code for k, s in stored.items()} == {s.key: s.code for s, _ in results}
+    finally:
+        await client.close()

@@ -163,28 +163,41 @@ class Vault:
         doc = await self.keys.find_one({"_id": subject})
         return None if doc is None else AESGCM(_open(self._kek, doc["wrapped"], subject))
 
-    async def _key_or_new(self, subject: str) -> AESGCM:
-        if (key := await self._key(subject)) is not None:
-            return key
-        fresh = AESGCM.generate_key(bit_length=256)
+    async def _stored_keys(self, subjects: list[str]) -> dict[str, AESGCM]:
+        docs = await self.keys.find({"_id": {"$in": subjects}}).to_list(None)
+        return {doc["_id"]: AESGCM(_open(self._kek, doc["wrapped"], doc["_id"])) for doc in docs}
+
+    async def _keys_or_new(self, subjects: list[str]) -> dict[str, AESGCM]:
+        keys = await self._stored_keys(subjects)
+        missing = [s for s in subjects if s not in keys]
+        if not missing:
+            return keys
+        fresh = {s: AESGCM.generate_key(bit_length=256) for s in missing}
         try:
-            await self.keys.insert_one({"_id": subject, "wrapped": _seal(self._kek, fresh, subject),
-                                        "created_at": datetime.now(UTC)})
-            return AESGCM(fresh)
+            await self.keys.insert_many([{"_id": s, "wrapped": _seal(self._kek, k, s), "created_at": datetime.now(UTC)}
+                                         for s, k in fresh.items()], ordered=False)
+            return keys | {s: AESGCM(k) for s, k in fresh.items()}
         except Exception:
             # Whatever the store answered (a duplicate key on MongoDB, something else elsewhere): another writer
-            # may have created it first, and then theirs is the key.
-            if (key := await self._key(subject)) is not None:
-                return key
-            raise
+            # may have created some first, and then theirs are the keys. What is stored decides, not the reply.
+            keys |= await self._stored_keys(missing)
+            if absent := [s for s in missing if s not in keys]:
+                raise PersonalDataError(f"{len(absent)} data keys could not be stored") from None
+            return keys
 
     # -- sealing and opening ----------------------------------------------------------------------------------
 
     async def seal(self, applicant: Applicant) -> SealedApplicant:
-        subject = self.subject_of(applicant.citizen_id)
-        key = await self._key_or_new(subject)
-        return SealedApplicant(subject=subject, residence_unit=applicant.residence_unit,
-                               sealed=_seal(key, applicant.model_dump_json().encode(), subject))
+        return (await self.seal_many([applicant]))[0]
+
+    async def seal_many(self, applicants: list[Applicant]) -> list[SealedApplicant]:
+        """Each applicant sealed under their own data key; the keys of many citizens are read in one round trip and
+        the new ones created in another."""
+        subjects = [self.subject_of(a.citizen_id) for a in applicants]
+        keys = await self._keys_or_new(list(dict.fromkeys(subjects)))
+        return [SealedApplicant(subject=subject, residence_unit=a.residence_unit,
+                                sealed=_seal(keys[subject], a.model_dump_json().encode(), subject))
+                for a, subject in zip(applicants, subjects, strict=True)]
 
     async def open(self, sealed: SealedApplicant, access: Access) -> Applicant | None:
         """The applicant, or None if they were erased. The access is logged before anything is returned."""

@@ -52,7 +52,7 @@ def build(
     repo = DossierRepository(db)
     vault = Vault(db, personal_data)
     intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, SubmissionKey(personal_data),
-                    publish_timeout_s=settings.publish_timeout_s)
+                    publish_timeout_s=settings.publish_timeout_s, max_group=settings.max_group)
     broker.include_router(handlers.build_router(intake))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
     purge = Periodic("submissions_purge", settings.purge_interval_s,

@@ -14,14 +14,18 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
 from intake.domain import Rejected, RuleError, check, submitted_event
-from intake.repository import DossierRepository, StoredDossier
+from intake.group import Coalescer
+from intake.repository import DossierRepository, NewDossier, StoredDossier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent
+from lienthong.contracts.dossier import SealedApplicant
 from lienthong.contracts.intake import DossierSubmission
 from lienthong.personaldata import PersonalDataError, SubmissionKey, Vault
 
@@ -54,6 +58,18 @@ def fingerprint(submission: DossierSubmission, key: bytes) -> str:
     return hmac.new(key, submission.model_dump_json().encode(), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Filing:
+    key: str  # idempotency key
+    submission: DossierSubmission  # its applicant in clear, in memory only
+    digest: str
+
+
+def _submitted(submission: DossierSubmission, catalogue: Catalogue, received_at: datetime,
+               applicant: SealedApplicant, code: str) -> CloudEvent:
+    return submitted_event(submission, catalogue, code=code, received_at=received_at, applicant=applicant)
+
+
 class Intake:
     def __init__(
         self,
@@ -65,6 +81,7 @@ class Intake:
         *,
         publish_timeout_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_group: int = 256,
     ) -> None:
         self.repo = repo
         self.send = send
@@ -75,6 +92,8 @@ class Intake:
         self.clock = clock
         self._pending: dict[str, asyncio.Task[None]] = {}  # idempotency key -> acknowledgement still awaited
         self._unpublished: dict[str, float] = {}  # idempotency key -> when its publication last failed
+        self._file = Coalescer(self._file_together, max_batch=max_group)
+        self._mark_published = Coalescer(self._mark_published_together, max_batch=max_group)
 
     async def submit(self, submission: DossierSubmission, client: str) -> tuple[StoredDossier, bool]:
         """(dossier, created) for `client`'s submission. Raises Rejected (rule errors), Conflict (the reference
@@ -86,19 +105,7 @@ class Intake:
         key = idempotency_key(client, submission.receiving_unit, submission.external_ref)
         digest = fingerprint(submission, self.vault.settings.subject_key.get_secret_value().encode())
         async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
-            stored = await self.repo.find_by_key(key)
-            created = False
-            if stored is None:
-                received_at = self.clock()
-                applicant = await self.vault.seal(submission.applicant)  # the only form it is stored or sent in
-                stored, created = await self.repo.create(
-                    key,
-                    submission.receiving_unit,
-                    received_at,
-                    lambda code: submitted_event(submission, self.catalogue, code=code, received_at=received_at,
-                                                 applicant=applicant),
-                    digest,
-                )
+            stored, created = await self._file(Filing(key, submission, digest))
             if not created and stored.fingerprint not in (None, digest):
                 raise Conflict()
             with structlog.contextvars.bound_contextvars(dossier_code=stored.code, event_id=stored.event.id):
@@ -106,6 +113,22 @@ class Intake:
                     await self.publish(stored)
                 log.info("dossier_received" if created else "dossier_resubmitted", procedure=submission.procedure_code)
         return stored, created
+
+    async def _file_together(self, filings: list[Filing]) -> list[tuple[StoredDossier, bool]]:
+        """One group commit: the references looked up together, the new applicants sealed together (the only form
+        they are stored or sent in), the new dossiers stored together."""
+        existing = await self.repo.find_many([f.key for f in filings])
+        new = [f for f in filings if f.key not in existing]
+        if not new:
+            return [(existing[f.key], False) for f in filings]
+        applicants = await self.vault.seal_many([f.submission.applicant for f in new])
+        received_at = self.clock()
+        created = await self.repo.create_many([
+            NewDossier(f.key, f.submission.receiving_unit, received_at,
+                       partial(_submitted, f.submission, self.catalogue, received_at, applicant), f.digest)
+            for f, applicant in zip(new, applicants, strict=True)])
+        by_key = {f.key: result for f, result in zip(new, created, strict=True)}
+        return [(existing[f.key], False) if f.key in existing else by_key[f.key] for f in filings]
 
     def opened(self, submission: DossierSubmission) -> DossierSubmission:
         """The submission with its applicant in clear (in memory only: it is sealed again for the citizen before
@@ -159,9 +182,13 @@ class Intake:
             raise KafkaUnavailable(stored.code) from exc
         self._unpublished.pop(stored.key, None)
         try:
-            await self.repo.mark_published(stored.key)
+            await self._mark_published(stored.key)
         except Exception as exc:  # at worst the relay of a later process re-sends the same event id
             log.warning("mark_published_failed", dossier_code=stored.code, error=type(exc).__name__)
+
+    async def _mark_published_together(self, keys: list[str]) -> list[None]:
+        await self.repo.mark_published_many(keys)
+        return [None] * len(keys)
 
     async def recover(self) -> None:
         """At start-up: take over what a previous process stored but never saw acknowledged."""
@@ -190,6 +217,7 @@ class Intake:
         return sent
 
     async def drain(self) -> None:
-        """Wait for acknowledgements still in flight (graceful shutdown)."""
+        """Wait for acknowledgements still in flight and their marks (graceful shutdown)."""
         if self._pending:
             await asyncio.wait(list(self._pending.values()), timeout=self.publish_timeout_s)
+        await self._mark_published.drain()
