@@ -141,7 +141,6 @@ async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic]) -> list[s
     try:
         cluster = await admin.describe_cluster()
         brokers = max(1, len(cluster.get("brokers", [])))
-        replication = min(3, brokers)
         existing = set(await admin.list_topics())
         wanted = [t for t in topics if t.name not in existing]
         if not wanted:
@@ -150,8 +149,8 @@ async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic]) -> list[s
             NewTopic(
                 t.name,
                 t.partitions,
-                replication,
-                topic_configs={**t.kafka_config(), "min.insync.replicas": str(min(2, replication))},
+                min(t.replication, brokers),
+                topic_configs={**t.kafka_config(), "min.insync.replicas": str(min(2, t.replication, brokers))},
             )
             for t in wanted
         ]
@@ -258,12 +257,15 @@ def event_publisher(
     schema: type,
     headers_of: Callable[[CloudEvent], dict[str, str]] | None = None,
 ) -> Callable[..., Awaitable[None]]:
-    """`send(event, headers=None)` for one topic, declared on the broker (so it is in the AsyncAPI document);
-    `headers_of` adds headers derived from each event (e.g. the unit that must act)."""
+    """`send(event, headers=None, no_confirm=False)` for one topic, declared on the broker (so it is in the AsyncAPI
+    document); `headers_of` adds headers derived from each event (e.g. the unit that must act). With `no_confirm`,
+    `send` returns once the producer has the record, with the acknowledgement to await: records handed over in
+    order keep their order on a partition, and many acknowledgements can be awaited at once."""
     publisher = broker.publisher(topic, description=description, schema=schema)
 
-    async def send(event: CloudEvent, headers: dict[str, str] | None = None) -> None:
-        await publish_event(publisher, event, headers={**(headers_of(event) if headers_of else {}), **(headers or {})})
+    async def send(event: CloudEvent, headers: dict[str, str] | None = None, *, no_confirm: bool = False) -> Any:
+        return await publish_event(publisher, event, no_confirm=no_confirm,
+                                   headers={**(headers_of(event) if headers_of else {}), **(headers or {})})
 
     return send
 

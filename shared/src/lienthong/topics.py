@@ -23,6 +23,7 @@ class Topic:
     config: dict[str, str] = field(default_factory=dict)
     dlq_retention_ms: int = 90 * DAY_MS
     shared_dlq: str | None = None  # a family of topics (one per agency) parks in one DLQ
+    replication: int = 3  # capped to the cluster's size at creation; two replicas in sync acknowledge a write
 
     @property
     def dlq(self) -> str:

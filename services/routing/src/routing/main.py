@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -40,21 +41,22 @@ class AgencyTopics:
                                "(resumed), and refusals of the outcomes it sent (outcome-rejected)",
                                headers_of=lambda event: {"unit": getattr(event.data, "unit_code", "")})
 
-    async def send(self, agency: str, event: CloudEvent) -> None:
+    async def send(self, agency: str, event: CloudEvent) -> Awaitable[Any]:
+        """Hands the event to the producer; returns its acknowledgement to await."""
         if agency not in self.publishers:
             self.publishers[agency] = self._publisher(agency)
-        await self.publishers[agency](event)
+        return await self.publishers[agency](event, no_confirm=True)
 
-    async def for_unit(self, event: CloudEvent) -> None:
+    async def for_unit(self, event: CloudEvent) -> list[Awaitable[Any]]:
         agencies = registry().acting_for(event.data.unit_code)
         if not agencies:  # a catalogue unit no agency system acts for: the registry test forbids it
             raise LookupError(f"no agency system acts for {event.data.unit_code}")
-        for agency in agencies:
-            await self.send(agency, event)
+        return [await self.send(agency, event) for agency in agencies]
 
-    async def refusal(self, sender: str, event: CloudEvent) -> None:
+    async def refusal(self, sender: str, event: CloudEvent) -> Awaitable[Any] | None:
         if any(agency.name == sender for agency in registry().agencies):  # not a forger's guess of a topic
-            await self.send(sender, event)
+            return await self.send(sender, event)
+        return None
 
 
 def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
@@ -77,13 +79,8 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
         clock=clock,
         tell_sender=agencies.refusal,
     )
-    broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from))
-    async def tick_open_dossiers() -> None:
-        today = today_vn(router.clock())
-        for code in await store.open_codes():
-            await router.on_tick(code, today)
-
-    ticker = Periodic("deadline_ticker", settings.tick_interval_s, tick_open_dossiers)
+    broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from, settings.max_batch))
+    ticker = Periodic("deadline_ticker", settings.tick_interval_s, lambda: router.tick_due(today_vn(router.clock())))
 
     async def stop() -> None:
         await ticker.stop()
@@ -91,7 +88,7 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
 
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
                      "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[ticker.start], on_shutdown=[stop])
+                     on_startup=[store.ensure_indexes, ticker.start], on_shutdown=[stop])
     return app, broker, router
 
 

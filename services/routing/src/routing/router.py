@@ -1,10 +1,14 @@
-"""Applies one input to one dossier: load, decide (pure), store state + outbox in one write, publish, clear."""
+"""Applies inputs to dossiers in batches: load the batch's dossiers at once, decide each input in pure code (in
+order per dossier), store states + outboxes in a few writes, publish, clear the outboxes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import jwt
 import structlog
@@ -32,11 +36,13 @@ from lienthong.contracts.dossier import (
 from lienthong.contracts.envelope import deterministic_id, new_event
 from lienthong import identity
 from lienthong.identity import Registry
+from lienthong.locks import KeyedLocks
 from routing import workflow
 from routing.store import ConcurrentUpdate, Record, WorkflowStore
 
 SOURCE = "/services/routing"
-Publish = Callable[[CloudEvent], Awaitable[None]]
+Publish = Callable[..., Awaitable[Any]]  # (event, no_confirm=True) -> the acknowledgement to await
+TICK_BATCH = 500
 log = structlog.get_logger("routing")
 
 
@@ -56,11 +62,59 @@ class Refused:
     reason: str
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A `dossier.submitted` read from the lifecycle: start its workflow."""
+
+    event: CloudEvent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An outcome from the agency system `sender` (known by the topic only it may write), or a citizen's action
+    relayed by the portal with its `assertion`; `written_at` is the record's time (the assertion is checked as of
+    then, so a backlog read hours later still passes)."""
+
+    event: CloudEvent
+    sender: str
+    assertion: str | None = None
+    written_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The deadline clock looks at a dossier on `today`."""
+
+    code: str
+    today: date
+
+
+Input = Submitted | Outcome | Tick
+MAX_CONFLICT_ROUNDS = 5
+
+
+@dataclass
+class _Batch:
+    """What one batch decided: the records it changed, and the alerts and refusals it owes."""
+
+    records: dict[str, Record]  # every dossier of the batch that exists, as decided so far
+    changed: set[str] = field(default_factory=set)  # to be written
+    alerts: list[tuple[CloudEvent, str | None]] = field(default_factory=list)  # (alert, agency to tell as well)
+
+    def change(self, record: Record) -> None:
+        self.records[record.workflow.code] = record
+        self.changed.add(record.workflow.code)
+
+
+def _subject(item: Input) -> str:
+    return item.code if isinstance(item, Tick) else item.event.subject
+
+
 class Router:
     def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
                  registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None,
-                 tell_sender: Callable[[str, CloudEvent], Awaitable[None]] | None = None) -> None:
+                 tell_sender: Callable[[str, CloudEvent], Awaitable[Any]] | None = None) -> None:
         self.store = store
         self.catalogue = catalogue
         self.registry = registry  # re-read when the file changes: a new agency needs no restart
@@ -70,47 +124,95 @@ class Router:
         self.publish_work = publish_work
         self.publish_alert = publish_alert
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.locks = KeyedLocks()  # one batch at a time per dossier within this process
+
+    async def handle(self, inputs: Sequence[Input]) -> None:
+        """Apply a batch of inputs, in order per dossier: read the batch's dossiers at once, decide in pure code,
+        store states and outboxes in a few writes, publish, clear the outboxes. Inputs whose dossier another
+        instance changed meanwhile are decided again on a fresh read."""
+        pending = list(inputs)
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            codes = sorted({_subject(item) for item in pending})
+            async with AsyncExitStack() as held:
+                for code in codes:  # sorted: two batches never wait for each other in a cycle
+                    await held.enter_async_context(self.locks(code))
+                lost = await self._round(pending, await self.store.load_many(codes))
+            pending = [item for item in pending if _subject(item) in lost]
+            if not pending:
+                return
+        raise ConcurrentUpdate(", ".join(sorted({_subject(item) for item in pending})))
+
+    async def _round(self, pending: list[Input], records: dict[str, Record]) -> set[str]:
+        batch = _Batch(records)
+        for item in pending:
+            match item:
+                case Submitted():
+                    self._start(item.event, batch)
+                case Outcome():
+                    self._apply(item, batch)
+                case Tick():
+                    if (record := batch.records.get(item.code)) is not None:
+                        self._commit(record, workflow.tick(record.workflow, item.today), batch)
+        lost = await self.store.save_many([batch.records[code] for code in sorted(batch.changed)])
+        # Outboxes this batch filled, and any left by a crash before their events were acknowledged.
+        outboxes = [r for code, r in batch.records.items() if r.outbox and code not in lost]
+        await self._publish(outboxes, [(alert, agency) for alert, agency in batch.alerts if alert.subject not in lost])
+        await self.store.clear_outboxes(outboxes)
+        return lost
 
     async def on_submitted(self, event: CloudEvent) -> None:
-        code = event.subject
-        async with self.store.lock(code):
-            record = await self.store.load(code)
-            if record is not None:  # redelivery or replay: already started
-                await self._flush(record)
-                return
-            assert isinstance(event.data, DossierSubmitted)
-            try:
-                decision = workflow.start(code, event.data, self.catalogue)
-            except workflow.RoutingError as exc:
-                log.warning("routing_failed", reason=str(exc))
-                await self.publish_alert(new_event(RoutingFailed(reason=str(exc)[:2000]), subject=code, source=SOURCE,
-                                                   seq=1, event_id=deterministic_id(code, "routing-failed")))
-                return
-            record = Record(decision.workflow, version=0, applied=[event.id],
-                            outbox=[to_json(e).decode() for e in self._events(code, decision)])
-            await self.store.save(record, new=True)
-            await self._flush(record)
+        await self.handle([Submitted(event)])
 
     async def on_outcome(self, event: CloudEvent, sender: str, *, assertion: str | None = None,
                          written_at: float | None = None) -> None:
-        """An agency's outcome (its `dossierseq` names the assignment it answers) or a citizen's action, from the
-        agency system `sender` (known by the topic only it may write), applied if `judge` finds nothing against
-        it; otherwise nothing changes and the operators and the sender are told why."""
-        async with self.store.lock(event.subject):
-            record = await self.store.load(event.subject)
-            if record is not None:
-                await self._flush(record)
-                if record.seen(event.id):
-                    return  # redelivered
-            verdict = self.judge(event, sender, record, assertion=assertion, written_at=written_at)
-            if isinstance(verdict, Refused):
-                if verdict.check == "assignment" and record is not None:  # a redelivery alerts no one again
-                    record.refused[event.id] = verdict.reason
-                    await self.store.save(record)
-                await self._refuse(event, record.workflow.seq if record else 1, verdict.reason, sender)
-                return
-            record.applied.append(event.id)
-            await self._commit(record, verdict)
+        await self.handle([Outcome(event, sender, assertion, written_at)])
+
+    async def on_tick(self, code: str, today: date) -> None:
+        await self.handle([Tick(code, today)])
+
+    async def tick_due(self, today: date) -> None:
+        """The deadline clock's round: only the dossiers whose day for a look has come."""
+        codes = await self.store.due(today)
+        for start in range(0, len(codes), TICK_BATCH):
+            await self.handle([Tick(code, today) for code in codes[start:start + TICK_BATCH]])
+
+    def _start(self, event: CloudEvent, batch: _Batch) -> None:
+        code = event.subject
+        if code in batch.records:
+            return  # redelivery or replay: already started
+        assert isinstance(event.data, DossierSubmitted)
+        try:
+            decision = workflow.start(code, event.data, self.catalogue)
+        except workflow.RoutingError as exc:
+            log.warning("routing_failed", dossier_code=code, reason=str(exc))
+            batch.alerts.append((new_event(RoutingFailed(reason=str(exc)[:2000]), subject=code, source=SOURCE, seq=1,
+                                           event_id=deterministic_id(code, "routing-failed")), None))
+            return
+        record = Record(decision.workflow, version=0, applied=[event.id],
+                        outbox=[to_json(e).decode() for e in self._events(code, decision)])
+        batch.change(record)
+
+    def _apply(self, item: Outcome, batch: _Batch) -> None:
+        """Applied if `judge` finds nothing against it; otherwise nothing changes and the operators and the
+        sender are told why."""
+        event = item.event
+        record = batch.records.get(event.subject)
+        if record is not None and record.seen(event.id):
+            return  # redelivered
+        verdict = self.judge(event, item.sender, record, assertion=item.assertion, written_at=item.written_at)
+        if isinstance(verdict, Refused):
+            log.warning("outcome_rejected", reason=verdict.reason, event_id=event.id, outcome_type=event.type,
+                        dossier_code=event.subject)
+            if verdict.check == "assignment" and record is not None:  # a redelivery alerts no one again
+                record.refused[event.id] = verdict.reason
+                batch.change(record)
+            alert = OutcomeRejected(outcome_id=event.id, outcome_type=event.type[:200], reason=verdict.reason[:200])
+            batch.alerts.append((new_event(alert, subject=event.subject, source=SOURCE,
+                                           seq=max(1, record.workflow.seq if record else 1),
+                                           event_id=deterministic_id(event.id, "rejected")), item.sender))
+            return
+        record.applied.append(event.id)
+        self._commit(record, verdict, batch)
 
     def judge(self, event: CloudEvent, sender: str, record: Record | None, *, assertion: str | None = None,
               written_at: float | None = None, check_assertion: bool = True) -> Refused | workflow.Decision:
@@ -153,45 +255,34 @@ class Router:
             return "citizen assertion is for another action"
         return None if claims["sub"] == wf.applicant else "citizen assertion names another citizen"
 
-    async def on_tick(self, code: str, today: date) -> None:
-        async with self.store.lock(code):
-            record = await self.store.load(code)
-            if record is None:
-                return
-            decision = workflow.tick(record.workflow, today)
-            if decision.events:
-                await self._commit(record, decision)
-
-    async def _commit(self, record: Record, decision: workflow.Decision) -> None:
+    def _commit(self, record: Record, decision: workflow.Decision, batch: _Batch) -> None:
+        if not decision.events and decision.workflow == record.workflow:
+            return
         record.workflow = decision.workflow
         record.outbox = record.outbox + [to_json(e).decode() for e in self._events(record.workflow.code, decision)]
-        await self.store.save(record)
-        await self._flush(record)
+        batch.change(record)
 
     def _events(self, code: str, decision: workflow.Decision) -> list[CloudEvent]:
         now = self.clock()
         return [new_event(data, subject=code, source=SOURCE, seq=seq, time=now,
                           event_id=deterministic_id(code, seq)) for seq, data in decision.events]
 
-    async def _flush(self, record: Record) -> None:
-        """Publish the outbox in order; events carry deterministic ids, so a re-send after a crash is deduplicated."""
-        if not record.outbox:
-            return
-        for raw in record.outbox:
-            event = parse_event(raw)
-            await self.publish_lifecycle(event)
-            if isinstance(event.data, FOR_THE_UNIT):
-                await self.publish_work(event)
-        await self.store.clear_outbox(record)
-
-    async def _refuse(self, event: CloudEvent, seq: int, reason: str, sender: str) -> None:
-        log.warning("outcome_rejected", reason=reason, event_id=event.id, outcome_type=event.type)
-        alert = OutcomeRejected(outcome_id=event.id, outcome_type=event.type[:200], reason=reason[:200])
-        refused = new_event(alert, subject=event.subject, source=SOURCE, seq=max(1, seq),
-                            event_id=deterministic_id(event.id, "rejected"))
-        await self.publish_alert(refused)
-        if self.tell_sender is not None:
-            await self.tell_sender(sender, refused)
+    async def _publish(self, records: list[Record], alerts: list[tuple[CloudEvent, str | None]]) -> None:
+        """Hand every outbox event and alert to the producer in order (a dossier's events keep their order on its
+        partition), then wait for all acknowledgements at once. Events carry deterministic ids, so a re-send after
+        a crash is recognised downstream."""
+        acks = []
+        for record in records:
+            for raw in record.outbox:
+                event = parse_event(raw)
+                acks.append(await self.publish_lifecycle(event, no_confirm=True))
+                if isinstance(event.data, FOR_THE_UNIT):
+                    acks.extend(await self.publish_work(event))
+        for alert, agency in alerts:
+            acks.append(await self.publish_alert(alert, no_confirm=True))
+            if agency is not None and self.tell_sender is not None:
+                acks.append(await self.tell_sender(agency, alert))
+        await asyncio.gather(*(ack for ack in acks if ack is not None))
 
 
 __all__ = ["ConcurrentUpdate", "Router"]

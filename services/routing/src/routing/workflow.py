@@ -8,7 +8,7 @@ name the assignment they answer by its sequence number; an outcome for an older 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from lienthong.calendar import add_working_days, start_day, working_days_between
 from lienthong.catalogue import Catalogue, Procedure
@@ -228,6 +228,24 @@ def tick(wf: Workflow, today: date, warn_days: int = 1) -> Decision:
             warned.add(f"soon:{key}")
             events.append(DossierDueSoon(unit_code=wf.unit, step=step, due_date=due))
     return _numbered(replace(wf, warned=frozenset(warned)), events)
+
+
+def next_tick_day(wf: Workflow, warn_days: int = 1) -> date | None:
+    """The first day on which `tick` may emit something for this workflow as it stands (None: never, its clock
+    does not run). A ticker that looks only at workflows whose day has come misses nothing."""
+    if wf.status != "in_progress":
+        return None
+    days = []
+    for key, due in ((f"step:{wf.step}", wf.step_due), ("dossier", wf.due_date)):
+        if due is None or f"overdue:{key}" in wf.warned:
+            continue
+        days.append(due + timedelta(days=1))
+        if f"soon:{key}" not in wf.warned:
+            first = due
+            while add_working_days(first - timedelta(days=1), warn_days) >= due:
+                first -= timedelta(days=1)
+            days.append(first)
+    return min(days, default=None)
 
 
 def failure(reason: str) -> RoutingFailed:
