@@ -17,10 +17,11 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).resolve().parent.parent)]  # common; tests.personal
-from common import kafka_as, KAFKA, environment, percentile, service  # noqa: E402
+from common import TOKEN, kafka_as, environment, percentile, service  # noqa: E402
 
 from lienthong.calendar import VN_TZ, due_date  # noqa: E402
 from lienthong.contracts import parse_event, to_json  # noqa: E402
@@ -32,6 +33,17 @@ from tests.personal import stand_in  # noqa: E402
 
 BATCHED, ONE_AT_A_TIME = 3000, 300  # dossiers per design (the slow one gets fewer: rates are what we compare)
 STEP_RPS, STEPS = 50, 300  # step-completed -> next assignment at a fixed offered rate
+
+
+def submitted_event(code: str):
+    now = datetime.now(VN_TZ)
+    data = DossierSubmitted(
+        procedure_code="LT-KS-TT-BHYT", channel="online", receiving_unit="HACTHANH", external_ref=code,
+        received_at=now, due_date=due_date(now, 5), processing_days=5,
+        applicant=stand_in(Applicant(citizen_id="038099001122", full_name="Bench", address="X",
+                                     residence_unit="HACTHANH")),  # routing reads only the unit of residence
+    )
+    return new_event(data, subject=code, source="/bench", seq=1)
 
 
 async def measure(dossiers: int, steps: int) -> dict[str, float]:
@@ -101,9 +113,24 @@ async def measure(dossiers: int, steps: int) -> dict[str, float]:
 
 def run_design(max_batch: int, dossiers: int, steps: int) -> dict[str, float]:
     with service("routing", 38082, f"bench_{uuid.uuid4().hex[:6]}", ROUTING_START_FROM="latest",
-                 ROUTING_GROUP_ID=f"routing-bench-{uuid.uuid4().hex[:6]}", ROUTING_MAX_BATCH=str(max_batch)):
+                 ROUTING_GROUP_ID=f"routing-bench-{uuid.uuid4().hex[:6]}", ROUTING_MAX_BATCH=str(max_batch)) as base:
         time.sleep(3)  # the consumer group gets its partitions
-        return asyncio.run(measure(dossiers, steps))
+        figures = asyncio.run(measure(dossiers, steps))
+        figures["phases"] = phases(httpx.get(f"{base}/metrics", headers=TOKEN).text)
+        return figures
+
+
+def phases(metrics: str) -> str:
+    """Seconds per phase over the whole run and the mean batch, from the service's own metrics."""
+    sums = {}
+    for line in metrics.splitlines():
+        if line.startswith("lienthong_routing_batch_phase_seconds_sum"):
+            sums[line.split('phase="')[1].split('"')[0]] = float(line.split()[-1])
+        elif line.startswith(("lienthong_routing_batch_size_sum", "lienthong_routing_batch_size_count")):
+            sums[line.split()[0].rsplit("_", 1)[1]] = float(line.split()[-1])
+    batches = sums.pop("count", 0) or 1
+    mean = sums.pop("sum", 0) / batches
+    return ", ".join(f"{k} {v:.1f} s" for k, v in sums.items()) + f"; {batches:.0f} batches of {mean:.1f} on average"
 
 
 def main() -> None:
@@ -118,6 +145,8 @@ def main() -> None:
           f"| {one['stepped']:.0f}/s | {batched['stepped']:.0f}/s | {batched['stepped'] / one['stepped']:.1f}x |")
     print(f"| `step-completed` -> next assignment at {STEP_RPS}/s offered, p50 / p99 "
           f"| {one['p50']:.0f} / {one['p99']:.0f} ms | {batched['p50']:.0f} / {batched['p99']:.0f} ms | |")
+    print(f"\nwhere the time went (one at a time): {one['phases']}")
+    print(f"where the time went (batches): {batched['phases']}")
 
 
 if __name__ == "__main__":

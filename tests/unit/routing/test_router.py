@@ -4,6 +4,7 @@ a crash between the write and the publication, the deadline ticker's reads. Mill
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import date, datetime, timedelta
 
 from hypothesis import given, settings, strategies as st
@@ -39,21 +40,21 @@ class MemoryStore:
         return (await self.load_many([code])).get(code)
 
     async def save_many(self, records):
-        lost = set()
+        lost, writer = set(), uuid.uuid4().hex
         for r in records:
             stored = self.docs.get(r.workflow.code)
             if r.workflow.code in self.lose or (stored.version if stored else 0) != r.version:
                 lost.add(r.workflow.code)
                 continue
-            r.version += 1
+            r.version, r.writer = r.version + 1, writer
             self.docs[r.workflow.code] = copy.deepcopy(r)
         self.lose -= lost
         return lost
 
-    async def clear_outboxes(self, records):
-        for r in records:
-            r.outbox, r.version = [], r.version + 1
-            self.docs[r.workflow.code] = copy.deepcopy(r)
+    async def clear_outboxes(self, published):
+        for code, writer in published.items():
+            if self.docs[code].writer == writer:
+                self.docs[code].outbox = []
 
     async def due(self, today):
         return [c for c, r in self.docs.items() if (d := next_tick_day(r.workflow)) is not None and d <= today]
@@ -112,9 +113,11 @@ async def test_a_batch_is_read_at_once_and_each_dossier_routed_once_despite_rede
     await router.handle(batch + batch[:5])  # a redelivered tail in the same batch
     assert store.reads == [sorted({s.event.subject for s in batch})]
     assert {e.subject for e in out.work} == {s.event.subject for s in batch} and len(out.work) == 20
-    assert all(not r.outbox for r in store.docs.values())
     await router.handle(batch)  # and in a later batch
     assert len(out.work) == 20
+    assert all(r.outbox for r in store.docs.values()), "clearing the outboxes is written behind"
+    await router.clear_published()
+    assert not any(r.outbox for r in store.docs.values()) and router.published == {}
 
 
 async def test_outcomes_for_one_dossier_in_one_batch_apply_in_order():
@@ -158,7 +161,22 @@ async def test_events_decided_before_a_crash_are_published_by_the_next_batch_and
     out.fail = False
     await router.handle([submission(code)])  # the redelivery: already started, so only the outbox goes out
     assert [e.type.split(".")[3] for e in out.lifecycle] == ["assigned"]
-    assert not store.docs[code].outbox
+    await router.handle([submission(code)])  # published and known so: not again
+    assert len(out.lifecycle) == 1
+
+
+async def test_outboxes_published_but_not_yet_cleared_go_out_again_after_a_restart_as_copies_only():
+    router, store, out = routing()
+    code = "HACTHANH-251201-0001"
+    await router.handle([submission(code)])
+    done = completion(assignments(out, code)[0])
+    restarted = Router(store, catalogue(), out.on_lifecycle, out.on_work, out.on_alert, clock=lambda: NOW)
+    await restarted.handle([done])  # killed before the clearing was written: the new process republishes
+    first_ids = [e.id for e in out.lifecycle]
+    assert first_ids[0] == first_ids[1], "the assignment again, as a copy with the same id"
+    assert len(set(first_ids)) == len(first_ids) - 1
+    seqs = sorted({e.dossierseq: e.id for e in out.lifecycle})
+    assert seqs == list(range(2, 2 + len(seqs)))
 
 
 async def test_a_refused_outcome_alerts_once_and_changes_nothing():

@@ -9,7 +9,9 @@ from typing import Any
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+import structlog
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
@@ -25,6 +27,9 @@ from routing import handlers
 from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
+
+log = structlog.get_logger("routing")
+
 
 class AgencyTopics:
     """Each agency system's own `unit.work.<agency>`: the assignments of the units it acts for (and their dossiers'
@@ -81,14 +86,20 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from, settings.max_batch))
     ticker = Periodic("deadline_ticker", settings.tick_interval_s, lambda: router.tick_due(today_vn(router.clock())))
+    clearer = Periodic("outbox_clearer", settings.outbox_clear_interval_s, router.clear_published)
 
     async def stop() -> None:
         await ticker.stop()
+        await clearer.stop()
+        try:
+            await router.clear_published()  # the broker has stopped: nothing more gets published
+        except PyMongoError as exc:  # the store is away: the next reader publishes those outboxes again
+            log.warning("outbox_clear_failed", error=type(exc).__name__)
         await client.close()
 
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
                      "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[store.ensure_indexes, ticker.start], on_shutdown=[stop])
+                     on_startup=[store.ensure_indexes, ticker.start, clearer.start], on_shutdown=[stop])
     return app, broker, router
 
 

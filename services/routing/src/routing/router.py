@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 import structlog
+from prometheus_client import Histogram
 
 from lienthong.calendar import today_vn
 from lienthong.auth import CitizenAssertionSettings, Verifier
@@ -37,12 +38,16 @@ from lienthong.contracts.envelope import deterministic_id, new_event
 from lienthong import identity
 from lienthong.identity import Registry
 from lienthong.locks import KeyedLocks
+from lienthong.phases import PhaseClock, phase_histogram
 from routing import workflow
 from routing.store import ConcurrentUpdate, Record, WorkflowStore
 
 SOURCE = "/services/routing"
 Publish = Callable[..., Awaitable[Any]]  # (event, no_confirm=True) -> the acknowledgement to await
 TICK_BATCH = 500
+MAX_UNCLEARED = 5000  # published outboxes whose clearing waits for the next write-behind
+PHASE_SECONDS = phase_histogram("routing")
+BATCH_SIZE = Histogram("lienthong_routing_batch_size", "Inputs per routed batch", buckets=(1, 5, 20, 50, 100, 200, 500))
 log = structlog.get_logger("routing")
 
 
@@ -125,6 +130,9 @@ class Router:
         self.publish_alert = publish_alert
         self.clock = clock or (lambda: datetime.now(UTC))
         self.locks = KeyedLocks()  # one batch at a time per dossier within this process
+        # Dossiers whose stored outbox this process has published but not yet cleared (code -> the token of the
+        # write that holds it): clearing is written behind, in bulk, or by the dossier's next write.
+        self.published: dict[str, str] = {}
 
     async def handle(self, inputs: Sequence[Input]) -> None:
         """Apply a batch of inputs, in order per dossier: read the batch's dossiers at once, decide in pure code,
@@ -132,17 +140,24 @@ class Router:
         instance changed meanwhile are decided again on a fresh read."""
         pending = list(inputs)
         for _ in range(MAX_CONFLICT_ROUNDS):
+            if not pending:
+                return  # e.g. a lifecycle batch of routing's own events
             codes = sorted({_subject(item) for item in pending})
             async with AsyncExitStack() as held:
                 for code in codes:  # sorted: two batches never wait for each other in a cycle
                     await held.enter_async_context(self.locks(code))
-                lost = await self._round(pending, await self.store.load_many(codes))
+                clock = PhaseClock(PHASE_SECONDS)
+                records = await self.store.load_many(codes)
+                clock.lap("load")
+                lost = await self._round(pending, records, clock)
             pending = [item for item in pending if _subject(item) in lost]
-            if not pending:
-                return
-        raise ConcurrentUpdate(", ".join(sorted({_subject(item) for item in pending})))
+        if pending:
+            raise ConcurrentUpdate(", ".join(sorted({_subject(item) for item in pending})))
 
-    async def _round(self, pending: list[Input], records: dict[str, Record]) -> set[str]:
+    async def _round(self, pending: list[Input], records: dict[str, Record], clock: PhaseClock) -> set[str]:
+        for code, record in records.items():
+            if record.outbox and self.published.get(code) == record.writer:
+                record.outbox = []  # published already; only its clearing is still to be written
         batch = _Batch(records)
         for item in pending:
             match item:
@@ -153,12 +168,32 @@ class Router:
                 case Tick():
                     if (record := batch.records.get(item.code)) is not None:
                         self._commit(record, workflow.tick(record.workflow, item.today), batch)
+        clock.lap("decide")
         lost = await self.store.save_many([batch.records[code] for code in sorted(batch.changed)])
+        clock.lap("save")
         # Outboxes this batch filled, and any left by a crash before their events were acknowledged.
         outboxes = [r for code, r in batch.records.items() if r.outbox and code not in lost]
         await self._publish(outboxes, [(alert, agency) for alert, agency in batch.alerts if alert.subject not in lost])
-        await self.store.clear_outboxes(outboxes)
+        clock.lap("publish")
+        for record in outboxes:
+            self.published[record.workflow.code] = record.writer
+        if len(self.published) >= MAX_UNCLEARED:
+            await self.clear_published()
+            clock.lap("clear")
+        BATCH_SIZE.observe(len(pending))
         return lost
+
+    async def clear_published(self) -> None:
+        """Write behind what was published: clear those outboxes in the store, in bulk. Until then, a crash only
+        means the next reader publishes them again; their events carry deterministic ids, so consumers recognise
+        the copies."""
+        snapshot = dict(self.published)
+        if not snapshot:
+            return
+        await self.store.clear_outboxes(snapshot)
+        for code, writer in snapshot.items():
+            if self.published.get(code) == writer:
+                del self.published[code]
 
     async def on_submitted(self, event: CloudEvent) -> None:
         await self.handle([Submitted(event)])

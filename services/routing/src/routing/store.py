@@ -42,6 +42,7 @@ class Record:
     applied: list[str] = field(default_factory=list)
     outbox: list[str] = field(default_factory=list)  # CloudEvents JSON, in order
     refused: dict[str, str] = field(default_factory=dict)  # outcomes the workflow refused: id -> why
+    writer: str = ""  # the token of the batch that wrote it last
 
     def seen(self, event_id: str) -> bool:
         """Applied or refused before: a redelivery changes nothing and alerts no one again."""
@@ -59,9 +60,12 @@ class WorkflowStore:
         return (await self.load_many([code])).get(code)
 
     async def load_many(self, codes: Iterable[str]) -> dict[str, Record]:
-        docs = await self.docs.find({"_id": {"$in": list(codes)}}).to_list(None)
+        codes = list(codes)
+        if not codes:  # FerretDB scans the whole collection for `$in: []`
+            return {}
+        docs = await self.docs.find({"_id": {"$in": codes}}).to_list(None)
         return {doc["_id"]: Record(_WORKFLOW.validate_python(doc["workflow"]), doc["version"], doc["applied"],
-                                   doc["outbox"], doc.get("refused", {})) for doc in docs}
+                                   doc["outbox"], doc.get("refused", {}), doc.get("writer", "")) for doc in docs}
 
     async def due(self, today: date) -> list[str]:
         """Dossiers the deadline clock must look at today."""
@@ -102,18 +106,19 @@ class WorkflowStore:
         for record in records:
             if record.workflow.code not in lost:
                 record.version += 1
+                record.writer = writer
         return lost
 
-    async def clear_outboxes(self, records: Iterable[Record]) -> None:
-        """Their outboxes were published. A record changed meanwhile by another writer keeps its outbox; its events
-        carry deterministic ids, so publishing them again later is recognised downstream."""
-        ops = [UpdateOne({"_id": r.workflow.code, "version": r.version},
-                         {"$set": {"outbox": [], "version": r.version + 1}}) for r in records]
-        for start in range(0, len(ops), MAX_UPDATES_PER_COMMAND):
-            await self.docs.bulk_write(ops[start:start + MAX_UPDATES_PER_COMMAND], ordered=False)
-        for record in records:
-            record.outbox = []
-            record.version += 1
+    async def clear_outboxes(self, published: dict[str, str]) -> None:
+        """Clear the outboxes of these dossiers (code -> the token of the write whose outbox was published): one
+        statement per token, matching only documents that write still marks; a dossier written since keeps its
+        newer outbox. The version does not move: clearing what was published changes no decision, so it never
+        makes a batch that read the dossier before decide again."""
+        by_writer: dict[str, list[str]] = {}
+        for code, writer in published.items():
+            by_writer.setdefault(writer, []).append(code)
+        for writer, codes in by_writer.items():
+            await self.docs.update_many({"_id": {"$in": codes}, "writer": writer}, {"$set": {"outbox": []}})
 
 
 def _body(record: Record, writer: str) -> dict[str, Any]:

@@ -18,24 +18,22 @@ Why this is exact under any crash, whatever the store answers:
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import Histogram
 
 from lienthong.contracts import CloudEvent
 from lienthong.failpoints import failpoint
+from lienthong.phases import PhaseClock, phase_histogram
 from stats import rollups
 from stats.projection import apply
 
 log = structlog.get_logger("stats.projector")
 # Where a batch's time goes: reading state, folding in memory, writing rows, writing dossiers (the store's share is
 # what the speed of catch-up turns on).
-PHASE_SECONDS = Histogram("lienthong_stats_batch_phase_seconds", "Seconds a projected batch spends per phase",
-                          ["phase"], buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+PHASE_SECONDS = phase_histogram("stats")
 
 
 @dataclass(frozen=True)
@@ -155,16 +153,6 @@ def _fold_one(fold: Fold, item: Positioned) -> None:
     fold.changed.add(code)
 
 
-class PhaseClock:
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        PHASE_SECONDS.labels(phase).observe(now - self.last)
-        self.last = now
-
-
 def row_id(month: str, slot: str, partition: int) -> str:
     return f"{month}|{slot}|p{partition}"
 
@@ -223,7 +211,7 @@ class Projector:
 
     async def _project(self, by_partition: dict[int, list[Positioned]],
                        states: dict[int, PartitionState]) -> list[Poison]:
-        clock = PhaseClock()
+        clock = PhaseClock(PHASE_SECONDS)
         codes = list(dict.fromkeys(i.event.subject for its in by_partition.values() for i in its))
         stored = await self.store.load_dossiers(codes)
         fresh = [p for p, s in states.items() if s.flushed is None]
