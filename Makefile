@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit integration setup infra-up infra-down infra-status schemas asyncapi docs bench clean
+.PHONY: run test soak unit integration setup infra-up infra-down infra-status schemas asyncapi docs bench clean
 
 ## Install uv (if missing) and the locked workspace.
 setup:
@@ -19,6 +19,12 @@ run: setup
 test: setup
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 	@cd examples/agency-adapter && $(UV) run --frozen pytest -n 2 $(PYTEST_ARGS)
+
+## The fault tests at a larger volume (part of `make test` at a small one): three Kafka nodes and two instances of
+## each service under SIGKILL with 1,000 dossiers; stats killed 24 times over its own history.
+soak: setup
+	@LIENTHONG_SCALE_DOSSIERS=$${LIENTHONG_SCALE_DOSSIERS:-1000} $(UV) run --frozen pytest -s \
+		tests/integration/test_scale_out.py tests/integration/test_stats_faults.py tests/integration/test_routing_store.py $(PYTEST_ARGS)
 
 unit: setup
 	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)

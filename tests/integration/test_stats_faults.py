@@ -7,15 +7,9 @@ event the figures equal the ground truth, for the province, per unit and per ste
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,53 +17,13 @@ import pytest
 from tests.integration.kafka_reader import wait_caught_up
 from tests.integration.test_stats import as_steps, expected, generate, publish_all
 from lienthong.topics import DOSSIER_LIFECYCLE
+from tests.processes import Instance
 from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
 PERIOD = (date(2018, 3, 5), date(2018, 3, 16))  # no other test writes into it
 KILLS = 24
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StatsProcess:
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.name, self.env, self.port = name, env, free_port()
-        self.proc: subprocess.Popen | None = None
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log = (ARTIFACTS / f"stats-faults-{name}.log").open("a")
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "stats.main"], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env, "STATS_HTTP_PORT": str(self.port)})
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited by itself ({self.proc.returncode}): see {self.log.name}")
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def died_by_failpoint(self) -> bool:
-        return self.proc is not None and self.proc.poll() == -signal.SIGKILL
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
@@ -80,8 +34,8 @@ async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
            "STATS_GRACEFUL_TIMEOUT_S": "2", "STATS_LOG_LEVEL": "WARNING"}
     # "a" kills itself at the worst moments of a flush; "b" is killed from outside at random moments. Each death
     # is a rebalance for the other.
-    processes = [StatsProcess("a", {**env, "LIENTHONG_FAILPOINTS": "stats.after_rows=0.6,stats.after_dossiers=0.4"}),
-                 StatsProcess("b", env)]
+    failpoints = {"LIENTHONG_FAILPOINTS": "stats.after_rows=0.6,stats.after_dossiers=0.4"}
+    processes = [Instance("stats", "stats-faults-a", {**env, **failpoints}), Instance("stats", "stats-faults-b", env)]
     rng = random.Random(5)
     # In time order, as routing publishes: a dossier's events spread over several chunks, so kills and replays
     # fall between them and inside batches that fold part of a dossier.
@@ -115,7 +69,7 @@ async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
                     self_kills += 1
                     p.start()
         await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name, timeout=240)
-        base = f"http://127.0.0.1:{processes[0].port}"
+        base = processes[0].url
         async with httpx.AsyncClient(headers=EVERYTHING, base_url=base, timeout=60) as http:
             for _ in range(120):
                 try:

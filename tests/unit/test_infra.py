@@ -169,3 +169,21 @@ def test_downloads_and_builds_are_done_by_one_process_at_a_time(tmp_path):
     lines = log.read_text().split("\n")[:-1]
     assert [line.split()[0] for line in lines] == ["in", "out", "in", "out"]
     assert lines[0].split()[1] == lines[1].split()[1]  # whoever got in first went out before the other came in
+
+
+def test_a_three_node_cluster_sits_on_consecutive_ports_and_keeps_its_size(tmp_path, monkeypatch):
+    import json
+
+    from lienthong.infra.environment import Environment
+    from lienthong.settings import KafkaSettings
+
+    monkeypatch.setenv("LIENTHONG_STATE", str(tmp_path))
+    env = Environment.from_settings(KafkaSettings(bootstrap_servers="127.0.0.1:29092"), name="c3", brokers=3)
+    assert [(n.name, n.node_id, n.port, n.controller_port) for n in env.brokers] == [
+        ("kafka", 1, 29092, 29093), ("kafka-2", 2, 29094, 29095), ("kafka-3", 3, 29096, 29097)]
+    assert {n.bootstrap for n in env.brokers} == {"127.0.0.1:29092,127.0.0.1:29094,127.0.0.1:29096"}
+    assert env.kafka.replication == 3
+    (tmp_path / "c3" / "kafka-cluster.json").write_text(json.dumps({"id": "x", "nodes": 3}))
+    assert len(Environment.from_settings(KafkaSettings(bootstrap_servers="127.0.0.1:29092"), name="c3").brokers) == 3
+    with pytest.raises(RuntimeError, match="holds a 3-node Kafka cluster, not 1"):
+        Environment.from_settings(KafkaSettings(bootstrap_servers="127.0.0.1:29092"), name="c3", brokers=1)

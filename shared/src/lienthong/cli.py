@@ -28,7 +28,7 @@ SERVICES = ("intake", "routing", "notify", "stats")
 def _environment(args: argparse.Namespace):  # noqa: ANN202 (imported lazily: the CLI starts fast)
     from lienthong.infra.environment import Environment
 
-    return Environment.from_settings(name=args.env)
+    return Environment.from_settings(name=args.env, brokers=getattr(args, "brokers", None))
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     infra = sub.add_parser("infra", help="local Kafka + MongoDB-compatible server")
     infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--brokers", type=int, choices=[1, 3], default=None,
+                       help="Kafka nodes (3: replication factor 3, min.insync.replicas 2); default: as the "
+                       "environment was first started, else 1")
     infra.set_defaults(func=cmd_infra)
     topics = sub.add_parser("topics", help="the topic catalogue: list it, or create it on KAFKA_BOOTSTRAP_SERVERS")
     topics.add_argument("action", choices=["create", "list"])

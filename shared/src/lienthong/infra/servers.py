@@ -92,6 +92,13 @@ class LocalServer:
         """Fetch/build artefacts and write configuration; must be idempotent."""
 
     def start(self) -> str:
+        outcome = self.launch()
+        self.settle()
+        return outcome
+
+    def launch(self) -> str:
+        """Start the process unless it already runs, without waiting for it (a KRaft node answers only once a
+        majority of its cluster's controllers runs)."""
         if asyncio.run(self.healthy()):
             return "already running"
         if not is_local(self.host):
@@ -112,9 +119,13 @@ class LocalServer:
                     cwd=self.state, start_new_session=True,
                 )
             self.pid_file.write_text(f"{proc.pid} {self.address}\n")
+            return "started"
+        return "running"
+
+    def settle(self) -> None:
+        """Wait until the server answers, then do what must follow its start."""
         self._wait_healthy()
         self.after_start()
-        return "started"
 
     def after_start(self) -> None:
         """What must happen once the server answers (Kafka: its ACLs)."""
@@ -158,6 +169,16 @@ class LocalServer:
                 os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return "stopped"
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault tests); `start` brings it back on the same data."""
+        pid = self.pid()
+        if pid is None:
+            raise RuntimeError(f"{self.name} is not running")
+        os.killpg(pid, signal.SIGKILL)
+        while _alive(pid):  # reaped, so the pid file no longer names a live process
+            time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
 
     def tail(self, lines: int = 20) -> str:
         if not self.log_file.exists():
@@ -213,23 +234,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass
 class LocalKafka(LocalServer):
-    """One combined broker+controller in KRaft mode; the controller listens on port+1."""
+    """Node `node_id` of a KRaft cluster of `cluster_size` combined broker+controller nodes. Node i listens for
+    clients on base+2(i-1) and as a controller on base+2(i-1)+1, base being node 1's port: one node is
+    127.0.0.1:19092 (+19093), three are 19092, 19094, 19096. From three nodes on, every topic has three replicas
+    and needs two in sync to acknowledge a write (acks=all), so one node may die without losing or refusing
+    anything."""
 
+    node_id: int = 1
+    cluster_size: int = 1
     heap = "768m"
     authenticate = True  # False only for PlaintextKafka, the benchmark's measure of what SASL costs
+
+    @property
+    def base_port(self) -> int:
+        return self.port - 2 * (self.node_id - 1)
 
     @property
     def controller_port(self) -> int:
         return self.port + 1
 
     @property
+    def bootstrap(self) -> str:
+        """Every node's client address: what the services should be given."""
+        return ",".join(f"{self.host}:{self.base_port + 2 * i}" for i in range(self.cluster_size))
+
+    @property
+    def replication(self) -> int:
+        return min(3, self.cluster_size)
+
+    @property
     def ports(self) -> tuple[int, ...]:
         return (self.port, self.controller_port)
 
     @property
+    def directory(self) -> Path:
+        return self.state / self.name
+
+    @property
     def properties(self) -> Path:
-        return self.state / "kafka" / "server.properties"
+        return self.directory / "server.properties"
 
     def _security(self, admin: str) -> list[str]:
         return [
@@ -256,17 +301,19 @@ class LocalKafka(LocalServer):
 
     def prepare(self) -> None:
         self.libs = artifacts.kafka_classpath()
-        data = self.state / "kafka" / "data"
+        data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         h, p, c = self.host, self.port, self.controller_port
+        voters = ",".join(f"{i}@{h}:{self.base_port + 2 * (i - 1) + 1}" for i in range(1, self.cluster_size + 1))
+        replicas, in_sync = self.replication, min(2, self.replication)
         passwords = self.credentials.ensure([ADMIN, *(client.name for client in registry().clients)])
         admin = passwords[ADMIN]
         self.properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{h}:{c}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={voters}",
                     f"listeners=CLIENT://{h}:{p},CONTROLLER://{h}:{c}",
                     f"advertised.listeners=CLIENT://{h}:{p}",
                     "controller.listener.names=CONTROLLER",
@@ -276,18 +323,20 @@ class LocalKafka(LocalServer):
                     f"log.dirs={data}",
                     "num.partitions=6",
                     "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={in_sync}",
+                    f"offsets.topic.replication.factor={replicas}",
                     "offsets.topic.num.partitions=12",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={in_sync}",
+                    f"share.coordinator.state.topic.replication.factor={replicas}",
+                    f"share.coordinator.state.topic.min.isr={in_sync}",
                     "group.initial.rebalance.delay.ms=0",
                     "",
                 ]
             )
         )
-        (self.state / "kafka" / "log4j2.properties").write_text(
+        (self.directory / "log4j2.properties").write_text(
             "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
             "appender.stdout.type=Console\nappender.stdout.name=STDOUT\n"
             "appender.stdout.layout.type=PatternLayout\nappender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
@@ -296,7 +345,7 @@ class LocalKafka(LocalServer):
             "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
         )
         if not (data / "meta.properties").exists():
-            cluster_id = kraft_cluster_id()
+            cluster_id = self._cluster_id()
             # KIP-900: the SCRAM credentials go into the first metadata records, so every registered client can
             # connect from the first start; their ACLs follow once the broker answers (`after_start`).
             scram = [arg for name, password in passwords.items() if self.authenticate
@@ -308,9 +357,23 @@ class LocalKafka(LocalServer):
             )
             (self.state / "kafka" / "acls.applied").unlink(missing_ok=True)
 
+    def _cluster_id(self) -> str:
+        """One id for every node of the cluster, kept beside them; a cluster keeps its size for its life."""
+        path = self.state / "kafka-cluster.json"
+        if path.exists():
+            known = json.loads(path.read_text())
+            if known["nodes"] != self.cluster_size:
+                raise RuntimeError(f"{self.state} holds a {known['nodes']}-node Kafka cluster, not "
+                                   f"{self.cluster_size}: stop it and remove that directory to change its size")
+            return known["id"]
+        cluster_id = kraft_cluster_id()
+        path.write_text(json.dumps({"id": cluster_id, "nodes": self.cluster_size}))
+        return cluster_id
+
     def after_start(self) -> None:
-        """Apply the registry's ACLs once per registry content (a fresh broker has none)."""
-        if not self.authenticate:
+        """Apply the registry's ACLs once per registry content (a fresh broker has none); node 1 does it for the
+        cluster (ACLs live in the cluster's metadata log)."""
+        if not self.authenticate or self.node_id != 1:
             return
         plan = "\n".join(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
                          for client in registry().clients for a in acls(client))
@@ -325,7 +388,7 @@ class LocalKafka(LocalServer):
         self.libs = artifacts.kafka_classpath()
         source = artifacts.assets_dir() / "kafka" / "Provision.java"
         env = {**os.environ, "LIENTHONG_KAFKA_ADMIN_PASSWORD": self.credentials.ensure([ADMIN])[ADMIN]}
-        done = subprocess.run([*self._java(), str(source), f"{self.host}:{self.port}", ADMIN], input=plan,
+        done = subprocess.run([*self._java(), str(source), self.bootstrap, ADMIN], input=plan,
                               text=True, capture_output=True, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"Kafka provisioning failed: {done.stderr.strip()[-2000:]}")
@@ -333,11 +396,12 @@ class LocalKafka(LocalServer):
 
     def admin_settings(self, base: KafkaSettings | None = None) -> KafkaSettings:
         if not self.authenticate:
-            return KafkaSettings(bootstrap_servers=f"{self.host}:{self.port}", security_protocol="PLAINTEXT")
+            return KafkaSettings(bootstrap_servers=base.bootstrap_servers if base else self.bootstrap,
+                                 security_protocol="PLAINTEXT")
         return self.client_settings(ADMIN, base)
 
     def client_settings(self, name: str, base: KafkaSettings | None = None) -> KafkaSettings:
-        base = base or KafkaSettings(bootstrap_servers=f"{self.host}:{self.port}")
+        base = base or KafkaSettings(bootstrap_servers=self.bootstrap)
         password = self.credentials.ensure([ADMIN]).get(name)
         if password is None:
             raise KeyError(f"no credentials for {name!r} in {self.credentials.path}")
@@ -348,7 +412,7 @@ class LocalKafka(LocalServer):
         java = artifacts.require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
         return [
             java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.state / 'kafka' / 'log4j2.properties'}",
+            f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
             "-cp", f"{self.libs}/*",
         ]
 
@@ -360,7 +424,9 @@ class LocalKafka(LocalServer):
 
         if not port_open(self.host, self.port):
             return False
-        admin = AIOKafkaAdminClient(**self.admin_settings().client_options(), request_timeout_ms=3000)
+        # This node only: its own address to bootstrap from.
+        node = self.admin_settings(KafkaSettings(bootstrap_servers=self.address))
+        admin = AIOKafkaAdminClient(**node.client_options(), request_timeout_ms=3000)
         try:
             await asyncio.wait_for(admin.start(), 5)
             await asyncio.wait_for(admin.describe_cluster(), 5)
