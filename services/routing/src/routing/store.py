@@ -116,14 +116,22 @@ class WorkflowStore:
 
     async def _write_heads(self, bodies: dict[str, dict[str, Any]]) -> None:
         """Heads never move back: a head is replaced only by a newer version (a late writer's head is dropped)."""
+        complete = True
         new = [{"_id": code, **body} for code, body in bodies.items() if body["version"] == 1]
         if new:
-            with contextlib.suppress(PyMongoError):  # only a head already made by a newer writer refuses it
+            try:
                 await self.docs.insert_many(new, ordered=False)
+            except ConnectionFailure:
+                raise
+            except PyMongoError:  # only a newer writer's head refuses it
+                complete = False
         newer = [UpdateOne({"_id": code, "version": {"$lt": body["version"]}}, {"$set": body})
                  for code, body in bodies.items() if body["version"] > 1]
         for start in range(0, len(newer), MAX_UPDATES_PER_COMMAND):
-            await self.docs.bulk_write(newer[start:start + MAX_UPDATES_PER_COMMAND], ordered=False)
+            chunk = newer[start:start + MAX_UPDATES_PER_COMMAND]
+            complete = (await self.docs.bulk_write(chunk, ordered=False)).matched_count == len(chunk) and complete
+        if complete:
+            return
         # A head missing altogether (its first writer died between the version and the head) is created now;
         # until then loads found the versions anyway.
         held = {doc["_id"] for doc in await self.docs.find({"_id": {"$in": list(bodies)}}, projection={"_id": 1}
