@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from lienthong_testkit.servers import free_ports
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Instance:
     """`python -m <service>.main` with `env`, on a free port of its own (`url`)."""
 
     def __init__(self, service: str, name: str, env: dict[str, str]) -> None:
-        self.service, self.name, self.env, self.port = service, name, env, free_port()
+        self.service, self.name, self.env, self.port = service, name, env, free_ports(1)
         self.proc: subprocess.Popen | None = None
         ARTIFACTS.mkdir(exist_ok=True)
         self.log = (ARTIFACTS / f"{name}.log").open("a")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -34,6 +32,7 @@ from lienthong.identity import registry
 from lienthong.infra.environment import Environment
 from lienthong.infra.servers import LocalKafka
 from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic
+from lienthong_testkit.servers import free_ports
 from tests.integration.test_intake import submission
 from tests.processes import ARTIFACTS, Instance
 from tests.tokens import EVERYTHING
@@ -48,33 +47,13 @@ EVENTS_PER_DOSSIER = 8
 FAULTS = [(0.15, "routing"), (0.3, "kafka-node"), (0.45, "intake"), (0.6, "stats"), (0.75, "kafka-node-back")]
 
 
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports (a cluster's nodes sit on consecutive ports)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(30_000, 40_000, 2)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 @pytest.fixture
 def cluster(infra, tmp_path_factory):
     """Three Kafka nodes of our own beside the session's FerretDB."""
     if infra.local is None:
         pytest.fail(f"a three-node cluster is staged on deploy/local servers only, not on {infra.provider}")
     state = tmp_path_factory.mktemp("three-nodes")
-    base = free_port_run(6)
+    base = free_ports(6)  # three nodes, each a client and a controller port
     nodes = [LocalKafka("kafka" if i == 1 else f"kafka-{i}", "127.0.0.1", base + 2 * (i - 1), state, i, 3)
              for i in (1, 2, 3)]
     env = Environment(kafka=nodes[0], mongo=infra.local.mongo, more_brokers=tuple(nodes[1:]))
