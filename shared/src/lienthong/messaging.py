@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pymongo.errors import ConnectionFailure
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -96,6 +96,35 @@ class PoisonPolicy:
             return None
         self.attempts.pop(key, None)
         return result
+
+
+class InFlight(ConsumerRebalanceListener):
+    """A rebalance listener that lets the batch being handled finish before this member gives its partitions up:
+    `async with in_flight:` around a handler's work. So a partition's next owner never writes while its previous one
+    still does (FerretDB's conditional writes are not compare-and-set, see the README). Not covered: a member the
+    group expelled (a process frozen past max.poll.interval.ms); routing's version inserts cover that for routing."""
+
+    def __init__(self) -> None:
+        self._handling = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __aenter__(self) -> None:
+        self._handling += 1
+        self._idle.clear()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._handling -= 1
+        if self._handling == 0:
+            self._idle.set()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if not self._idle.is_set():
+            log.info("rebalance_waits_for_batch")
+        await self._idle.wait()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 # Headers of a dead letter (the dashboard reads them back): a reason, never a value from the record.

@@ -16,7 +16,7 @@ from lienthong.auth import CITIZEN_ASSERTION_HEADER
 from lienthong.contracts import CloudEvent, parse_event
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.contracts.errors import summarize
-from lienthong.messaging import INFRASTRUCTURE_ERRORS, SUBSCRIBER_ACK_POLICY, dead_letter, record_context
+from lienthong.messaging import INFRASTRUCTURE_ERRORS, SUBSCRIBER_ACK_POLICY, InFlight, dead_letter, record_context
 from lienthong.topics import DOSSIER_LIFECYCLE, OUTCOMES_DLQ, OUTCOMES_PATTERN, agency_of
 from routing.router import ConcurrentUpdate, Input, Outcome, Router, Submitted
 
@@ -25,6 +25,7 @@ log = structlog.get_logger("routing")
 def build_router(router: Router, group_id: str = "routing", start_from: str = "earliest",
                  max_batch: int = 500) -> KafkaRouter:
     kafka = KafkaRouter()
+    submissions_in_flight, outcomes_in_flight = InFlight(), InFlight()
 
     async def decode(record: ConsumerRecord, broker: KafkaBroker, dlq: str) -> CloudEvent | None:
         try:
@@ -57,7 +58,7 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
 
     @kafka.subscriber(
         DOSSIER_LIFECYCLE.name, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
-        batch=True, max_records=max_batch,
+        batch=True, max_records=max_batch, listener=submissions_in_flight,
         description="routing starts a workflow for each dossier.submitted",
     )
     async def on_lifecycle(message: KafkaMessage, broker: KafkaBroker) -> None:
@@ -66,11 +67,12 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
             event = await decode(record, broker, DOSSIER_LIFECYCLE.dlq)
             if event is not None and isinstance(event.data, DossierSubmitted):  # routing's own events come back
                 submitted.append((record, Submitted(event)))
-        await apply(submitted, broker, DOSSIER_LIFECYCLE.dlq)
+        async with submissions_in_flight:
+            await apply(submitted, broker, DOSSIER_LIFECYCLE.dlq)
 
     @kafka.subscriber(
         pattern=OUTCOMES_PATTERN, group_id=group_id, auto_offset_reset=start_from, ack_policy=SUBSCRIBER_ACK_POLICY,
-        batch=True, max_records=max_batch,
+        batch=True, max_records=max_batch, listener=outcomes_in_flight,
         description="What units did (CloudEvents: step-started/completed, supplement-requested, rejected; "
         "supplement-provided, withdrawn), one topic per agency system; `dossierseq` names the assignment answered",
     )
@@ -82,6 +84,7 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
                 assertion = dict(record.headers or ()).get(CITIZEN_ASSERTION_HEADER)
                 outcomes.append((record, Outcome(event, agency_of(record.topic) or "?",
                                                  assertion.decode() if assertion else None, record.timestamp / 1000)))
-        await apply(outcomes, broker, OUTCOMES_DLQ)
+        async with outcomes_in_flight:
+            await apply(outcomes, broker, OUTCOMES_DLQ)
 
     return kafka
