@@ -1,0 +1,205 @@
+"""End to end on the real servers: dossiers filed over HTTP at a fixed rate for a while, every assignment answered as
+agencies would, and the time until stats has each one — measured exactly, from stats' own committed offsets (stats
+commits a record's offset only once its effect is stored, so an offset passed is a figure visible).
+
+    uv run python benchmarks/bench_e2e.py            # E2E_RATE (20/s) for E2E_SECONDS (60 s)
+
+Prints filings/s achieved, and p50/p99 of: filed -> counted as received in stats; the last agency answer ->
+counted as resolved in stats; filed -> resolved in stats (the whole chain: three units, eight lifecycle events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Servers of its own, with empty topics, wiped at the start: stats would first replay what the other benchmarks
+# left on the lifecycle (millions of events), and the figures would measure its catch-up, not the steady stream.
+os.environ["BENCH_ENV"] = "bench-e2e"
+from bench_intake import body  # noqa: E402
+from common import TOKEN, environment, kafka_as, percentile, service  # noqa: E402
+
+from lienthong.contracts import parse_event, to_json  # noqa: E402
+from lienthong.contracts.dossier import StepCompleted  # noqa: E402
+from lienthong.contracts.envelope import new_event  # noqa: E402
+from lienthong.identity import registry  # noqa: E402
+from lienthong.messaging import consumer_lag  # noqa: E402
+from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic  # noqa: E402
+
+RATE = float(os.environ.get("E2E_RATE", "20"))
+SECONDS = float(os.environ.get("E2E_SECONDS", "60"))
+E2E_WAIT_S = float(os.environ.get("E2E_WAIT_S", "120"))  # after the last filing, for stats to count the rest
+CHAIN = "LT-KS-TT-BHYT"
+
+
+class Run:
+    def __init__(self, stats_group: str) -> None:
+        self.stats_group = stats_group
+        self.filed: dict[str, float] = {}  # code -> when the POST was sent
+        self.answered: dict[str, float] = {}  # code -> when the last step was answered
+        self.positions: dict[str, dict[str, tuple[int, int]]] = {}  # code -> kind -> (partition, offset)
+        self.visible: dict[tuple[str, str], float] = {}  # (code, kind) -> when stats had passed it
+        self.done = asyncio.Event()
+        self.failed: list[str] = []  # filings not accepted (timeouts, 503), by what went wrong
+        self.filing_done = False
+
+    async def file(self) -> None:
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:38081", headers=TOKEN, timeout=30) as http:
+            async def one(i: int) -> None:
+                sent = time.perf_counter()
+                payload = body("HACTHANH") | {"procedure_code": CHAIN}
+                try:
+                    resp = await http.post("/v1/dossiers", json=payload)
+                except httpx.HTTPError as exc:
+                    self.failed.append(type(exc).__name__)
+                    return
+                if resp.status_code != 201:
+                    self.failed.append(str(resp.status_code))
+                    return
+                self.filed[resp.json()["dossier_code"]] = sent
+
+            start, tasks = time.perf_counter(), []
+            for i in range(int(RATE * SECONDS)):
+                await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+            self.filing_seconds = time.perf_counter() - start
+            self.filing_done = True
+
+    async def agencies(self) -> None:
+        reg = registry()
+        consumer = AIOKafkaConsumer(*(work_topic(a.name).name for a in reg.agencies), **kafka_as().client_options(),
+                                    group_id=None, auto_offset_reset="latest")
+        producer = AIOKafkaProducer(**kafka_as().client_options(), acks="all", enable_idempotence=True, linger_ms=2)
+        await consumer.start()
+        await consumer.seek_to_end()
+        await producer.start()
+        answered_ids: set[str] = set()
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in records:
+                        assigned = parse_event(record.value)
+                        if not assigned.type.endswith("assigned.v1") or assigned.id in answered_ids:
+                            continue
+                        answered_ids.add(assigned.id)
+                        data = assigned.data
+                        outcome = new_event(StepCompleted(unit_code=data.unit_code, step=data.step),
+                                            subject=assigned.subject, source="/bench", seq=assigned.dossierseq)
+                        [agency] = reg.acting_for(data.unit_code)
+                        await producer.send(outcomes_topic(agency).name, to_json(outcome), key=record.key)
+                        self.answered[assigned.subject] = time.perf_counter()
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    async def observe(self) -> None:
+        """Where each dossier's submitted and resolved events sit, and when stats' committed offsets pass them."""
+        consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, **kafka_as().client_options(), group_id=None,
+                                    auto_offset_reset="latest")
+        admin = AIOKafkaAdminClient(**kafka_as().client_options())
+        await consumer.start()
+        await consumer.seek_to_end()
+        await admin.start()
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=50)).values():
+                    for record in records:
+                        kind = parse_event(record.value).type.split(".")[3]
+                        if kind in ("submitted", "resolved"):
+                            self.positions.setdefault(record.key.decode(), {})[kind] = (record.partition,
+                                                                                        record.offset)
+                committed = await admin.list_consumer_group_offsets(self.stats_group)
+                now = time.perf_counter()
+                for code, kinds in self.positions.items():
+                    for kind, (partition, offset) in kinds.items():
+                        tp = TopicPartition(DOSSIER_LIFECYCLE.name, partition)
+                        if (code, kind) not in self.visible and tp in committed and committed[tp].offset > offset:
+                            self.visible[(code, kind)] = now
+                if self.filing_done and all((code, "resolved") in self.visible for code in self.filed):
+                    self.done.set()
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+
+async def measure(stats_group: str) -> dict[str, float]:
+    for _ in range(600):  # stats first replays what the bench topics already hold
+        if sum((await consumer_lag(kafka_as(), stats_group, [DOSSIER_LIFECYCLE.name])).values()) == 0:
+            break
+        await asyncio.sleep(0.5)
+    run = Run(stats_group)
+    background = [asyncio.create_task(run.agencies()), asyncio.create_task(run.observe())]
+    await asyncio.sleep(2)  # both readers positioned at the end
+    await run.file()
+    try:
+        await asyncio.wait_for(run.done.wait(), timeout=SECONDS + E2E_WAIT_S)
+    except TimeoutError:
+        pass  # reported below: the dossiers stats had not counted as resolved by then
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    codes = [c for c in run.filed if (c, "resolved") in run.visible and c in run.answered]
+    received = [run.visible[(c, "submitted")] - run.filed[c] for c in codes]
+    resolved = [run.visible[(c, "resolved")] - run.answered[c] for c in codes]
+    chain = [run.visible[(c, "resolved")] - run.filed[c] for c in codes]
+    return {"rate": len(run.filed) / run.filing_seconds, "n": len(run.filed), "failed": len(run.failed),
+            "unseen": len(run.filed) - len(codes),
+            **{f"{name}_{q}": percentile(values, p) * 1000 if values else float("nan") for name, values in
+               (("received", received), ("resolved", resolved), ("chain", chain)) for q, p in (("p50", 0.5),
+                                                                                                ("p99", 0.99))}}
+
+
+def main() -> None:
+    from common import _environment
+
+    env = _environment()
+    env.down()
+    shutil.rmtree(env.kafka.state, ignore_errors=True)
+    database, suffix = f"bench_e2e_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    stats_group = f"stats-e2e-{suffix}"
+    with environment(), ExitStack() as services:
+        services.enter_context(service("intake", 38081, database, INTAKE_RATE_BURST="100000",
+                                       INTAKE_RATE_PER_UNIT_PER_S="100000"))
+        services.enter_context(service("routing", 38082, database, ROUTING_START_FROM="latest",
+                                       ROUTING_GROUP_ID=f"routing-e2e-{suffix}"))
+        stats = services.enter_context(service("stats", 38084, database, STATS_GROUP_ID=stats_group))
+        figures = asyncio.run(measure(stats_group))
+        metrics = httpx.get(f"{stats}/metrics", headers=TOKEN).text
+    print(f"| end to end (one run): {figures['n']} dossiers of {CHAIN} filed at {RATE:g}/s offered "
+          f"({figures['rate']:.1f}/s accepted, {figures['failed']} not accepted, {figures['unseen']} not resolved in "
+          f"stats {E2E_WAIT_S:g} s after the last filing), every step answered at once "
+          "| p50 | p99 |")
+    print("|---|---|---|")
+    print(f"| filed -> counted as received in stats | {figures['received_p50']:.0f} ms | "
+          f"{figures['received_p99']:.0f} ms |")
+    print(f"| last answer -> counted as resolved in stats | {figures['resolved_p50']:.0f} ms | "
+          f"{figures['resolved_p99']:.0f} ms |")
+    print(f"| filed -> resolved in stats (three units, eight events) | {figures['chain_p50']:.0f} ms | "
+          f"{figures['chain_p99']:.0f} ms |")
+    print(f"\nstats' batches over the whole run (its catch-up included): {phases(metrics)}")
+
+
+def phases(metrics: str) -> str:
+    sums, count = {}, 0.0
+    for line in metrics.splitlines():
+        if line.startswith("lienthong_stats_batch_phase_seconds_sum"):
+            sums[line.split('phase="')[1].split('"')[0]] = float(line.split()[-1])
+        elif line.startswith("lienthong_stats_batch_phase_seconds_count") and 'phase="fold"' in line:
+            count = float(line.split()[-1])
+    return ", ".join(f"{k} {v:.1f} s" for k, v in sums.items()) + f" in {count:.0f} batches"
+
+
+if __name__ == "__main__":
+    main()
