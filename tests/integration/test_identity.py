@@ -118,3 +118,39 @@ async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra,
     assert not await produces(agency, outcomes_topic(name).name)
     with pytest.raises(jwt.InvalidTokenError):  # its bearer tokens went with it (the services' revocation list)
         Verifier(ISSUER.settings()).verify(token)
+
+
+async def test_a_broker_provisioned_from_the_secrets_directory_admits_each_client_to_its_role(infra, tmp_path):
+    """docker-compose's path (`lienthong credentials DIR`, then Provision.java as admin on the plan, services
+    reading KAFKA_SASL_PASSWORD_FILE) on the real broker; only the Docker wiring itself is not run here."""
+    kafka = local(infra)
+    name = f"compose-{uuid.uuid4().hex[:6]}"
+    registry_file = tmp_path / "clients.toml"  # a registry of its own: the plan replaces its users' passwords
+    registry_file.write_text(f'[[client]]\nname = "{name}"\nkind = "agency"\nunits = ["HACTHANH"]\n'
+                             f'groups = ["agency-{name}"]\n')
+    done = subprocess.run([sys.executable, "-m", "lienthong.cli", "credentials", str(tmp_path / "secrets")],
+                          env={**os.environ, "LIENTHONG_CLIENTS": str(registry_file)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    secrets = tmp_path / "secrets"
+    assert (secrets / "clients" / name).stat().st_mode & 0o077 == 0  # its password: its owner's alone
+    assert not (secrets / "clients" / "admin").exists()  # services never mount the broker's secrets
+    assert f"user {name} " in (secrets / "broker" / "provision.plan").read_text()
+    from lienthong.messaging import ensure_topics
+
+    await ensure_topics(infra.kafka, (work_topic(name), outcomes_topic(name)))
+    kafka.provision((secrets / "broker" / "provision.plan").read_text())
+    try:
+        agency = KafkaSettings(bootstrap_servers=infra.kafka.bootstrap_servers, sasl_username=name,
+                               sasl_password_file=secrets / "clients" / name)
+        assert await produces(agency, outcomes_topic(name).name)
+        assert await consumes(agency, work_topic(name).name, f"agency-{name}-x")
+        assert not await produces(agency, DOSSIER_LIFECYCLE.name)
+        assert not await consumes(agency, work_topic("commune-one-stop").name, f"agency-{name}-y")
+        # Running it again keeps every password (a restarted deployment changes nobody's).
+        before = (secrets / "clients" / name).read_text()
+        subprocess.run([sys.executable, "-m", "lienthong.cli", "credentials", str(secrets)], check=True,
+                       env={**os.environ, "LIENTHONG_CLIENTS": str(registry_file)}, capture_output=True, timeout=120)
+        assert (secrets / "clients" / name).read_text() == before
+    finally:
+        kafka.provision(f"nouser {name}\nrevoke User:{name}")

@@ -34,7 +34,8 @@ def test_every_service_is_built_from_its_dockerfile_with_its_port_and_env():
         assert svc["ports"] == [f"{port}:{port}"]
         env = svc["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-        assert env["MONGODB_URI"].startswith("mongodb://mongo:27017/")
+        assert env["MONGODB_URI"].startswith("mongodb://${LIENTHONG_MONGO_USER:-lienthong}:${LIENTHONG_MONGO_PASSWORD")
+        assert "@mongo:27017/" in env["MONGODB_URI"]
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         settings = (ROOT / "services" / name / "src" / name / "settings.py").read_text()
         assert re.search(rf"http_port: int = Field\({port}\b", settings)
@@ -43,4 +44,47 @@ def test_every_service_is_built_from_its_dockerfile_with_its_port_and_env():
 def test_topic_job_creates_the_catalogue():
     job = compose()["services"]["topics"]
     assert job["command"] == ["lienthong", "topics", "create"]
-    assert job["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert job["depends_on"]["provision"]["condition"] == "service_completed_successfully"  # after the ACLs
+
+
+def test_every_service_connects_as_its_own_principal_with_a_mounted_password():
+    services = compose()["services"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_USERNAME"] == name
+        assert env["KAFKA_SASL_PASSWORD_FILE"] == f"/run/lienthong/clients/{name}"
+        assert "KAFKA_SASL_PASSWORD" not in env
+        # The clients' secrets read-only; the broker's (admin's password) never.
+        assert services[name]["volumes"] == ["client-secrets:/run/lienthong/clients:ro"]
+    assert services["topics"]["environment"]["KAFKA_SASL_USERNAME"] == "admin"
+
+
+def test_the_compose_broker_is_provisioned_like_the_local_one():
+    from lienthong.infra.servers import broker_security
+
+    services = compose()["services"]
+    assert services["credentials"]["command"] == ["lienthong", "credentials", "/run/lienthong"]
+    kafka = services["kafka"]
+    assert kafka["entrypoint"] == ["bash", "/opt/lienthong/kafka-start.sh"]
+    assert "broker-secrets:/run/lienthong/broker:ro" in kafka["volumes"]
+    assert kafka["depends_on"]["credentials"]["condition"] == "service_completed_successfully"
+    start = (ROOT / "deploy" / "compose" / "kafka-start.sh").read_text()
+    # The security settings are the ones `infra up` writes (broker_security), for listeners of the same names.
+    assert 'cat "$secrets/broker-security.properties" >> "$props"' in start
+    listeners = {line.split("=", 1)[0].split(".")[2] for line in broker_security("x")
+                 if line.startswith("listener.name.")}
+    assert listeners == {"client", "controller"}
+    assert "listeners=CLIENT://:9092,CONTROLLER://:9093" in start and "--add-scram" in start
+    provision = (ROOT / "deploy" / "compose" / "provision.Dockerfile").read_text()
+    assert f"apache/kafka:{KAFKA_VERSION}" in provision and "deploy/local/kafka/Provision.java" in provision
+    assert services["topics"]["depends_on"]["provision"]["condition"] == "service_completed_successfully"
+
+
+def test_mongo_runs_with_authentication():
+    mongo = compose()["services"]["mongo"]
+    assert mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MONGO_ROOT_PASSWORD:?")
+    start = (ROOT / "deploy" / "compose" / "mongo-start.sh").read_text()
+    assert "--keyFile" in start and "--replSet rs0" in start
+    init = (ROOT / "deploy" / "compose" / "mongo-init.js").read_text()
+    assert 'role: "readWrite", db: "lienthong"' in init

@@ -143,7 +143,7 @@ def cmd_citizens(args: argparse.Namespace) -> int:
 
 def cmd_clients(args: argparse.Namespace) -> int:
     """The client registry and the broker: who exists, add one (SCRAM user + ACLs), revoke one (at once)."""
-    from lienthong.identity import Client, acls, load, registry_path, save
+    from lienthong.identity import Client, load, provision_plan, registry_path, save
 
     reg = load(registry_path())
     env = _environment(args)
@@ -162,10 +162,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
                         units=tuple(args.units), description=args.description or "")
         reg = save(reg, add=client)
         password = kafka.credentials.ensure([client.name])[client.name]
-        plan = [f"user {client.name} {password}",
-                *(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
-                  for a in acls(client))]
-        print(kafka.provision("\n".join(plan)))
+        print(kafka.provision(provision_plan([client], {client.name: password})))
         if client.kind == "agency":  # its own assignments and outcomes topics
             from lienthong.messaging import ensure_topics
             from lienthong.topics import outcomes_topic, work_topic
@@ -183,6 +180,14 @@ def cmd_clients(args: argparse.Namespace) -> int:
     _issuer(env).revoke(args.name)  # with an identity provider: disable the client there too
     print(f"client {args.name} revoked: its credentials and ACLs are gone from the broker and every bearer token "
           "issued to it until now is refused")
+    return 0
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from lienthong.infra.servers import write_secrets_directory
+
+    plan = write_secrets_directory(Path(args.directory))
+    print(f"a password file per registered client in {plan.parent}; SCRAM users and ACLs to apply: {plan}")
     return 0
 
 
@@ -331,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     clients.add_argument("--groups", nargs="*", help="consumer-group prefixes (default: agency-NAME)")
     clients.add_argument("--description")
     clients.set_defaults(func=cmd_clients)
+    credentials = sub.add_parser("credentials", help="password files for every registered client and the "
+                                 "broker's provisioning plan, for a broker lienthong does not start (docker-compose)")
+    credentials.add_argument("directory", help="where to write them (a secrets volume)")
+    credentials.set_defaults(func=cmd_credentials)
     tokens = sub.add_parser("tokens", help="local bearer tokens: issue one for a client, or revoke a client's")
     tokens.add_argument("action", choices=["issue", "revoke"])
     tokens.add_argument("name", help="the client (the token's subject)")

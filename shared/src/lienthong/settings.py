@@ -6,11 +6,12 @@ Kafka on 127.0.0.1:9092 and a MongoDB-compatible server on 127.0.0.1:27017.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +29,21 @@ class KafkaSettings(BaseSettings):
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field("SCRAM-SHA-512")
     sasl_username: str | None = Field(None, description="This client's principal (see lienthong/identity)")
     sasl_password: SecretStr | None = Field(None, description="Its password, from the credential store")
+    sasl_password_file: Path | None = Field(
+        None, description="A file holding the password instead (a mounted secret: docker-compose, Kubernetes); "
+        "read once at start-up when KAFKA_SASL_PASSWORD is not set")
     client_id_prefix: str = Field("lienthong", description="Prefix of every client.id, for broker-side quotas/logs")
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> KafkaSettings:
+        if self.sasl_password is None and self.sasl_password_file is not None:
+            try:
+                secret = self.sasl_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:  # the path is configuration, not a secret: it may be named
+                raise ValueError(f"KAFKA_SASL_PASSWORD_FILE {self.sasl_password_file} cannot be read "
+                                 f"({type(exc).__name__})") from None
+            self.sasl_password = SecretStr(secret)
+        return self
 
     @property
     def servers(self) -> list[str]:

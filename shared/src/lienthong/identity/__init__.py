@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 import structlog
 
@@ -188,6 +188,17 @@ def acls(client: Client) -> list[Acl]:
                 Acl(client.principal, "GROUP", "*", "LITERAL", "DESCRIBE")]
         out += [Acl(client.principal, "TOPIC", t, "LITERAL", "READ") for t in _dead_letter_topics()]
     return out
+
+
+def provision_plan(clients: Iterable[Client], passwords: dict[str, str] | None = None) -> str:
+    """What `deploy/local/kafka/Provision.java` reads on its standard input: a SCRAM user for each client with a
+    password in `passwords`, then each client's ACLs. One format for `infra up`, `clients add` and docker-compose's
+    provisioning job, so every broker gets the same principals and rights."""
+    clients = list(clients)
+    lines = [f"user {c.name} {passwords[c.name]}" for c in clients if passwords and c.name in passwords]
+    lines += [f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
+              for c in clients for a in acls(c)]
+    return "\n".join(lines)
 
 
 def _topic_acl(client: Client, topic: str, operation: Literal["READ", "WRITE", "DELETE"]) -> Acl:

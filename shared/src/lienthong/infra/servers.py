@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lienthong.identity import ADMIN, acls, registry
+from lienthong.identity import ADMIN, provision_plan, registry
 from lienthong.infra import artifacts
 from lienthong.settings import KafkaSettings
 
@@ -213,6 +213,58 @@ class Credentials:
         tmp.replace(self.path)
 
 
+def broker_security(admin: str) -> list[str]:
+    """The security settings of every broker we configure (`infra up`'s and docker-compose's), listeners
+    named CLIENT and CONTROLLER."""
+    return [
+        # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
+        # users come and go at run time); the controller listener with PLAIN, whose one user is
+        # static (a controller needs it before any metadata is loaded).
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
+        f'PlainLoginModule required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";',
+        "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+        f'ScramLoginModule required username="{ADMIN}" password="{admin}";',
+        # A resource without an ACL is closed to everyone but the super user.
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{ADMIN}",
+    ]
+
+
+def write_secrets_directory(directory: Path) -> Path:
+    """For a broker that `infra up` does not start (docker-compose's), two sets of secrets:
+    - `<dir>/clients/<client>`: one password per registered client (mode 600; services read theirs through
+      KAFKA_SASL_PASSWORD_FILE);
+    - `<dir>/broker/`: `admin`'s password, the broker's security settings (`broker-security.properties`) and the
+      plan Provision.java applies as admin (`provision.plan`: every SCRAM user and ACL). Readable by the broker's
+      own user (another uid than ours): mount it into the broker and its jobs only, never into a service.
+    A password already there is kept, so running it again changes nobody's. Returns the plan's path."""
+    clients, broker = directory / "clients", directory / "broker"
+
+    def secret(path: Path, mode: int) -> str:
+        if not path.exists():
+            path.touch(mode=mode)
+            path.write_text(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    def write(path: Path, text: str) -> None:
+        path.touch(mode=0o644)
+        path.write_text(text)
+
+    clients.mkdir(parents=True, exist_ok=True)
+    broker.mkdir(parents=True, exist_ok=True)
+    admin = secret(broker / ADMIN, 0o644)
+    passwords = {c.name: secret(clients / c.name, 0o600) for c in registry().clients}
+    plan = broker / "provision.plan"
+    write(plan, provision_plan(registry().clients, passwords) + "\n")
+    write(broker / "broker-security.properties", "\n".join(broker_security(admin)) + "\n")
+    return plan
+
+
 def kraft_cluster_id() -> str:
     """A random cluster id as Kafka's `random-uuid` makes them: URL-safe base64 of a UUID that never starts with
     `-` (the storage tool would read it as an option: `format -t -79u...` failed about one start in 64)."""
@@ -276,25 +328,6 @@ class LocalKafka(LocalServer):
     def properties(self) -> Path:
         return self.directory / "server.properties"
 
-    def _security(self, admin: str) -> list[str]:
-        return [
-            # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
-            # users come and go at run time); the controller listener with PLAIN, whose one user is
-            # static (a controller needs it before any metadata is loaded).
-            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
-            "sasl.mechanism.controller.protocol=PLAIN",
-            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
-            f'PlainLoginModule required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";',
-            "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
-            "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
-            f'ScramLoginModule required username="{ADMIN}" password="{admin}";',
-            # A resource without an ACL is closed to everyone but the super user.
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            f"super.users=User:{ADMIN}",
-        ]
-
     @property
     def credentials(self) -> Credentials:
         return Credentials(self.state / "credentials.json")
@@ -318,7 +351,7 @@ class LocalKafka(LocalServer):
                     f"advertised.listeners=CLIENT://{h}:{p}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=CLIENT",
-                    *(self._security(admin) if self.authenticate else
+                    *(broker_security(admin) if self.authenticate else
                       ["listener.security.protocol.map=CONTROLLER:PLAINTEXT,CLIENT:PLAINTEXT"]),
                     f"log.dirs={data}",
                     "num.partitions=6",
@@ -375,8 +408,7 @@ class LocalKafka(LocalServer):
         cluster (ACLs live in the cluster's metadata log)."""
         if not self.authenticate or self.node_id != 1:
             return
-        plan = "\n".join(f"allow {a.principal} {a.resource_type} {a.resource_name} {a.pattern} {a.operation}"
-                         for client in registry().clients for a in acls(client))
+        plan = provision_plan(registry().clients)
         marker = self.state / "kafka" / "acls.applied"
         if marker.exists() and marker.read_text() == plan:
             return
