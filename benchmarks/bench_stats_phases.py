@@ -2,7 +2,9 @@
 folded by the stats projector in batches of BENCH_BATCH events (default 100,000, the service's largest) straight
 into a fresh database; then events per second, the seconds spent per phase (`lienthong_stats_batch_phase_seconds`:
 load, fold, rows, write_rows, write_dossiers), and how long the readers take on what was written (a province
-summary's rows, one unit's, the ranking's; the median of five).
+summary's rows, one unit's, the ranking's; the median of five). Both document layouts in one run, each into a
+fresh database: `packed` (the store's: a row's counters and a dossier's lists as one compressed binary field
+each) and `nested` (every counter and list element a field of its own, as stored before).
 
     uv run python benchmarks/bench_stats_phases.py
 """
@@ -28,6 +30,7 @@ from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
 from stats.projector import PHASE_SECONDS, Positioned, Projector  # noqa: E402
 from stats.rollups import PROVINCE  # noqa: E402
 from stats.store import ProjectionStore  # noqa: E402
+from stats.store import _expanded  # noqa: E402
 
 SCALE = float(os.environ.get("BENCH_SCALE", "0.05"))
 BATCH = int(os.environ.get("BENCH_BATCH", "100000"))
@@ -45,16 +48,29 @@ def positioned() -> list[Positioned]:
     return out
 
 
+class NestedStore(ProjectionStore):
+    """The layout before packing: FerretDB pays for every field of a document it writes or reads."""
+
+    def encode_row(self, row):
+        return _expanded(super().encode_row(row))
+
+    def encode_dossier(self, doc):
+        return doc
+
+
+LAYOUTS = {"packed": ProjectionStore, "nested": NestedStore}
+
+
 def phase_totals() -> dict[str, float]:
     return {s.labels["phase"]: s.value for m in PHASE_SECONDS.collect() for s in m.samples
             if s.name.endswith("_sum")}
 
 
-async def measure(items: list[Positioned]) -> tuple[float, dict[str, float]]:
+async def measure(items: list[Positioned], layout: type[ProjectionStore]) -> tuple[float, dict[str, float]]:
     mongo = MongoSettings(uri=MONGO, database=f"bench_phases_{uuid.uuid4().hex[:6]}")
     client = make_client(mongo)
     try:
-        store = ProjectionStore(database(client, mongo))
+        store = layout(database(client, mongo))
         projector = Projector(store)
         started = time.perf_counter()
         for i in range(0, len(items), BATCH):
@@ -77,15 +93,22 @@ async def measure(items: list[Positioned]) -> tuple[float, dict[str, float]]:
 
 def main() -> None:
     items = positioned()
+    results = {}
     with environment():
-        rate, reads = asyncio.run(measure(items))
-    totals = phase_totals()
-    whole = sum(totals.values())
-    print(f"{len(items):,} events in batches of {BATCH:,}: {rate:,.0f} events/s")
-    for phase, seconds in totals.items():
-        print(f"  {phase:15} {seconds:7.1f} s  {seconds / whole:6.1%}")
-    for name, ms in reads.items():
-        print(f"  read {name:22} {ms:7.0f} ms")
+        for name, layout in LAYOUTS.items():
+            before = phase_totals()
+            rate, reads = asyncio.run(measure(items, layout))
+            results[name] = rate, reads, {k: v - before.get(k, 0.0) for k, v in phase_totals().items()}
+    for name, (rate, reads, totals) in results.items():
+        whole = sum(totals.values())
+        print(f"{name}: {len(items):,} events in batches of {BATCH:,}: {rate:,.0f} events/s")
+        for phase, seconds in totals.items():
+            print(f"  {phase:15} {seconds:7.1f} s  {seconds / whole:6.1%}")
+        for read, ms in reads.items():
+            print(f"  read {read:22} {ms:7.0f} ms")
+    (packed, packed_reads, _), (nested, nested_reads, _) = results["packed"], results["nested"]
+    print(f"packed / nested, same run: projection {packed / nested:.2f}x; reads "
+          + ", ".join(f"{read} {nested_reads[read] / packed_reads[read]:.2f}x faster" for read in packed_reads))
 
 
 if __name__ == "__main__":
