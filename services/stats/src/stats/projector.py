@@ -98,12 +98,18 @@ class Fold:
     where: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # row id -> (month, slot, partition)
     changed: set[str] = field(default_factory=set)
     poison: list[Poison] = field(default_factory=list)
+    _row_ids: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (month, slot, partition) -> row id
 
     def add(self, cells: dict[rollups.Cell, int], partition: int, offset: int) -> None:
+        rows = self._row_ids
         for (day, slot, field_), n in cells.items():
-            rid = row_id(day[:7], slot, partition)
-            self.where[rid] = (day[:7], slot, partition)
-            self.deltas[rid].append((offset, path_of(day, slot, field_), n))
+            key = (day[:7], slot, partition)
+            rid = rows.get(key)
+            if rid is None:
+                rid = rows[key] = row_id(*key)
+                self.where[rid] = key
+            # A cell's path in its month row: under its day, but for the month-only `~units` slot.
+            self.deltas[rid].append((offset, field_ if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field_}", n))
 
 
 def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int]) -> Fold:
@@ -155,11 +161,6 @@ def _fold_one(fold: Fold, item: Positioned) -> None:
 
 def row_id(month: str, slot: str, partition: int) -> str:
     return f"{month}|{slot}|p{partition}"
-
-
-def path_of(day: str, slot: str, field_: str) -> str:
-    """Where a cell's count lives in its month row: under its day, but for the month-only `~units` slot."""
-    return field_ if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field_}"
 
 
 @dataclass
