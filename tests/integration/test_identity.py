@@ -63,7 +63,12 @@ async def test_no_credentials_or_wrong_ones_reach_no_topic(infra):
     anonymous = infra.kafka.model_copy(update={"security_protocol": "PLAINTEXT"})
     wrong = kafka.client_settings("police", infra.kafka).as_client("police", "not-the-password")
     unknown = infra.kafka.as_client("nobody", "whatever")
-    for who in (anonymous, wrong, unknown):
+    police = kafka.client_settings("police", infra.kafka)
+    assert police.encrypted and await produces(police, outcomes_topic("police").name)
+    # The right password is not enough: only over TLS, and only to a broker whose certificate the client trusts.
+    in_clear = police.model_copy(update={"security_protocol": "SASL_PLAINTEXT"})
+    untrusting = police.model_copy(update={"ssl_cafile": None})  # the system's CAs never signed the local broker
+    for who in (anonymous, wrong, unknown, in_clear, untrusting):
         assert not await produces(who, outcomes_topic("police").name)
         assert not await consumes(who, DOSSIER_LIFECYCLE.name, None)
 
@@ -120,6 +125,23 @@ async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra,
         Verifier(ISSUER.settings()).verify(token)
 
 
+def compose_broker_is_certified_for_its_clients(secrets) -> None:  # noqa: ANN001
+    """The broker's keystore holds a certificate for `kafka` signed by the CA the services trust, the key stays
+    with the broker, and its settings listen for clients over TLS with that keystore."""
+    from cryptography import x509
+
+    ca = x509.load_pem_x509_certificate((secrets / "clients" / "ca.pem").read_bytes())
+    keystore = (secrets / "broker" / "broker.pem").read_bytes()
+    assert b"PRIVATE KEY" in keystore and not (secrets / "clients" / "broker.pem").exists()
+    leaf = x509.load_pem_x509_certificates(keystore[keystore.index(b"-----BEGIN CERTIFICATE"):])[0]
+    leaf.verify_directly_issued_by(ca)
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "kafka" in names.get_values_for_type(x509.DNSName)
+    assert (secrets / "broker" / "ca.key").stat().st_mode & 0o077 == 0
+    settings = (secrets / "broker" / "broker-security.properties").read_text()
+    assert "CLIENT:SASL_SSL" in settings and f"ssl.keystore.location={secrets / 'broker' / 'broker.pem'}" in settings
+
+
 async def test_a_broker_provisioned_from_the_secrets_directory_admits_each_client_to_its_role(infra, tmp_path):
     """docker-compose's path (`lienthong credentials DIR`, then Provision.java as admin on the plan, services
     reading KAFKA_SASL_PASSWORD_FILE) on the real broker; only the Docker wiring itself is not run here."""
@@ -136,13 +158,16 @@ async def test_a_broker_provisioned_from_the_secrets_directory_admits_each_clien
     assert (secrets / "clients" / name).stat().st_mode & 0o077 == 0  # its password: its owner's alone
     assert not (secrets / "clients" / "admin").exists()  # services never mount the broker's secrets
     assert f"user {name} " in (secrets / "broker" / "provision.plan").read_text()
+    compose_broker_is_certified_for_its_clients(secrets)
     from lienthong.messaging import ensure_topics
 
     await ensure_topics(infra.kafka, (work_topic(name), outcomes_topic(name)))
     kafka.provision((secrets / "broker" / "provision.plan").read_text())
     try:
+        # The compose CA signed compose's broker, not this one: here the client trusts this broker's CA.
         agency = KafkaSettings(bootstrap_servers=infra.kafka.bootstrap_servers, sasl_username=name,
-                               sasl_password_file=secrets / "clients" / name)
+                               sasl_password_file=secrets / "clients" / name, security_protocol="SASL_SSL",
+                               ssl_cafile=kafka.ca.ca_file)
         assert await produces(agency, outcomes_topic(name).name)
         assert await consumes(agency, work_topic(name).name, f"agency-{name}-x")
         assert not await produces(agency, DOSSIER_LIFECYCLE.name)

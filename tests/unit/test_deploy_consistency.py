@@ -51,7 +51,8 @@ def test_every_service_connects_as_its_own_principal_with_a_mounted_password():
     services = compose()["services"]
     for name in SERVICES:
         env = services[name]["environment"]
-        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_SSL_CAFILE"] == "/run/lienthong/clients/ca.pem"  # in the volume it mounts
         assert env["KAFKA_SASL_USERNAME"] == name
         assert env["KAFKA_SASL_PASSWORD_FILE"] == f"/run/lienthong/clients/{name}"
         assert "KAFKA_SASL_PASSWORD" not in env
@@ -62,6 +63,7 @@ def test_every_service_connects_as_its_own_principal_with_a_mounted_password():
 
 def test_the_compose_broker_is_provisioned_like_the_local_one():
     from lienthong.infra.servers import broker_security
+    from lienthong.infra.tls import BrokerTls
 
     services = compose()["services"]
     assert services["credentials"]["command"] == ["lienthong", "credentials", "/run/lienthong"]
@@ -72,12 +74,14 @@ def test_the_compose_broker_is_provisioned_like_the_local_one():
     start = (ROOT / "deploy" / "compose" / "kafka-start.sh").read_text()
     # The security settings are the ones `infra up` writes (broker_security), for listeners of the same names.
     assert 'cat "$secrets/broker-security.properties" >> "$props"' in start
-    listeners = {line.split("=", 1)[0].split(".")[2] for line in broker_security("x")
+    tls = BrokerTls(Path("/run/lienthong/broker/broker.pem"), Path("/run/lienthong/broker/ca.pem"))
+    listeners = {line.split("=", 1)[0].split(".")[2] for line in broker_security("x", tls)
                  if line.startswith("listener.name.")}
     assert listeners == {"client", "controller"}
     assert "listeners=CLIENT://:9092,CONTROLLER://:9093" in start and "--add-scram" in start
     provision = (ROOT / "deploy" / "compose" / "provision.Dockerfile").read_text()
     assert f"apache/kafka:{KAFKA_VERSION}" in provision and "deploy/local/kafka/Provision.java" in provision
+    assert "LIENTHONG_KAFKA_CA_FILE=/run/lienthong/broker/ca.pem" in provision  # TLS, trusting the job's CA
     assert services["topics"]["depends_on"]["provision"]["condition"] == "service_completed_successfully"
 
 

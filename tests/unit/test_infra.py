@@ -97,6 +97,8 @@ def test_outside_local_a_service_refuses_development_keys(monkeypatch):
     monkeypatch.setenv("PERSONAL_DATA_SUBJECT_KEY", "a-fourth-real-key")
     monkeypatch.setenv("NOTIFY_SECRETS_KEY", "a-third-real-key")
     build(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts
+    with pytest.raises(DevelopmentSecret, match=r"KAFKA_SECURITY_PROTOCOL \(SASL_SSL\)"):
+        build(kafka=KafkaSettings(security_protocol="SASL_PLAINTEXT"))  # credentials, but in clear on the wire
 
 
 def test_kafka_waits_for_its_controller_port_too(tmp_path):

@@ -1,6 +1,7 @@
 // Creates and removes SCRAM users and ACLs on a broker through Kafka's own Admin API, from a plan on stdin (so
 // no password is ever on a command line). Run as a single-file program with the broker's jars on the classpath:
-//   java -cp '<libs>/*' Provision.java <bootstrap> <admin user>     (admin password in LIENTHONG_KAFKA_ADMIN_PASSWORD)
+//   java -cp '<libs>/*' Provision.java <bootstrap> <admin user>     (admin password in LIENTHONG_KAFKA_ADMIN_PASSWORD;
+//   with LIENTHONG_KAFKA_CA_FILE, over TLS trusting that CA: SASL_SSL)
 // Plan lines:
 //   user <name> <password>       create or replace a SCRAM-SHA-512 credential
 //   nouser <name>                delete it
@@ -32,7 +33,12 @@ public class Provision {
     public static void main(String[] args) throws Exception {
         Properties props = new Properties();
         props.put("bootstrap.servers", args[0]);
-        props.put("security.protocol", "SASL_PLAINTEXT");
+        String ca = System.getenv("LIENTHONG_KAFKA_CA_FILE");
+        props.put("security.protocol", ca == null || ca.isEmpty() ? "SASL_PLAINTEXT" : "SASL_SSL");
+        if (ca != null && !ca.isEmpty()) {
+            props.put("ssl.truststore.type", "PEM");
+            props.put("ssl.truststore.location", ca);
+        }
         props.put("sasl.mechanism", "SCRAM-SHA-512");
         props.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
                 + args[1] + "\" password=\"" + System.getenv("LIENTHONG_KAFKA_ADMIN_PASSWORD") + "\";");

@@ -24,14 +24,17 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list")
     security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "SASL_PLAINTEXT", description="SASL_SSL in production; SASL_PLAINTEXT on loopback; PLAINTEXT only for a "
-        "cluster without authentication (never the project's own)")
+        "SASL_PLAINTEXT", description="SASL_SSL: the local brokers' and production's (a service outside `local` "
+        "refuses anything else); PLAINTEXT only for a cluster without authentication (never the project's own)")
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field("SCRAM-SHA-512")
     sasl_username: str | None = Field(None, description="This client's principal (see lienthong/identity)")
     sasl_password: SecretStr | None = Field(None, description="Its password, from the credential store")
     sasl_password_file: Path | None = Field(
         None, description="A file holding the password instead (a mounted secret: docker-compose, Kubernetes); "
         "read once at start-up when KAFKA_SASL_PASSWORD is not set")
+    ssl_cafile: Path | None = Field(
+        None, description="With SASL_SSL: the CA certificate(s) that signed the brokers' certificates (PEM); the "
+        "system's trust store when unset. The broker's name or address is always verified")
     client_id_prefix: str = Field("lienthong", description="Prefix of every client.id, for broker-side quotas/logs")
 
     @model_validator(mode="after")
@@ -53,12 +56,24 @@ class KafkaSettings(BaseSettings):
     def authenticated(self) -> bool:
         return self.security_protocol != "PLAINTEXT"
 
+    @property
+    def encrypted(self) -> bool:
+        return self.security_protocol == "SASL_SSL"
+
+    def ssl_context(self) -> Any:
+        """TLS that verifies the broker's certificate against `ssl_cafile` (or the system's CAs) and its name."""
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka's producer, consumer and admin client."""
         options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
         if self.authenticated:
             options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username or "",
                            sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else "")
+        if self.encrypted:
+            options["ssl_context"] = self.ssl_context()
         return options
 
     def security(self) -> Any:
@@ -69,8 +84,8 @@ class KafkaSettings(BaseSettings):
             return None
         kind = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
         password = self.sasl_password.get_secret_value() if self.sasl_password else ""
-        return kind[self.sasl_mechanism](self.sasl_username or "", password,
-                                         use_ssl=self.security_protocol == "SASL_SSL")
+        return kind[self.sasl_mechanism](self.sasl_username or "", password, use_ssl=self.encrypted,
+                                         ssl_context=self.ssl_context() if self.encrypted else None)
 
     def as_client(self, name: str, password: str) -> KafkaSettings:
         return self.model_copy(update={"sasl_username": name, "sasl_password": SecretStr(password)})
@@ -83,6 +98,8 @@ class KafkaSettings(BaseSettings):
             env["KAFKA_SASL_USERNAME"] = self.sasl_username
         if self.sasl_password:
             env["KAFKA_SASL_PASSWORD"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            env["KAFKA_SSL_CAFILE"] = str(self.ssl_cafile)
         return env
 
 
@@ -142,8 +159,9 @@ def refuse_development_secrets(service: str, in_use: dict[str, bool]) -> None:
 
 
 def shared_secrets(kafka: KafkaSettings) -> dict[str, bool]:
-    """The development defaults every service shares: the tracking key, and a broker without authentication."""
+    """The development defaults every service shares: the tracking key, and a broker reached without
+    authentication or without TLS (passwords' exchanges and every record would cross the network in clear)."""
     from lienthong.tracking import DEV_KEY, TrackingSettings
 
     return {"TRACKING_KEY": TrackingSettings().key.get_secret_value() == DEV_KEY,
-            "KAFKA_SECURITY_PROTOCOL (SASL_SSL)": not kafka.authenticated}
+            "KAFKA_SECURITY_PROTOCOL (SASL_SSL)": not kafka.encrypted}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lienthong.identity import ADMIN, provision_plan, registry
 from lienthong.infra import artifacts
+from lienthong.infra.tls import BrokerTls, LocalCA
 from lienthong.settings import KafkaSettings
 
 START_TIMEOUT_S = 120.0
@@ -213,14 +214,16 @@ class Credentials:
         tmp.replace(self.path)
 
 
-def broker_security(admin: str) -> list[str]:
+def broker_security(admin: str, tls: BrokerTls) -> list[str]:
     """The security settings of every broker we configure (`infra up`'s and docker-compose's), listeners
     named CLIENT and CONTROLLER."""
     return [
-        # Every connection authenticates: clients with SCRAM (credentials in the metadata log, so
-        # users come and go at run time); the controller listener with PLAIN, whose one user is
-        # static (a controller needs it before any metadata is loaded).
-        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+        # Every connection authenticates: clients with SCRAM over TLS (credentials in the metadata log, so
+        # users come and go at run time; TLS keeps passwords' exchanges and records off the wire in clear);
+        # the controller listener with PLAIN, whose one user is static (a controller needs it before any
+        # metadata is loaded), on the controllers' own addresses.
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_SSL",
+        *tls.properties(),
         "sasl.mechanism.controller.protocol=PLAIN",
         "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
         "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
@@ -239,9 +242,11 @@ def write_secrets_directory(directory: Path) -> Path:
     """For a broker that `infra up` does not start (docker-compose's), two sets of secrets:
     - `<dir>/clients/<client>`: one password per registered client (mode 600; services read theirs through
       KAFKA_SASL_PASSWORD_FILE);
-    - `<dir>/broker/`: `admin`'s password, the broker's security settings (`broker-security.properties`) and the
-      plan Provision.java applies as admin (`provision.plan`: every SCRAM user and ACL). Readable by the broker's
-      own user (another uid than ours): mount it into the broker and its jobs only, never into a service.
+    - `<dir>/broker/`: `admin`'s password, the broker's security settings (`broker-security.properties`), the
+      plan Provision.java applies as admin (`provision.plan`: every SCRAM user and ACL), and a local CA with the
+      broker's TLS keystore for the names `kafka` and `localhost` (`ca.pem` also goes to `<dir>/clients/`).
+      Readable by the broker's own user (another uid than ours): mount it into the broker and its jobs only,
+      never into a service.
     A password already there is kept, so running it again changes nobody's. Returns the plan's path."""
     clients, broker = directory / "clients", directory / "broker"
 
@@ -261,7 +266,11 @@ def write_secrets_directory(directory: Path) -> Path:
     passwords = {c.name: secret(clients / c.name, 0o600) for c in registry().clients}
     plan = broker / "provision.plan"
     write(plan, provision_plan(registry().clients, passwords) + "\n")
-    write(broker / "broker-security.properties", "\n".join(broker_security(admin)) + "\n")
+    ca = LocalCA(broker)  # the CA's key stays 600 (the broker never needs it)
+    tls = ca.broker(("kafka", "localhost", "127.0.0.1"))
+    tls.keystore.chmod(0o644)  # the broker runs as another uid than this job
+    write(clients / "ca.pem", ca.ca_file.read_text())
+    write(broker / "broker-security.properties", "\n".join(broker_security(admin, tls)) + "\n")
     return plan
 
 
@@ -332,6 +341,11 @@ class LocalKafka(LocalServer):
     def credentials(self) -> Credentials:
         return Credentials(self.state / "credentials.json")
 
+    @property
+    def ca(self) -> LocalCA:
+        """The environment's CA: clients trust `ca.ca_file` (KAFKA_SSL_CAFILE)."""
+        return LocalCA(self.state / "tls")
+
     def prepare(self) -> None:
         self.libs = artifacts.kafka_classpath()
         data = self.directory / "data"
@@ -351,7 +365,7 @@ class LocalKafka(LocalServer):
                     f"advertised.listeners=CLIENT://{h}:{p}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=CLIENT",
-                    *(broker_security(admin) if self.authenticate else
+                    *(broker_security(admin, self.ca.broker((h, "localhost"))) if self.authenticate else
                       ["listener.security.protocol.map=CONTROLLER:PLAINTEXT,CLIENT:PLAINTEXT"]),
                     f"log.dirs={data}",
                     "num.partitions=6",
@@ -419,7 +433,8 @@ class LocalKafka(LocalServer):
         """Run the Admin-API provisioner (deploy/local/kafka/Provision.java) with `plan` on its standard input."""
         self.libs = artifacts.kafka_classpath()
         source = artifacts.assets_dir() / "kafka" / "Provision.java"
-        env = {**os.environ, "LIENTHONG_KAFKA_ADMIN_PASSWORD": self.credentials.ensure([ADMIN])[ADMIN]}
+        env = {**os.environ, "LIENTHONG_KAFKA_ADMIN_PASSWORD": self.credentials.ensure([ADMIN])[ADMIN],
+               "LIENTHONG_KAFKA_CA_FILE": str(self.ca.ca_file)}
         done = subprocess.run([*self._java(), str(source), self.bootstrap, ADMIN], input=plan,
                               text=True, capture_output=True, env=env, check=False)
         if done.returncode != 0:
@@ -437,8 +452,8 @@ class LocalKafka(LocalServer):
         password = self.credentials.ensure([ADMIN]).get(name)
         if password is None:
             raise KeyError(f"no credentials for {name!r} in {self.credentials.path}")
-        return base.model_copy(update={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512"}
-                               ).as_client(name, password)
+        return base.model_copy(update={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                                       "ssl_cafile": self.ca.ca_file}).as_client(name, password)
 
     def _java(self) -> list[str]:
         java = artifacts.require("java", "run the Kafka broker", "apt-get install openjdk-17-jre-headless")
