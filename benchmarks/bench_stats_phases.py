@@ -2,9 +2,9 @@
 folded by the stats projector in batches of BENCH_BATCH events (default 100,000, the service's largest) straight
 into a fresh database; then events per second, the seconds spent per phase (`lienthong_stats_batch_phase_seconds`:
 load, fold, rows, write_rows, write_dossiers), and how long the readers take on what was written (a province
-summary's rows, one unit's, the ranking's; the median of five). Both document layouts in one run, each into a
-fresh database: `packed` (the store's: a row's counters and a dossier's lists as one compressed binary field
-each) and `nested` (every counter and list element a field of its own, as stored before).
+summary's rows, one unit's, the ranking's; the median of five). Two row layouts in one run, each into a fresh
+database: `grouped` (the store's: the slots of a month and partition share 14 rows, `projector.row_group`) and
+`per slot` (a row for every month x slot x partition, as before v3). Rows and dossiers are packed in both.
 
     uv run python benchmarks/bench_stats_phases.py
 """
@@ -27,10 +27,12 @@ from lienthong.contracts import parse_event  # noqa: E402
 from lienthong.settings import MongoSettings  # noqa: E402
 from lienthong.store import database, make_client  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
-from stats.projector import PHASE_SECONDS, Positioned, Projector  # noqa: E402
+import stats.projector  # noqa: E402
+import stats.store  # noqa: E402
+from lienthong.catalogue import catalogue  # noqa: E402
+from stats.projector import PHASE_SECONDS, Positioned, Projector, row_group, unit_groups  # noqa: E402
 from stats.rollups import PROVINCE  # noqa: E402
 from stats.store import ProjectionStore  # noqa: E402
-from stats.store import _expanded  # noqa: E402
 
 SCALE = float(os.environ.get("BENCH_SCALE", "0.05"))
 BATCH = int(os.environ.get("BENCH_BATCH", "100000"))
@@ -48,17 +50,14 @@ def positioned() -> list[Positioned]:
     return out
 
 
-class NestedStore(ProjectionStore):
-    """The layout before packing: FerretDB pays for every field of a document it writes or reads."""
-
-    def encode_row(self, row):
-        return _expanded(super().encode_row(row))
-
-    def encode_dossier(self, doc):
-        return doc
+LAYOUTS = {"grouped": (row_group, unit_groups), "per slot": (lambda slot: slot, lambda: sorted(catalogue().units))}
 
 
-LAYOUTS = {"packed": ProjectionStore, "nested": NestedStore}
+def use_layout(group_of, units) -> None:  # noqa: ANN001
+    """The projector and the store's readers name a slot's row through `row_group` (and the ranking the rows of
+    every unit through `unit_groups`): swap them for both."""
+    stats.projector.row_group = stats.store.row_group = group_of
+    stats.store.unit_groups = units
 
 
 def phase_totals() -> dict[str, float]:
@@ -66,11 +65,11 @@ def phase_totals() -> dict[str, float]:
             if s.name.endswith("_sum")}
 
 
-async def measure(items: list[Positioned], layout: type[ProjectionStore]) -> tuple[float, dict[str, float]]:
+async def measure(items: list[Positioned]) -> tuple[float, dict[str, float]]:
     mongo = MongoSettings(uri=MONGO, database=f"bench_phases_{uuid.uuid4().hex[:6]}")
     client = make_client(mongo)
     try:
-        store = layout(database(client, mongo))
+        store = ProjectionStore(database(client, mongo))
         projector = Projector(store)
         started = time.perf_counter()
         for i in range(0, len(items), BATCH):
@@ -96,8 +95,9 @@ def main() -> None:
     results = {}
     with environment():
         for name, layout in LAYOUTS.items():
+            use_layout(*layout)
             before = phase_totals()
-            rate, reads = asyncio.run(measure(items, layout))
+            rate, reads = asyncio.run(measure(items))
             results[name] = rate, reads, {k: v - before.get(k, 0.0) for k, v in phase_totals().items()}
     for name, (rate, reads, totals) in results.items():
         whole = sum(totals.values())
@@ -106,9 +106,9 @@ def main() -> None:
             print(f"  {phase:15} {seconds:7.1f} s  {seconds / whole:6.1%}")
         for read, ms in reads.items():
             print(f"  read {read:22} {ms:7.0f} ms")
-    (packed, packed_reads, _), (nested, nested_reads, _) = results["packed"], results["nested"]
-    print(f"packed / nested, same run: projection {packed / nested:.2f}x; reads "
-          + ", ".join(f"{read} {nested_reads[read] / packed_reads[read]:.2f}x faster" for read in packed_reads))
+    (new, new_reads, _), (old, old_reads, _) = results["grouped"], results["per slot"]
+    print(f"grouped / per slot, same run: projection {new / old:.2f}x; reads "
+          + ", ".join(f"{read} {old_reads[read] / new_reads[read]:.2f}x faster" for read in new_reads))
 
 
 if __name__ == "__main__":

@@ -88,16 +88,18 @@ def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, re
 
 
 def figures_from(store: MemoryStore, slot: str, basis: str, start: date, end: date, today: date | None) -> dict:
-    rows = [r for row in store.rows.values() if row.slot == slot for r in day_rows(row)]
+    rows = [r for row in store.rows.values() for r in day_rows(row, slot)]
     return rollups.figures(rows, basis, start, end, today).as_dict()
 
 
-def day_rows(row) -> list[dict]:  # noqa: ANN001
+def day_rows(row, slot: str) -> list[dict]:  # noqa: ANN001
     days: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
-    for path, n in row.cells.items():
-        day, basis, counter = path.split(".")
-        days[day][basis][counter] = n
-    return [{"day": f"{row.month}-{d[1:]}", "unit": row.slot, **bases} for d, bases in days.items()]
+    for key, n in row.cells.items():
+        cell_slot, path = key.split("/")
+        if cell_slot == slot:
+            day, basis, counter = path.split(".")
+            days[day][basis][counter] = n
+    return [{"day": f"{row.month}-{d[1:]}", "unit": slot, **bases} for d, bases in days.items()]
 
 
 @settings(max_examples=25, deadline=None)

@@ -1,5 +1,5 @@
 """How the MongoDB adapter lays out rows and dossiers, without a server: what it stores reads back as the
-projector wrote it, documents stored before packing still read, and the fields queries use stay top-level."""
+projector wrote it, a reader of one slot gets that slot's days, and the fields queries use stay top-level."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import random
 
 from pymongo import AsyncMongoClient
 
+from lienthong.catalogue import catalogue
+from stats import rollups
 from stats.projection import apply
-from stats.projector import Row
-from stats.store import ProjectionStore, _days, _dossier_from, _expanded, _row_from
+from stats.projector import Row, cell_path, row_group
+from stats.store import ProjectionStore, _days, _dossier_from, _row_from, _slots
 from tests.unit.stats.test_rollups import dossier_events
 
 STORE = ProjectionStore(AsyncMongoClient(connect=False)["layout"])  # the codec needs no server
@@ -34,31 +36,25 @@ def test_a_packed_dossier_reads_back_whole_with_its_query_fields_on_top():
     assert _dossier_from(stored) == doc
 
 
-def test_a_dossier_stored_before_packing_reads_as_it_is():
-    doc = a_dossier()
-    assert _dossier_from(dict(doc)) == doc
-
-
-def test_a_packed_row_reads_back_as_the_projector_wrote_it():
-    row = Row("2025-07|HACTHANH|p3", "2025-07", "HACTHANH", 3, pos=41,
-              cells={"d05.recv.received_online": 3, "d05.step.resolved_on_time": 1, "d31.any.due_passed": 2})
+def test_slots_share_a_few_rows_and_each_reads_back_alone():
+    groups = {row_group(s) for s in ("*", "@commune", "@province", "#HT-KS")}
+    assert groups == {"totals"}
+    assert row_group(rollups.UNIT_MONTHS) == rollups.UNIT_MONTHS
+    assert row_group("HACTHANH").startswith("u") and row_group("HACTHANH#").startswith("b")
+    cells = {cell_path("2025-07-05", "HACTHANH", "recv.received_online"): 3,
+             cell_path("2025-07-05", "HACTHANH", "step.resolved_on_time"): 1,
+             cell_path("2025-07-31", "HACTHANH", "any.due_passed"): 2}
+    other = next(u for u in catalogue().units if u != "HACTHANH" and row_group(u) == row_group("HACTHANH"))
+    cells[cell_path("2025-07-06", other, "recv.received_postal")] = 5  # a neighbour in the same row
+    row = Row(f"2025-07|{row_group('HACTHANH')}|p3", "2025-07", row_group("HACTHANH"), 3, pos=41, cells=cells)
     stored = STORE.encode_row(row)
-    assert set(stored) == {"_id", "month", "slot", "partition", "pos", "cells"}
+    assert set(stored) == {"_id", "month", "group", "partition", "pos", "cells"}
     back = _row_from(stored)
-    assert (back.id, back.month, back.slot, back.partition, back.pos, back.cells) == \
-           (row.id, row.month, row.slot, row.partition, row.pos, row.cells)
+    assert (back.id, back.month, back.group, back.partition, back.pos, back.cells) == \
+           (row.id, row.month, row.group, row.partition, row.pos, row.cells)
     assert back.stored_pos == 41
-
-
-def test_a_row_stored_nested_before_packing_gives_the_same_cells_and_days():
-    cells = {"d05.recv.received_online": 3, "d05.step.resolved_on_time": 1, "d31.any.due_passed": 2}
-    nested = {"_id": "2025-07|HACTHANH|p3", "month": "2025-07", "slot": "HACTHANH", "partition": 3, "pos": 41,
-              "d05": {"recv": {"received_online": 3}, "step": {"resolved_on_time": 1}},
-              "d31": {"any": {"due_passed": 2}}}
-    packed = STORE.encode_row(Row(nested["_id"], "2025-07", "HACTHANH", 3, pos=41, cells=cells))
-    assert _row_from(nested).cells == cells
-    assert _expanded(nested) == _expanded(packed) == nested
-    assert _days(_expanded(packed)) == [
-        {"day": "2025-07-05", "unit": "HACTHANH", "recv": {"received_online": 3}, "step": {"resolved_on_time": 1}},
-        {"day": "2025-07-31", "unit": "HACTHANH", "any": {"due_passed": 2}},
-    ]
+    days = _days("2025-07", "HACTHANH", _slots(stored)["HACTHANH"])
+    assert {"day": "2025-07-05", "unit": "HACTHANH", "recv": {"received_online": 3},
+            "step": {"resolved_on_time": 1}} in days
+    assert {"day": "2025-07-31", "unit": "HACTHANH", "any": {"due_passed": 2}} in days
+    assert all(d["unit"] == "HACTHANH" for d in days)

@@ -4,7 +4,8 @@ Collections, all named after the active dossier collection `<c>` (the `stats_met
 fills fresh collections and switches every reader and writer over with one single-document write; FerretDB v1 has
 no renameCollection with dropTarget):
 - `<c>`: one document per dossier (`seq` = its tracking position);
-- `<c>_rows`: one rollup row per month x slot x partition (`pos` = the partition's last offset it includes);
+- `<c>_rows`: one rollup row per month x group of slots x partition (`pos` = the partition's last offset it
+  includes), its cells one compressed field (`{slot: {"d05.recv.received_online": n}}`);
 - `<c>_partitions`: one document per partition with the first month it has rows for.
 
 Every lookup is by `_id` (FerretDB indexes nothing else; our FerretDB build answers `_id: {$in: [...]}` through
@@ -26,12 +27,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lienthong.store import BULK_CHUNK
 from stats import rollups
-from stats.projector import DossierWrite, ProjectionConflict, Row, row_id
+from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
 ACTIVE = "active"
-DEFAULT_COLLECTION = "stats_v2_dossiers"  # v2: rows per partition; an older deployment's rows are not read
+# v3: rows of grouped slots, packed; a v2 deployment's collections are not read (its group replays into these).
+DEFAULT_COLLECTION = "stats_v3_dossiers"
 READ_CHUNK = 1000  # ids per `$in` query (SQLite allows 32,766 bound values)
-_ROW_FIELDS = {"_id", "month", "slot", "partition", "pos"}
 
 
 class ProjectionStore:
@@ -134,8 +135,9 @@ class ProjectionStore:
         if layout is None:
             return []
         first, partitions = layout
-        ids = [row_id(m, slot, p) for m in _months(first, up_to[:7]) for p in partitions]
-        return [r for doc in await _find_rows(rows, ids) for r in _days(doc) if r["day"] <= up_to]
+        group = row_group(slot)
+        docs = await _find_ids(rows, [row_id(m, group, p) for m in _months(first, up_to[:7]) for p in partitions])
+        return [r for doc in docs for r in _days(doc["month"], slot, _slots(doc).get(slot, {})) if r["day"] <= up_to]
 
     async def ranking_rows(self, start: date, end: date) -> list[dict[str, Any]]:
         """Rows that give every unit's figures for the period: the `~units` rows of each month up to its end, and
@@ -145,13 +147,15 @@ class ProjectionStore:
             return []
         first, partitions = layout
         months = _months(first, end.isoformat()[:7])
-        found = await _find_rows(rows, [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
+        found = await _find_ids(rows, [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
         monthly: dict[str, dict[str, Any]] = defaultdict(dict)
         for doc in found:
-            _add_into(monthly[doc["month"]], {k: v for k, v in doc.items() if k not in _ROW_FIELDS})
-        cut = [(m, unit) for m in rollups.cut_months(start, end) if m in monthly for unit in monthly[m]]
-        docs = await _find_rows(rows, [row_id(m, unit, p) for m, unit in cut for p in partitions])
-        return rollups.ranking_rows(monthly, [r for doc in docs for r in _days(doc)], start, end)
+            _add_into(monthly[doc["month"]], _nested(_slots(doc).get(rollups.UNIT_MONTHS, {})))
+        cut = [m for m in rollups.cut_months(start, end) if m in monthly]
+        docs = await _find_ids(rows, [row_id(m, g, p) for m in cut for g in unit_groups() for p in partitions])
+        days = [r for doc in docs for unit, cells in _slots(doc).items() if unit in monthly[doc["month"]]
+                for r in _days(doc["month"], unit, cells)]
+        return rollups.ranking_rows(monthly, days, start, end)
 
     async def overdue(self, today: str, unit: str | None, limit: int) -> list[dict[str, Any]]:
         """Open dossiers due before `today`, earliest due first. A scan on FerretDB (it indexes only `_id`)."""
@@ -208,8 +212,22 @@ def _unpack(blob: bytes) -> Any:
 
 
 def _packed_row(row: Row) -> dict[str, Any]:
-    return {"_id": row.id, "month": row.month, "slot": row.slot, "partition": row.partition, "pos": row.pos,
-            "cells": _pack(row.cells)}
+    """A row's flat cells (`slot/path`) stored by slot, so that a reader of one slot unpacks no other's."""
+    slots: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, n in row.cells.items():
+        slot, _, path = key.partition("/")
+        slots[slot][path] = n
+    return {"_id": row.id, "month": row.month, "group": row.group, "partition": row.partition, "pos": row.pos,
+            "cells": _pack(slots)}
+
+
+def _slots(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return _unpack(doc["cells"])
+
+
+def _row_from(doc: dict[str, Any]) -> Row:
+    cells = {f"{slot}/{path}": n for slot, paths in _slots(doc).items() for path, n in paths.items()}
+    return Row(doc["_id"], doc["month"], doc["group"], doc["partition"], doc["pos"], cells, stored_pos=doc["pos"])
 
 
 def _packed_dossier(doc: dict[str, Any]) -> dict[str, Any]:
@@ -218,48 +236,20 @@ def _packed_dossier(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dossier_from(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored dossier as the projector and the readers take it; documents written before packing are as-is."""
-    if "packed" not in doc:
-        return doc
+    """A stored dossier as the projector and the readers take it."""
     return {**{k: v for k, v in doc.items() if k != "packed"}, **_unpack(doc["packed"])}
 
 
-def _cells(doc: dict[str, Any]) -> dict[str, int]:
-    """A stored row's flat cells; rows written before they were packed hold them as nested fields."""
-    if "cells" in doc:
-        return _unpack(doc["cells"])
-    cells: dict[str, int] = {}
-
-    def walk(prefix: str, node: dict[str, Any]) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(f"{prefix}{key}.", value)
-            else:
-                cells[prefix + key] = value
-
-    walk("", {k: v for k, v in doc.items() if k not in _ROW_FIELDS})
-    return cells
-
-
-def _row_from(doc: dict[str, Any]) -> Row:
-    return Row(doc["_id"], doc["month"], doc["slot"], doc["partition"], doc["pos"], _cells(doc),
-               stored_pos=doc["pos"])
-
-
-def _expanded(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as the readers take it: its fields, then its cells nested (`d05` -> basis -> counter)."""
-    out = {k: doc[k] for k in _ROW_FIELDS}
-    for path, n in _cells(doc).items():
+def _nested(cells: dict[str, int]) -> dict[str, Any]:
+    """`d05.recv.received_online` -> n as {"d05": {"recv": {"received_online": n}}}."""
+    out: dict[str, Any] = {}
+    for path, n in cells.items():
         *parents, leaf = path.split(".")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = n
     return out
-
-
-async def _find_rows(rows: AsyncCollection, ids: list[str]) -> list[dict[str, Any]]:
-    return [_expanded(doc) for doc in await _find_ids(rows, ids)]
 
 
 def _add_into(into: dict[str, Any], counts: dict[str, Any]) -> None:
@@ -278,7 +268,6 @@ def _months(first: str, last: str) -> list[str]:
     return months
 
 
-def _days(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """A month row as day rows: {"day", "unit", <basis>: {counter: n}}."""
-    return [{"day": f"{doc['month']}-{key[1:]}", "unit": doc["slot"], **value}
-            for key, value in doc.items() if key[:1] == "d" and key[1:].isdigit()]
+def _days(month: str, slot: str, cells: dict[str, int]) -> list[dict[str, Any]]:
+    """A slot's month of cells as day rows: {"day", "unit", <basis>: {counter: n}}."""
+    return [{"day": f"{month}-{key[1:]}", "unit": slot, **value} for key, value in _nested(cells).items()]
