@@ -6,7 +6,8 @@
 2. burst: with stats caught up, ~26k events of two days' filings at once; seconds from the last one written until the stats
    group has no lag (its offsets are committed only after the effects are stored);
 3. rebuild: the full five-month volume (522,706 dossiers, ~2.58M events) added to the log, then `lienthong stats
-   rebuild` (fold in memory, bulk load) of everything the log holds; its figures checked against the plans.
+   rebuild` (fold in memory, bulk load) of everything the log holds, with one worker process and with one per core;
+   each one's figures checked against the plans.
 
     uv run python benchmarks/bench_stats.py        (BENCH_STATS_SCALE=0.2 for a shorter rebuild)
 """
@@ -90,6 +91,18 @@ async def until_no_lag(group: str, timeout: float, started: float) -> float:
         await admin.close()
 
 
+def phases_of(base: str) -> Counter:
+    """The service's seconds per batch phase so far, and its batches (`lienthong_stats_batch_phase_seconds`)."""
+    text = httpx.get(f"{base}/metrics", timeout=30, headers=TOKEN).raise_for_status().text
+    out: Counter = Counter()
+    for line in text.splitlines():
+        if line.startswith("lienthong_stats_batch_phase_seconds_sum{"):
+            out[line.split('phase="')[1].split('"')[0]] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith('lienthong_stats_batch_phase_seconds_count{phase="load"}'):
+            out["batches"] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def figures_of(base: str) -> Counter:
     body = httpx.get(f"{base}/v1/stats/summary", params=PERIOD, timeout=60, headers=TOKEN).raise_for_status().json()
     return Counter({k: body[k] for k in FIGURES})
@@ -168,19 +181,25 @@ def main() -> None:
             # The portal re-sending a backlog: two days' filings at once (the rows of one month x slot x partition)
             burst = volume.plan(0.01, seed=2, batch=2, first=date(2025, 11, 27), last=date(2025, 11, 28))
             progress(f"burst of {len(burst):,} events")
+            before = phases_of(base)
             asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, burst))
             settled = asyncio.run(until_no_lag(group, 600, time.perf_counter()))
+            burst_phases = phases_of(base)
+            burst_phases.subtract(before)
             check("burst", figures_of(base), volume.expected(first) + volume.expected(burst))
         full = volume.plan(scale, seed=3, batch=3)
         full_events, full_expected = len(full), volume.expected(full)
         progress(f"full volume: {full_events:,} events")
         asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, full))
         del full  # ~7 GB of rendered events: the rebuild needs the room
-        progress("rebuild")
-        rebuilt = asyncio.run(rebuild(kafka_as("stats"), MongoSettings(uri=MONGO,
-                                                                                              database=db_name)))
-        check("rebuild", asyncio.run(rebuilt_figures(db_name)),
-              volume.expected(first) + volume.expected(burst) + full_expected)
+        # One worker process, then one per core (the default), each from the whole log into fresh collections.
+        rebuilds = {}
+        for workers in (1, os.cpu_count() or 1):
+            progress(f"rebuild, {workers} worker(s)")
+            rebuilds[workers] = asyncio.run(rebuild(kafka_as("stats"), MongoSettings(uri=MONGO, database=db_name),
+                                                    workers=workers))
+            check(f"rebuild ({workers} workers)", asyncio.run(rebuilt_figures(db_name)),
+                  volume.expected(first) + volume.expected(burst) + full_expected)
         progress("queries over the rebuilt projections")
         latencies = asyncio.run(query_latencies(db_name))
     rate = len(first) / caught_up
@@ -190,8 +209,13 @@ def main() -> None:
     print(f"| stats service from offset 0 to exact figures, same log | {rate:,.0f} events/s ({caught_up:.1f} s) |")
     print(f"| ratio stats / bare consumer (target >= 20%) | {100 * rate / bare:.1f}% |")
     print(f"| burst of {len(burst):,} events: last written -> stats lag 0 | {settled:.2f} s |")
-    print(f"| rebuild of {rebuilt['events']:,} events ({full_events:,} of them the {scale:g}x five-month volume), "
-          f"exact figures | {rebuilt['seconds']} s (fold {rebuilt['fold_seconds']} s) |")
+    print(f"| the burst's {burst_phases.pop('batches'):.0f} batches, seconds per phase | "
+          + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in burst_phases.items()) + " |")
+    for workers, rebuilt in rebuilds.items():
+        print(f"| rebuild of {rebuilt['events']:,} events ({full_events:,} of them the {scale:g}x five-month volume), "
+              f"{workers} worker process(es), exact figures | {rebuilt['seconds']} s (fold {rebuilt['fold_seconds']} s) |")
+    one, many = rebuilds[1]["seconds"], rebuilds[max(rebuilds)]["seconds"]
+    print(f"| rebuild, {max(rebuilds)} workers vs 1, same run | {one / many:.2f}x faster |")
     for name, seconds in latencies.items():
         print(f"| {name}, over the rebuilt projections (median of 5) | {seconds * 1000:.0f} ms |")
 
