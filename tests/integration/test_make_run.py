@@ -1,5 +1,6 @@
 """`lienthong run` (what `make run` calls): infrastructure and the four services come up, answer /healthz,
-/readyz and /metrics, and SIGINT (Ctrl-C) stops every process it started."""
+/readyz and /metrics, the simulator's filings are told to their citizens through the run's own outbox, and SIGINT
+(Ctrl-C) stops every process it started."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.tokens import EVERYTHING
 pytestmark = pytest.mark.integration
 
 PORTS = {"intake": 48081, "routing": 48082, "notify": 48083, "stats": 48084}
+OUTBOX = 48025
 
 
 def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
@@ -27,7 +29,10 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
         "MONGODB_DATABASE": infra.mongo.database,
         **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
         "INTAKE_URL": f"http://127.0.0.1:{PORTS['intake']}",  # the gentle simulator files to this run's intake
+        "LIENTHONG_OUTBOX_PORT": str(OUTBOX),
     }
+    for name in ("NOTIFY_SMTP_HOST", "NOTIFY_SMS_GATEWAY_URL"):  # a relay of one's own would replace the outbox
+        env.pop(name, None)
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "--env", "test", "run"], env=env, stdout=log, stderr=log,
                             start_new_session=True)
@@ -48,6 +53,16 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok", "service": name}
             assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics", headers=EVERYTHING).text
         assert ready["intake"]["checks"] == {"kafka": "ok", "mongo": "ok"}
+        # Notifications are delivered, to the outbox that `lienthong run` keeps (mail catcher and SMS gateway).
+        outbox, messages = f"http://127.0.0.1:{OUTBOX}", []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not messages:
+            messages = httpx.get(f"{outbox}/messages", timeout=5).json()
+            time.sleep(1)
+        assert messages, "no notification reached the outbox in 90 s\n" + why(tmp_path / "run.log")
+        assert {m["channel"] for m in messages} <= {"email", "sms"} and all(m["to"] and m["body"] for m in messages)
+        assert "Hộp thư thử nghiệm" in httpx.get(outbox + "/", timeout=5).text
+        assert httpx.post(f"{outbox}/v1/sms", json={"to": "x", "text": "forged"}).status_code == 401  # notify only
         status = subprocess.run([sys.executable, "-m", "lienthong.cli", "--env", "test", "infra", "status"], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -243,7 +243,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 **portal.env("CITIZEN_ASSERTION_"),
                 "SIMULATOR_TOKEN": issuer.issue("portal", [SUBMIT], ["*"], ttl_s=7 * 24 * 3600)}
 
-    procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"], env=as_client(name)) for name in SERVICES}
+    # Notifications go to a local mail catcher and SMS gateway unless a relay or gateway of one's own is named.
+    outbox = None
+    if not (os.environ.get("NOTIFY_SMTP_HOST") or os.environ.get("NOTIFY_SMS_GATEWAY_URL")):
+        from lienthong.infra.outbox import Outbox
+
+        outbox = Outbox(int(os.environ.get("LIENTHONG_OUTBOX_PORT", "8025")))
+        outbox_page = outbox.start()
+    delivery = outbox.env() if outbox else {}
+    procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"],
+                                    env={**as_client(name), **(delivery if name == "notify" else {})})
+             for name in SERVICES}
     if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
         from datetime import UTC, datetime, timedelta
 
@@ -261,7 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("Liên Thông is up: intake :8081, routing :8082, notify :8083, stats :8084. Ctrl-C stops everything.\n"
           "Dashboard: http://127.0.0.1:8084/dashboard with the header\n"
           f"  Authorization: Bearer {operator}\n"
-          "(or `lienthong tokens issue NAME --scope ...` for another client)")
+          "(or `lienthong tokens issue NAME --scope ...` for another client)"
+          + (f"\nNotifications sent (mail and SMS, kept in memory): {outbox_page}" if outbox else ""))
     stopping = False
 
     def stop(*_: object) -> None:
@@ -291,6 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if outbox is not None:
+            outbox.stop()
         for server in reversed(env.servers):  # only what this run started: a server already up stays up
             if outcomes.get(server.name) == "started":
                 print(f"{server.name}: {server.stop()}")
