@@ -239,3 +239,23 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
         resp = await http.get("/v1/stats/summary", params={"from": period[0].isoformat(), "to": period[1].isoformat()})
     figures = {k: v for k, v in resp.json().items() if k not in {"from", "to", "unit", "level", "basis"}}
     assert figures == expected(truths, *period)
+
+
+async def test_a_previous_layouts_pointer_is_not_followed(infra):
+    """A deployment that rebuilt under v2 left `stats_meta` pointing at a v2 collection: v3 must neither write its
+    rows there nor read v2 rows as its own."""
+    from lienthong.store import database, make_client
+    from stats.store import DEFAULT_COLLECTION, ProjectionStore
+
+    settings = infra.mongo.model_copy(update={"database": f"layout_{uuid.uuid4().hex[:6]}"})
+    client = make_client(settings)
+    try:
+        db = database(client, settings)
+        await db["stats_meta"].insert_one({"_id": "active", "collection": "stats_v2_dossiers_20261124"})
+        store = ProjectionStore(db)
+        assert await store.prepare() == DEFAULT_COLLECTION
+        await store.switch_to(f"{DEFAULT_COLLECTION}_rebuilt")
+        assert (await store.collection()).name == f"{DEFAULT_COLLECTION}_rebuilt"
+        assert (await db["stats_meta"].find_one({"_id": "active"}))["collection"] == "stats_v2_dossiers_20261124"
+    finally:
+        await client.close()

@@ -29,7 +29,7 @@ from lienthong.store import BULK_CHUNK
 from stats import rollups
 from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
-ACTIVE = "active"
+ACTIVE = "active-v3"  # the pointer of this layout's collections: an older version's pointer names older ones
 # v3: rows of grouped slots, packed; a v2 deployment's collections are not read (its group replays into these).
 DEFAULT_COLLECTION = "stats_v3_dossiers"
 READ_CHUNK = 1000  # ids per `$in` query (SQLite allows 32,766 bound values)
