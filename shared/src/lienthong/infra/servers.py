@@ -493,6 +493,11 @@ class PlaintextKafka(LocalKafka):
 
 
 class LocalFerretDB(LocalServer):
+    # WAL without an fsync per commit: durable across process crashes (kill -9, which the fault tests do), not
+    # across a power loss — like a one-node Kafka on the page cache. Guarded replaces run ~2x faster
+    # (`benchmarks/bench_ferretdb_sync.py`). Production runs MongoDB with w=majority.
+    sqlite_params = "_pragma=synchronous(normal)"
+
     def prepare(self) -> None:
         self.binary = artifacts.ferretdb_binary()
         (self.state / "ferretdb" / "data").mkdir(parents=True, exist_ok=True)
@@ -501,7 +506,7 @@ class LocalFerretDB(LocalServer):
         return [
             str(self.binary),
             f"--listen-addr={self.host}:{self.port}",
-            f"--sqlite-url=file:{self.state / 'ferretdb' / 'data'}/",
+            f"--sqlite-url=file:{self.state / 'ferretdb' / 'data'}/?{self.sqlite_params}",
             "--log-level=warn",
         ]
 
