@@ -12,16 +12,23 @@ import time
 
 import httpx
 import pytest
+from lienthong_testkit.servers import free_ports
 from tests.run_logs import why
 from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"intake": 48081, "routing": 48082, "notify": 48083, "stats": 48084}
-OUTBOX = 48025
+SERVICES = ("intake", "routing", "notify", "stats")
 
 
 def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
+    # Ports free right now: fixed ones in the ephemeral range were once held by a client connection (routing could
+    # not bind 48082 and the run stopped).
+    ports: set[int] = set()
+    while len(ports) < len(SERVICES) + 1:
+        ports.add(free_ports())
+    OUTBOX, *service_ports = sorted(ports)  # noqa: N806
+    PORTS = dict(zip(SERVICES, service_ports))  # noqa: N806
     env = {
         **os.environ,
         **infra.kafka.as_env(),
