@@ -24,11 +24,9 @@ SERVICES = ("intake", "routing", "notify", "stats")
 def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
     # Ports free right now: fixed ones in the ephemeral range were once held by a client connection (routing could
     # not bind 48082 and the run stopped).
-    ports: set[int] = set()
-    while len(ports) < len(SERVICES) + 1:
-        ports.add(free_ports())
-    OUTBOX, *service_ports = sorted(ports)  # noqa: N806
-    PORTS = dict(zip(SERVICES, service_ports))  # noqa: N806
+    first = free_ports(len(SERVICES) + 1)
+    PORTS = {name: first + i for i, name in enumerate(SERVICES)}  # noqa: N806
+    OUTBOX = first + len(SERVICES)  # noqa: N806
     env = {
         **os.environ,
         **infra.kafka.as_env(),

@@ -24,13 +24,14 @@ import pytest
 
 from lienthong.auth import SUBMIT
 from lienthong.simulation.plan import add_office_time, filings
+from lienthong_testkit.servers import free_ports
 from tests.integration.sinks import HttpSink, SmtpSink
 from tests.run_logs import why
 from tests.tokens import EVERYTHING, ISSUER
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"intake": 48181, "routing": 48182, "notify": 48183, "stats": 48184}
+SERVICES = ("intake", "routing", "notify", "stats")
 SEED, RATE, DURATION_S, SPEEDUP = 11, 3.0, 40.0, 2160.0  # 40 real seconds = a simulated day
 CANARY = {"citizen_id": "038166554433", "full_name": "Hoàng Thị Chim Hoàng Yến", "phone": "0966554433",
           "email": "chim.hoang.yen@example.vn", "address": "Số 9 ngõ Canary, phường Hạc Thành",
@@ -68,6 +69,8 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
         pytest.fail("the canary reads the broker's and the store's files: it needs the deploy/local servers")
     smtp, sink = SmtpSink(), HttpSink()
     smtp_port, base = smtp.start(), sink.start()
+    first = free_ports(len(SERVICES))  # free now: fixed ports in the ephemeral range may be a client's
+    PORTS = {name: first + i for i, name in enumerate(SERVICES)}  # noqa: N806
     env = {
         **os.environ, **infra.kafka.as_env(), "MONGODB_URI": infra.mongo.uri, "MONGODB_DATABASE": infra.mongo.database,
         **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
@@ -85,7 +88,7 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
     start = add_office_time(datetime(2026, 3, 2, 0, 0, tzinfo=UTC), timedelta(0))  # a Monday's opening
     try:
         began = time.monotonic()
-        _wait_ready(log)
+        _wait_ready(log, PORTS)
         print(f"services ready in {time.monotonic() - began:.1f}s")
         intake, notify = (f"http://127.0.0.1:{PORTS[s]}" for s in ("intake", "notify"))
         hook = httpx.post(f"{notify}/v1/subscriptions", json={"url": f"{base}/hooks/all"}, headers=EVERYTHING)
@@ -135,10 +138,10 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
     assert len(sink.to("/hooks/all")) >= 50  # the webhook really carried the day's events
 
 
-def _wait_ready(log: Path) -> None:
+def _wait_ready(log: Path, ports: dict[str, int]) -> None:
     def ready() -> bool:
         try:
-            return all(httpx.get(f"http://127.0.0.1:{p}/readyz", timeout=2).status_code == 200 for p in PORTS.values())
+            return all(httpx.get(f"http://127.0.0.1:{p}/readyz", timeout=2).status_code == 200 for p in ports.values())
         except httpx.HTTPError:
             return False
 
