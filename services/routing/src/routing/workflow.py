@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from lienthong.calendar import add_working_days, start_day, working_days_between
 from lienthong.catalogue import Catalogue, Procedure
@@ -32,7 +33,8 @@ from lienthong.contracts.dossier import (
 )
 from lienthong.contracts.envelope import EventData
 
-Status = str  # in_progress | paused | resolved | rejected | withdrawn
+# `returned`: resolved, and the result handed to the citizen at the receiving centre (or sent).
+Status = Literal["in_progress", "paused", "resolved", "rejected", "withdrawn", "returned"]
 
 
 class RoutingError(Exception):
