@@ -94,11 +94,9 @@ def figures_from(store: MemoryStore, slot: str, basis: str, start: date, end: da
 
 def day_rows(row, slot: str) -> list[dict]:  # noqa: ANN001
     days: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
-    for key, n in row.cells.items():
-        cell_slot, path = key.split("/")
-        if cell_slot == slot:
-            day, basis, counter = path.split(".")
-            days[day][basis][counter] = n
+    for path, n in row.cells.get(slot, {}).items():
+        day, basis, counter = path.split(".")
+        days[day][basis][counter] = n
     return [{"day": f"{row.month}-{d[1:]}", "unit": slot, **bases} for d, bases in days.items()]
 
 

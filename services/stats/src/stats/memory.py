@@ -29,7 +29,7 @@ class MemoryStore:
     async def load_rows(self, ids: list[str]) -> list[Row]:
         if not self.isolated:
             return [self.rows[i] for i in ids if i in self.rows]
-        return [replace(self.rows[i], cells=dict(self.rows[i].cells)) for i in ids if i in self.rows]
+        return [replace(self.rows[i], cells=_copy(self.rows[i].cells)) for i in ids if i in self.rows]
 
     async def flush_marks(self, partitions: list[int]) -> dict[int, int]:
         return {p: self.marks[p] for p in partitions if p in self.marks}
@@ -49,7 +49,7 @@ class MemoryStore:
             if (current.pos if current else None) != row.stored_pos:
                 raise ProjectionConflict(f"row {row.id} moved on")
         for row in rows:
-            self.rows[row.id] = replace(row, cells=dict(row.cells), stored_pos=row.pos)
+            self.rows[row.id] = replace(row, cells=_copy(row.cells), stored_pos=row.pos)
 
     async def write_dossiers(self, writes: list[DossierWrite]) -> None:
         if not self.isolated:
@@ -61,3 +61,7 @@ class MemoryStore:
                 raise ProjectionConflict(f"dossier {w.doc['_id']} moved on")
         for w in writes:
             self.dossiers[w.doc["_id"]] = w.doc
+
+
+def _copy(cells: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {slot: dict(paths) for slot, paths in cells.items()}

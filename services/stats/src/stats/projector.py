@@ -51,15 +51,15 @@ class Positioned:
 
 @dataclass
 class Row:
-    """One rollup row in memory: flat cells (`HACTHANH/d05.recv.received_online` -> n: slot, then the day's
-    counter) and the last offset it includes."""
+    """One rollup row in memory, as stored: its cells by slot (`HACTHANH` -> `d05.recv.received_online` -> n) and
+    the last offset it includes."""
 
     id: str
     month: str
     group: str
     partition: int
     pos: int = -1
-    cells: dict[str, int] = field(default_factory=dict)
+    cells: dict[str, dict[str, int]] = field(default_factory=dict)
     stored_pos: int | None = None  # what the store holds: a stored row is replaced by compare-and-set on it
 
 
@@ -99,7 +99,7 @@ class Fold:
     """A batch folded: the new dossier documents and, per row, the deltas with the offset they come from."""
 
     docs: dict[str, dict[str, Any] | None]
-    deltas: dict[str, list[tuple[int, str, int]]] = field(default_factory=lambda: defaultdict(list))
+    deltas: dict[str, list[tuple[int, str, str, int]]] = field(default_factory=lambda: defaultdict(list))
     where: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # row id -> (month, group, partition)
     changed: set[str] = field(default_factory=set)
     poison: list[Poison] = field(default_factory=list)
@@ -114,7 +114,7 @@ class Fold:
                 group = (day[:7], row_group(slot), partition)
                 rid = rows[key] = row_id(*group)
                 self.where[rid] = group
-            self.deltas[rid].append((offset, cell_path(day, slot, field_), n))
+            self.deltas[rid].append((offset, slot, path_of(day, slot, field_), n))
 
 
 def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int]) -> Fold:
@@ -182,9 +182,9 @@ def row_group(slot: str) -> str:
     return f"u{zlib.crc32(slot.encode()) % UNIT_GROUPS}"
 
 
-def cell_path(day: str, slot: str, field_: str) -> str:
-    """A cell's key in its row: its slot, then its day and field (`~units` keeps no day)."""
-    return f"{slot}/{field_}" if slot == rollups.UNIT_MONTHS else f"{slot}/d{day[8:]}.{field_}"
+def path_of(day: str, slot: str, field_: str) -> str:
+    """Where a cell's count lives in its slot's month: under its day, but for the month-only `~units` slot."""
+    return field_ if slot == rollups.UNIT_MONTHS else f"d{day[8:]}.{field_}"
 
 
 def unit_groups() -> list[str]:
@@ -265,12 +265,15 @@ class Projector:
             new = [d for d in ds if d[0] > row.pos]
             if not new:
                 continue
-            for _, path, n in new:
-                total = row.cells.get(path, 0) + n
+            for _, slot, path, n in new:
+                cells = row.cells.setdefault(slot, {})
+                total = cells.get(path, 0) + n
                 if total:
-                    row.cells[path] = total
+                    cells[path] = total
                 else:
-                    row.cells.pop(path, None)
+                    cells.pop(path, None)
+                    if not cells:
+                        del row.cells[slot]
             dirty.append(row)
         last = {p: its[-1].offset for p, its in by_partition.items()}
         earliest: dict[int, str] = {}

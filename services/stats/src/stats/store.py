@@ -69,13 +69,6 @@ class ProjectionStore:
             await self.db.drop_collection(name + suffix)
 
     # -- the projector's port ----------------------------------------------------------------------------------
-    # How documents are stored (`bench_stats_phases` overrides these to compare layouts; readers take every one).
-    def encode_row(self, row: Row) -> dict[str, Any]:
-        return _packed_row(row)
-
-    def encode_dossier(self, doc: dict[str, Any]) -> dict[str, Any]:
-        return _packed_dossier(doc)
-
     async def load_dossiers(self, codes: list[str]) -> dict[str, dict[str, Any]]:
         return {doc["_id"]: _dossier_from(doc) for doc in await _find_ids(self._named(), codes)}
 
@@ -100,20 +93,20 @@ class ProjectionStore:
 
     async def write_rows(self, rows: list[Row]) -> None:
         await _write(self._named("_rows"),
-                     [self.encode_row(r) for r in rows if r.stored_pos is None],
-                     [ReplaceOne({"_id": r.id, "pos": r.stored_pos}, self.encode_row(r))
+                     [_packed_row(r) for r in rows if r.stored_pos is None],
+                     [ReplaceOne({"_id": r.id, "pos": r.stored_pos}, _packed_row(r))
                       for r in rows if r.stored_pos is not None])
 
     async def write_dossiers(self, writes: list[DossierWrite]) -> None:
         await _write(self._named(),
-                     [self.encode_dossier(w.doc) for w in writes if w.stored_seq is None],
-                     [ReplaceOne({"_id": w.doc["_id"], "seq": w.stored_seq}, self.encode_dossier(w.doc))
+                     [_packed_dossier(w.doc) for w in writes if w.stored_seq is None],
+                     [ReplaceOne({"_id": w.doc["_id"], "seq": w.stored_seq}, _packed_dossier(w.doc))
                       for w in writes if w.stored_seq is not None])
 
     async def insert_all(self, dossiers: list[dict[str, Any]], rows: list[Row], firsts: dict[int, str],
                          marks: dict[int, int]) -> None:
         """A rebuild's bulk load into empty collections."""
-        for suffix, docs, encode in (("", dossiers, self.encode_dossier), ("_rows", rows, self.encode_row)):
+        for suffix, docs, encode in (("", dossiers, _packed_dossier), ("_rows", rows, _packed_row)):
             for start in range(0, len(docs), 10 * READ_CHUNK):
                 await self._named(suffix).insert_many([encode(d) for d in docs[start:start + 10 * READ_CHUNK]],
                                                       ordered=False)
@@ -212,13 +205,8 @@ def _unpack(blob: bytes) -> Any:
 
 
 def _packed_row(row: Row) -> dict[str, Any]:
-    """A row's flat cells (`slot/path`) stored by slot, so that a reader of one slot unpacks no other's."""
-    slots: dict[str, dict[str, int]] = defaultdict(dict)
-    for key, n in row.cells.items():
-        slot, _, path = key.partition("/")
-        slots[slot][path] = n
     return {"_id": row.id, "month": row.month, "group": row.group, "partition": row.partition, "pos": row.pos,
-            "cells": _pack(slots)}
+            "cells": _pack(row.cells)}
 
 
 def _slots(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -226,8 +214,8 @@ def _slots(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def _row_from(doc: dict[str, Any]) -> Row:
-    cells = {f"{slot}/{path}": n for slot, paths in _slots(doc).items() for path, n in paths.items()}
-    return Row(doc["_id"], doc["month"], doc["group"], doc["partition"], doc["pos"], cells, stored_pos=doc["pos"])
+    return Row(doc["_id"], doc["month"], doc["group"], doc["partition"], doc["pos"], _slots(doc),
+               stored_pos=doc["pos"])
 
 
 def _packed_dossier(doc: dict[str, Any]) -> dict[str, Any]:
