@@ -9,7 +9,8 @@
    rebuild` (fold in memory, bulk load) of everything the log holds, with one worker process and with one per core;
    each one's figures checked against the plans.
 
-    uv run python benchmarks/bench_stats.py        (BENCH_STATS_SCALE=0.2 for a shorter rebuild)
+    uv run python benchmarks/bench_stats.py        (BENCH_STATS_SCALE=0.2 for a shorter rebuild,
+                                                    BENCH_STATS_REBUILD=0 for the catch-up and burst only)
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def main() -> None:
         started = time.perf_counter()
         with service("stats", 18084, db_name, STATS_GROUP_ID=group) as base:
             caught_up = asyncio.run(until_no_lag(group, 1800, started))
+            catch_up_phases = phases_of(base)
             check("catch-up", figures_of(base), volume.expected(first))
             # The portal re-sending a backlog: two days' filings at once (the rows of one month x slot x partition)
             burst = volume.plan(0.01, seed=2, batch=2, first=date(2025, 11, 27), last=date(2025, 11, 28))
@@ -187,35 +189,41 @@ def main() -> None:
             burst_phases = phases_of(base)
             burst_phases.subtract(before)
             check("burst", figures_of(base), volume.expected(first) + volume.expected(burst))
-        full = volume.plan(scale, seed=3, batch=3)
+        rebuilds, latencies = {}, {}
+        if os.environ.get("BENCH_STATS_REBUILD", "1") == "0":
+            scale = 0
+        full = volume.plan(scale, seed=3, batch=3) if scale else []
         full_events, full_expected = len(full), volume.expected(full)
         progress(f"full volume: {full_events:,} events")
         asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, full))
         del full  # ~7 GB of rendered events: the rebuild needs the room
         # One worker process, then one per core (the default), each from the whole log into fresh collections.
-        rebuilds = {}
-        for workers in (1, os.cpu_count() or 1):
+        for workers in (1, os.cpu_count() or 1) if scale else ():
             progress(f"rebuild, {workers} worker(s)")
             rebuilds[workers] = asyncio.run(rebuild(kafka_as("stats"), MongoSettings(uri=MONGO, database=db_name),
                                                     workers=workers))
             check(f"rebuild ({workers} workers)", asyncio.run(rebuilt_figures(db_name)),
                   volume.expected(first) + volume.expected(burst) + full_expected)
-        progress("queries over the rebuilt projections")
-        latencies = asyncio.run(query_latencies(db_name))
+        if scale:
+            progress("queries over the rebuilt projections")
+            latencies = asyncio.run(query_latencies(db_name))
     rate = len(first) / caught_up
     print("| stats benchmark | figure |")
     print("|---|---|")
     print(f"| bare aiokafka consumer, read + JSON-decode {len(first):,} lifecycle events | {bare:,.0f} events/s |")
     print(f"| stats service from offset 0 to exact figures, same log | {rate:,.0f} events/s ({caught_up:.1f} s) |")
     print(f"| ratio stats / bare consumer (target >= 20%) | {100 * rate / bare:.1f}% |")
+    print(f"| the catch-up's {catch_up_phases.pop('batches'):.0f} batches, seconds per phase | "
+          + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in catch_up_phases.items()) + " |")
     print(f"| burst of {len(burst):,} events: last written -> stats lag 0 | {settled:.2f} s |")
     print(f"| the burst's {burst_phases.pop('batches'):.0f} batches, seconds per phase | "
           + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in burst_phases.items()) + " |")
     for workers, rebuilt in rebuilds.items():
         print(f"| rebuild of {rebuilt['events']:,} events ({full_events:,} of them the {scale:g}x five-month volume), "
               f"{workers} worker process(es), exact figures | {rebuilt['seconds']} s (fold {rebuilt['fold_seconds']} s) |")
-    one, many = rebuilds[1]["seconds"], rebuilds[max(rebuilds)]["seconds"]
-    print(f"| rebuild, {max(rebuilds)} workers vs 1, same run | {one / many:.2f}x faster |")
+    if rebuilds:
+        one, many = rebuilds[1]["seconds"], rebuilds[max(rebuilds)]["seconds"]
+        print(f"| rebuild, {max(rebuilds)} workers vs 1, same run | {one / many:.2f}x faster |")
     for name, seconds in latencies.items():
         print(f"| {name}, over the rebuilt projections (median of 5) | {seconds * 1000:.0f} ms |")
 
