@@ -46,7 +46,7 @@ schemas: setup
 asyncapi: setup
 	@# What `faststream docs gen <service>.main:asyncapi --yaml` writes, through the same FastStream API, with keys
 	@# sorted: FastStream's channel order follows string hashing, which changes from one process to the next.
-	@$(UV) run --frozen python -c "import importlib, pathlib, yaml; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(yaml.safe_dump(yaml.safe_load(importlib.import_module(f'{s}.main').asyncapi.schema.to_specification().to_yaml()), sort_keys=True, allow_unicode=True), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
+	@$(UV) run --frozen python -c "import importlib, pathlib; from lienthong import asyncapi; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(asyncapi.to_yaml(asyncapi.document(importlib.import_module(f'{s}.main').asyncapi)), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
 	@echo "docs/asyncapi/*.yaml regenerated"
 
 bench: setup

@@ -3,9 +3,12 @@
 Delivery policy, decided once here:
 - producers are idempotent with acks=all (no duplicates from producer retries, nothing acknowledged before the
   in-sync replicas have it);
-- subscribers read raw bytes and validate themselves, so a malformed record becomes a dead letter instead of an
-  endless redelivery loop, and use NACK_ON_ERROR: an unexpected error (store down) leaves the offset uncommitted
-  and the record is delivered again; offsets are committed only after the handler has stored its effect;
+- every subscriber takes batches (`batch_subscription()`): each record is validated against what its topic carries
+  (`topics.payload_of`, the type the handler's parameter declares, so the AsyncAPI documents show real payloads);
+  the handler gets the valid ones, `records_of(message)` their records, and a record that does not validate is
+  parked on the topic's DLQ with a value-free reason once the handler has succeeded, so one bad record never fails
+  its batch nor loops. NACK_ON_ERROR: an unexpected error (store down) leaves the offsets uncommitted and the batch
+  is delivered again; offsets are committed only after the handler has stored its effect;
 - poison (one policy for every single-record subscriber, `PoisonPolicy`): a record whose handler keeps failing
   for a reason of its own is tried MAX_ATTEMPTS times, then parked on its topic's DLQ with the error's type as
   the reason, and the partition moves on. An infrastructure error (store or broker unreachable) is nobody's
@@ -16,6 +19,7 @@ Delivery policy, decided once here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -31,10 +35,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from pydantic import TypeAdapter, ValidationError
+
 from lienthong.contracts import CloudEvent, to_json
+from lienthong.contracts.errors import summarize
 from lienthong.logging import BROKER_LOGGER
 from lienthong.settings import KafkaSettings
-from lienthong.topics import Topic, all_topics
+from lienthong.topics import Topic, adapter_for, all_topics, topic_named
 
 SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 MAX_ATTEMPTS = 5
@@ -77,7 +84,10 @@ class PoisonPolicy:
     async def consume(self, call_next: Any, msg: Any) -> Any:
         record = msg.raw_message
         if isinstance(record, tuple | list):  # batch subscribers apply the policy per record themselves
-            return await call_next(msg)
+            result = await call_next(msg)
+            for bad, reason in getattr(msg, "undecodable", ()):  # the handler succeeded: park, then commit
+                await park_record(self._broker(), bad, self.service, reason)
+            return result
         key = (record.topic, record.partition, record.offset)
         try:
             result = await call_next(msg)
@@ -96,6 +106,47 @@ class PoisonPolicy:
             return None
         self.attempts.pop(key, None)
         return result
+
+    def _broker(self) -> KafkaBroker:
+        if self.broker is None:
+            raise RuntimeError("PoisonPolicy.broker is bound by make_broker")
+        return self.broker
+
+
+def batch_subscription(**options: Any) -> dict[str, Any]:
+    """The options every subscriber takes (with its topic, group and limits): batches, offsets committed only
+    after the handler stored its effect, each record validated by `decode_batch`."""
+    return {"batch": True, "ack_policy": SUBSCRIBER_ACK_POLICY, "decoder": decode_batch, **options}
+
+
+@functools.lru_cache(maxsize=512)
+def _adapter(topic: str) -> TypeAdapter[Any]:
+    return adapter_for(topic_named(topic))
+
+
+async def decode_batch(msg: Any) -> list[Any]:
+    """Decoder of every subscriber (FastStream's own would JSON-decode every body for a list nobody reads): the
+    valid records' payloads, typed; their records and the others (with why) stay on the message."""
+    values, records, undecodable = [], [], []
+    for record in msg.raw_message:
+        try:
+            values.append(_adapter(record.topic).validate_json(record.value or b""))
+        except ValidationError as exc:
+            undecodable.append((record, summarize(exc)))
+            continue
+        records.append(record)
+    msg.decoded_records, msg.undecodable = records, undecodable
+    return values
+
+
+def records_of(message: Any) -> list[ConsumerRecord]:
+    """The records of a batch handler's payloads, in the same order (those that validated)."""
+    return message.decoded_records
+
+
+def undecodable_of(message: Any) -> list[tuple[ConsumerRecord, str]]:
+    """The records of a batch that did not validate, with why (parked once the handler has succeeded)."""
+    return message.undecodable
 
 
 class InFlight(ConsumerRebalanceListener):
@@ -160,7 +211,30 @@ def make_broker(
         description=f"Liên Thông {service} service",
     )
     poison.broker = broker
+    _declare_dead_letters(broker, service)
     return broker
+
+
+DEAD_LETTER_DOC = ("The record as it came (its value withheld where the topic says it may hold personal data), "
+                   "parked so its partition moves on. Headers: `dlq-reason` (field names and error types, never "
+                   "values), `dlq-service`, `dlq-time`, `dlq-source-topic`, `dlq-source-partition`, "
+                   "`dlq-source-offset`, `dlq-value: withheld` when the bytes were not kept; an event given up on "
+                   "instead has `dlq-event-id`.")
+
+
+def _declare_dead_letters(broker: KafkaBroker, service: str) -> None:
+    """The DLQs the registry lets `service` write, in its AsyncAPI document (dead letters go out through
+    `dead_letter`)."""
+    from lienthong.identity import registry
+    from lienthong.topics import dead_letter_topics
+
+    try:
+        produces = set(registry().get(service).produces)
+    except KeyError:  # a test's or tool's broker
+        return
+    for dlq in dead_letter_topics():
+        if dlq.name in produces:
+            broker.publisher(dlq.name, description=f"{dlq.description}. {DEAD_LETTER_DOC}", schema=bytes)
 
 
 async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
@@ -283,7 +357,7 @@ def event_publisher(
     topic: str,
     *,
     description: str,
-    schema: type,
+    schema: Any,
     headers_of: Callable[[CloudEvent], dict[str, str]] | None = None,
 ) -> Callable[..., Awaitable[None]]:
     """`send(event, headers=None, no_confirm=False)` for one topic, declared on the broker (so it is in the AsyncAPI
@@ -331,6 +405,14 @@ async def dead_letter(
     }
     await _park(broker, b"" if withhold_value else record.value or b"", record.key, dlq_topic, service, reason,
                 source)
+
+
+async def park_record(broker: KafkaBroker, record: ConsumerRecord, service: str, reason: str) -> None:
+    """Park a record on its topic's DLQ, keeping its bytes unless the topic says they may hold personal data."""
+    topic = topic_named(record.topic)
+    with structlog.contextvars.bound_contextvars(**record_context(record)):
+        await dead_letter(broker, record, dlq_topic=topic.dlq, service=service, reason=reason,
+                          withhold_value=not topic.dlq_keeps_value)
 
 
 async def dead_letter_event(broker: KafkaBroker, event: CloudEvent, *, dlq_topic: str, service: str,

@@ -14,14 +14,12 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker, KafkaMessage
-from pydantic import ValidationError
 
 from intake.api import SUBMISSIONS
 from intake.domain import Rejected
 from intake.submit import Conflict, Intake
-from lienthong.contracts.errors import summarize
 from lienthong.contracts.intake import DossierSubmission
-from lienthong.messaging import SUBSCRIBER_ACK_POLICY, dead_letter, record_context
+from lienthong.messaging import batch_subscription, park_record, record_context, records_of, undecodable_of
 from lienthong.topics import INTAKE_SUBMISSIONS
 
 GROUP_ID = "intake"
@@ -34,46 +32,36 @@ MAX_BATCH = 200
 def build_router(intake: Intake) -> KafkaRouter:
     router = KafkaRouter()
 
-    async def park(broker: KafkaBroker, record: ConsumerRecord, reason: str) -> None:
-        # Only why and where from: the bytes may hold an applicant in clear, or sealed to intake's key, which an
-        # erasure could not reach; the agency system keeps what it sent and fixes it from the reason.
-        await dead_letter(broker, record, dlq_topic=INTAKE_SUBMISSIONS.dlq, service="intake", reason=reason,
-                          withhold_value=True)
-
-    async def ingest(record: ConsumerRecord, broker: KafkaBroker) -> None:
+    async def ingest(submission: DossierSubmission, record: ConsumerRecord, broker: KafkaBroker) -> None:
+        # A refusal is parked with only why and where from (the topic's DLQ keeps no value): the bytes may hold an
+        # applicant in clear, which an erasure could not reach; the agency system fixes it from the reason.
         with structlog.contextvars.bound_contextvars(**record_context(record)):
-            try:
-                submission = DossierSubmission.model_validate_json(record.value or b"")
-            except ValidationError as exc:
-                SUBMISSIONS.labels("kafka", "unknown", "invalid").inc()
-                await park(broker, record, summarize(exc))
-                return
             if submission.applicant_sealed is None:  # the broker now holds it in clear: refuse, and say so
                 SUBMISSIONS.labels("kafka", submission.channel, "invalid").inc()
-                await park(broker, record, "applicant: must be sealed to intake's key on Kafka (applicant_sealed)")
+                await park_record(broker, record, "intake", "applicant: must be sealed to intake's key on Kafka (applicant_sealed)")
                 return
             try:
                 await intake.submit(submission, KAFKA_CLIENT)  # KafkaUnavailable propagates: NACK, comes again
             except Conflict:
                 SUBMISSIONS.labels("kafka", submission.channel, "conflict").inc()
-                await park(broker, record, "external_ref: conflict (used before for a different submission)")
+                await park_record(broker, record, "intake", "external_ref: conflict (used before for a different submission)")
                 return
             except Rejected as exc:
                 SUBMISSIONS.labels("kafka", submission.channel, "invalid").inc()
-                await park(broker, record, str(exc))
+                await park_record(broker, record, "intake", str(exc))
                 return
             SUBMISSIONS.labels("kafka", submission.channel, "accepted").inc()
 
     @router.subscriber(
-        INTAKE_SUBMISSIONS.name,
-        group_id=GROUP_ID,
-        auto_offset_reset="earliest",
-        batch=True,
-        max_records=MAX_BATCH,
-        ack_policy=SUBSCRIBER_ACK_POLICY,
-        description="Raw dossier submissions from agency systems (body: DossierSubmission, see docs/schemas)",
+        INTAKE_SUBMISSIONS.name, **batch_subscription(group_id=GROUP_ID, auto_offset_reset="earliest",
+                                                      max_records=MAX_BATCH),
+        description="Dossier submissions from agency systems, the applicant sealed to intake's key "
+                    "(`applicant_sealed`); a refused one is parked on the DLQ with only the reason",
     )
-    async def on_submissions(message: KafkaMessage, broker: KafkaBroker) -> None:
-        await asyncio.gather(*(ingest(record, broker) for record in message.raw_message))
+    async def on_submissions(submissions: list[DossierSubmission], message: KafkaMessage,
+                             broker: KafkaBroker) -> None:
+        SUBMISSIONS.labels("kafka", "unknown", "invalid").inc(len(undecodable_of(message)))
+        await asyncio.gather(*(ingest(submission, record, broker)
+                               for submission, record in zip(submissions, records_of(message), strict=True)))
 
     return router

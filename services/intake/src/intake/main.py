@@ -16,19 +16,19 @@ from intake.settings import IntakeSettings
 from intake.submit import Intake
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
-from lienthong.contracts.dossier import DossierSubmittedEvent
+from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.personaldata import PersonalDataSettings, SubmissionKey, Vault
 from lienthong.messaging import make_broker, publish_event, purge_consumed
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
-from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS
+from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS, payload_of
 
 def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     publisher = broker.publisher(
         DOSSIER_LIFECYCLE.name,
         description="dossier.submitted CloudEvents, structured mode (key: dossier code)",
-        schema=DossierSubmittedEvent,
+        schema=payload_of(DOSSIER_LIFECYCLE, DossierSubmitted),
     )
 
     async def send(event: CloudEvent):  # noqa: ANN202

@@ -8,16 +8,14 @@ from datetime import UTC, datetime
 import structlog
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker, KafkaMessage
-from pydantic import ValidationError
 
-from lienthong.contracts import CloudEvent, parse_event
-from lienthong.contracts.errors import summarize
-from lienthong.contracts.notification import NotificationRequested
-from lienthong.messaging import SUBSCRIBER_ACK_POLICY, dead_letter, record_context
-from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_EVENTS, NOTIFICATION_RETRY
+from lienthong.messaging import batch_subscription, record_context, records_of
+from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_RETRY, payload_of
 from notify.notifier import Notifier
 
 MAX_BATCH = 200
+LifecycleEvent = payload_of(DOSSIER_LIFECYCLE)
+RetryEvent = payload_of(NOTIFICATION_RETRY)
 
 
 def not_before(headers: dict) -> datetime:
@@ -33,25 +31,16 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
     kafka = KafkaRouter()
     slots = asyncio.Semaphore(concurrency)  # FerretDB's single writer (and any store) gets a bounded load
 
-    async def decode(record, broker, dlq: str) -> CloudEvent | None:  # noqa: ANN001
-        try:
-            return parse_event(record.value or b"")
-        except ValidationError as exc:
-            with structlog.contextvars.bound_contextvars(**record_context(record)):
-                await dead_letter(broker, record, dlq_topic=dlq, service="notify", reason=summarize(exc))
-            return None
-
     @kafka.subscriber(
-        DOSSIER_LIFECYCLE.name, group_id=group_id, auto_offset_reset=start_from, batch=True, max_records=MAX_BATCH,
-        ack_policy=SUBSCRIBER_ACK_POLICY,
+        DOSSIER_LIFECYCLE.name, **batch_subscription(group_id=group_id, auto_offset_reset=start_from,
+                                                     max_records=MAX_BATCH),
         description="Every dossier event: citizens, units and subscribed agency systems are told per the rules",
     )
-    async def on_lifecycle(message: KafkaMessage, broker: KafkaBroker) -> None:
+    async def on_lifecycle(events: list[LifecycleEvent], message: KafkaMessage) -> None:
         # Dossiers in parallel, each dossier's events in order; the offsets are committed once all are done.
         by_dossier: dict[str, list] = defaultdict(list)
-        for record in message.raw_message:
-            if (event := await decode(record, broker, DOSSIER_LIFECYCLE.dlq)) is not None:
-                by_dossier[event.subject].append((record, event))
+        for event, record in zip(events, records_of(message), strict=True):
+            by_dossier[event.subject].append((record, event))
 
         async def one_dossier(items: list) -> None:
             async with slots:
@@ -63,19 +52,12 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
         await _all(one_dossier(items) for items in by_dossier.values())
 
     @kafka.subscriber(
-        NOTIFICATION_RETRY.name, group_id=group_id, auto_offset_reset="earliest", batch=True, max_records=MAX_BATCH,
-        ack_policy=SUBSCRIBER_ACK_POLICY,
+        NOTIFICATION_RETRY.name, **batch_subscription(group_id=group_id, auto_offset_reset="earliest",
+                                                      max_records=MAX_BATCH),
         description="Notifications to attempt again once their `not-before` header has passed",
     )
-    async def on_retry(message: KafkaMessage, broker: KafkaBroker) -> None:
-        async def one(record) -> None:  # noqa: ANN001
-            request = await decode(record, broker, NOTIFICATION_EVENTS.dlq)
-            if request is None:
-                return
-            if not isinstance(request.data, NotificationRequested):
-                await dead_letter(broker, record, dlq_topic=NOTIFICATION_EVENTS.dlq, service="notify",
-                                  reason="not a notification request")
-                return
+    async def on_retry(requests: list[RetryEvent], message: KafkaMessage, broker: KafkaBroker) -> None:
+        async def one(request, record) -> None:  # noqa: ANN001
             headers = {k: v.decode() for k, v in record.headers}
             wait = (not_before(headers) - datetime.now(UTC)).total_seconds()
             # A batch waits a few seconds at most; a record not due by then goes back to the end of the topic,
@@ -89,7 +71,7 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
                                                              dossier_code=request.subject):
                     await notifier.on_retry(request)
 
-        await _all(one(record) for record in message.raw_message)
+        await _all(one(request, record) for request, record in zip(requests, records_of(message), strict=True))
 
     return kafka
 

@@ -15,14 +15,14 @@ from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
-from lienthong.contracts.notification import NotificationRequestedEvent, SubscriberDisabledEvent
+from lienthong.contracts.notification import SubscriberDisabled
 from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.messaging import consumer_lag, dead_letter_event, event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from notify.sealing import DEV_KEY, SecretBox
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
-from lienthong.topics import NOTIFICATION_EVENTS, NOTIFICATION_RETRY, OPERATOR_ALERTS
+from lienthong.topics import NOTIFICATION_EVENTS, NOTIFICATION_RETRY, OPERATOR_ALERTS, payload_of
 from notify import api, handlers
 from notify.channels import EmailChannel, SmsChannel, WebhookChannel
 from notify.compose import Composer
@@ -68,12 +68,12 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
 
     notifier = Notifier(
         store, vault, subscriptions, composer, channels, load_rules(), settings,
-        publish_outcome=event_publisher(broker, NOTIFICATION_EVENTS.name, schema=CloudEvent,
+        publish_outcome=event_publisher(broker, NOTIFICATION_EVENTS.name, schema=payload_of(NOTIFICATION_EVENTS),
                                         description="notification.sent / notification.failed"),
-        publish_retry=event_publisher(broker, NOTIFICATION_RETRY.name, schema=NotificationRequestedEvent,
+        publish_retry=event_publisher(broker, NOTIFICATION_RETRY.name, schema=payload_of(NOTIFICATION_RETRY),
                                       description="Attempts to repeat; header `not-before`"),
         publish_dead_letter=park,
-        publish_alert=event_publisher(broker, OPERATOR_ALERTS.name, schema=SubscriberDisabledEvent,
+        publish_alert=event_publisher(broker, OPERATOR_ALERTS.name, schema=payload_of(OPERATOR_ALERTS, SubscriberDisabled),
                                       description="Webhook subscriptions switched off"),
         clock=now,
     )

@@ -16,19 +16,20 @@ from pymongo.errors import PyMongoError
 from lienthong.calendar import today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
-from lienthong.contracts.dossier import DossierAssignedEvent, OutcomeRejectedEvent
+from lienthong.contracts.dossier import DossierSubmitted, OutcomeRejected, RoutingFailed
 from lienthong.messaging import event_publisher, make_broker
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.identity import registry
-from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, work_topic
+from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, payload_of, work_topic
 from routing import handlers
 from routing.router import Router
 from routing.settings import RoutingSettings
 from routing.store import WorkflowStore
 
 log = structlog.get_logger("routing")
+ROUTING_DECIDES = tuple(k for k in DOSSIER_LIFECYCLE.carries if k is not DossierSubmitted)  # intake writes that one
 
 
 class AgencyTopics:
@@ -41,7 +42,8 @@ class AgencyTopics:
         self.publishers = {agency.name: self._publisher(agency.name) for agency in registry().agencies}  # AsyncAPI
 
     def _publisher(self, agency: str) -> Callable[[CloudEvent], Awaitable[None]]:
-        return event_publisher(self.broker, work_topic(agency).name, schema=DossierAssignedEvent,
+        topic = work_topic(agency)
+        return event_publisher(self.broker, topic.name, schema=payload_of(topic),
                                description=f"Assignments for the units {agency} acts for, their dossiers' resumption "
                                "(resumed), and refusals of the outcomes it sent (outcome-rejected)",
                                headers_of=lambda event: {"unit": getattr(event.data, "unit_code", "")})
@@ -76,10 +78,10 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
     router = Router(
         store,
         catalogue(),
-        event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=CloudEvent,
+        event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=payload_of(DOSSIER_LIFECYCLE, *ROUTING_DECIDES),
                         description="Lifecycle events routing decides (assigned, resolved, ...)"),
         agencies.for_unit,
-        event_publisher(broker, OPERATOR_ALERTS.name, schema=OutcomeRejectedEvent,
+        event_publisher(broker, OPERATOR_ALERTS.name, schema=payload_of(OPERATOR_ALERTS, RoutingFailed, OutcomeRejected),
                         description="Routing failures and refused outcomes"),
         clock=clock,
         tell_sender=agencies.refusal,

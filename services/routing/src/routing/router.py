@@ -19,26 +19,20 @@ from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import (
-    DeadlineExtended,
     DossierAssigned,
-    DossierPaused,
-    DossierRejected,
     DossierResumed,
     DossierSubmitted,
     DossierWithdrawn,
     OutcomeRejected,
-    ResultReturned,
     RoutingFailed,
-    StepCompleted,
-    StepStarted,
     SupplementProvided,
-    SupplementRequested,
 )
 from lienthong.contracts.envelope import deterministic_id, new_event
 from lienthong import identity
 from lienthong.identity import Registry
 from lienthong.locks import KeyedLocks
 from lienthong.phases import PhaseClock, phase_histogram
+from lienthong.topics import AGENCY_OUTCOMES, CITIZEN_ACTIONS
 from routing import workflow
 from routing.store import ConcurrentUpdate, Record, WorkflowStore
 
@@ -51,9 +45,6 @@ BATCH_SIZE = Histogram("lienthong_routing_batch_size", "Inputs per routed batch"
 log = structlog.get_logger("routing")
 
 
-CITIZEN_ACTIONS = (SupplementProvided, DossierWithdrawn)
-AGENCY_OUTCOMES = (StepStarted, StepCompleted, SupplementRequested, DossierRejected, DossierPaused, DossierResumed,
-                   DeadlineExtended, ResultReturned)
 # What the agency system acting for the unit is told on its work topic: its assignments, and that the papers it
 # asked for came (the clock runs again).
 FOR_THE_UNIT = (DossierAssigned, DossierResumed)
