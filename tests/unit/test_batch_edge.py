@@ -21,6 +21,7 @@ from lienthong.topics import DOSSIER_LIFECYCLE
 from stats.handlers import build_router
 from stats.memory import MemoryStore
 from stats.projector import Projector
+from stats.window import Window
 from tests.unit.stats.test_projection import events
 
 CODE = "HACTHANH-251201-0001"
@@ -29,7 +30,8 @@ CODE = "HACTHANH-251201-0001"
 async def test_valid_events_are_projected_and_the_rest_parked_with_a_value_free_reason():
     broker = make_broker("stats", registry=CollectorRegistry())
     store = MemoryStore()
-    broker.include_router(build_router(Projector(store)))
+    window = Window(Projector(store), lambda record, reason: None, max_events=1, idle_s=1, max_wait_s=1)
+    broker.include_router(build_router(window))
     parked: list[tuple[dict, bytes]] = []
 
     @broker.subscriber(DOSSIER_LIFECYCLE.dlq, group_id="dlq-reader")

@@ -7,7 +7,7 @@ from faststream import FastStream
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
-from lienthong.messaging import make_broker
+from lienthong.messaging import make_broker, park_record
 from lienthong.service import Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
@@ -17,6 +17,7 @@ from stats.dashboard.topics import TopicMonitor
 from stats.projector import Projector
 from stats.settings import StatsSettings
 from stats.store import ProjectionStore
+from stats.window import Window
 
 
 def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = None,
@@ -27,17 +28,26 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
     broker = make_broker("stats", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     store = ProjectionStore(database(client, mongo))
-    broker.include_router(handlers.build_router(Projector(store), settings.group_id))
+    window = Window(Projector(store), lambda record, reason: park_record(broker, record, "stats", reason),
+                    max_events=settings.window_max_events, idle_s=settings.window_idle_s,
+                    max_wait_s=settings.window_max_s)
+    broker.include_router(handlers.build_router(window, settings.group_id))
+    flusher = Periodic("window_flush", settings.window_idle_s / 4, window.flush_if_due)
     monitor = TopicMonitor(kafka)
     sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
 
+    async def start() -> None:
+        await flusher.start()
+        await sampler.start()
+
     async def stop() -> None:
+        await flusher.stop()  # a window not yet stored is handed back: its offsets were not committed
         await sampler.stop()
         await client.close()
 
     app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the "
                      "province's figures and the operators' dashboard.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[sampler.start], on_shutdown=[stop])
+                     on_startup=[start], on_shutdown=[stop])
     app.include_router(api.build_router(store))
     app.include_router(dashboard_routes.build_router(store, monitor))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC), name="dashboard-static")

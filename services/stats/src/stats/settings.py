@@ -12,4 +12,8 @@ class StatsSettings(ServiceSettings):
     http_port: int = Field(8084, ge=1, le=65535)
     group_id: str = Field("stats-v3", description="Kafka consumer group (v3: grouped, packed rows; a new group "
                           "replays the log into the v3 collections)")
+    window_idle_s: float = Field(0.5, gt=0, description="A window of fetched events is projected once no fetch has "
+                                 "brought anything for this long (so a burst is written once, at its end)")
+    window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
+    window_max_events: int = Field(100_000, ge=1, description="... or once it holds this many events (memory)")
     dashboard_sample_s: float = Field(5.0, gt=0, description="How often the dashboard samples topic offsets and lag")

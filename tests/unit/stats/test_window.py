@@ -1,0 +1,96 @@
+"""The stats edge's window (service layer, in-memory store, a fake consumer): fetches are projected together, once,
+when the stream pauses, when the window is old or full, or before a rebalance; offsets are committed only for what
+was stored; a failing store keeps the window (nothing dropped, nothing committed) until it answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from lienthong.topics import DOSSIER_LIFECYCLE
+from stats.memory import MemoryStore
+from stats.projector import Positioned, Projector
+from stats.window import Window
+from tests.unit.stats.test_projection import events
+
+CODE = "HACTHANH-251201-0001"
+TP = TopicPartition(DOSSIER_LIFECYCLE.name, 3)
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+class CountingStore(MemoryStore):
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.dossier_writes, self.failures = 0, failures
+
+    async def write_dossiers(self, writes):  # noqa: ANN001, ANN201
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("store away")
+        self.dossier_writes += len(writes)
+        return await super().write_dossiers(writes)
+
+
+def fetch(first: int, n: int) -> tuple[list[Positioned], list[ConsumerRecord]]:
+    evs = events(CODE)[first:first + n]
+    records = [ConsumerRecord(TP.topic, TP.partition, first + i, 0, 0, CODE.encode(), b"", None, 0, 0, [])
+               for i in range(n)]
+    return [Positioned(e, TP.partition, r.offset) for e, r in zip(evs, records)], records
+
+
+def window(store: MemoryStore, **limits: float) -> Window:
+    options = {"max_events": 1000, "idle_s": 0.05, "max_wait_s": 10.0, **limits}
+    return Window(Projector(store), lambda record, reason: asyncio.sleep(0), **options)
+
+
+async def test_fetches_of_one_burst_are_written_once_when_the_stream_pauses():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store)
+    for first, n in ((0, 1), (1, 1), (2, 1)):  # a dossier's three events in three fetches
+        await w.add(*fetch(first, n), consumer)
+        await w.flush_if_due()
+    assert store.dossier_writes == 0 and consumer.commits == []  # nothing stored, nothing committed yet
+    await asyncio.sleep(0.06)
+    await w.flush_if_due()
+    assert store.dossier_writes == 1 and store.dossiers[CODE]["seq"] == 3
+    assert consumer.commits == [{TP: 3}]
+
+
+async def test_a_full_or_old_window_is_projected_without_waiting_for_a_pause():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, max_events=2)
+    await w.add(*fetch(0, 2), consumer)
+    assert consumer.commits == [{TP: 2}]
+    w = window(store, idle_s=10.0, max_wait_s=0.0)
+    await w.add(*fetch(2, 1), consumer)
+    await w.flush_if_due()
+    assert consumer.commits[-1] == {TP: 3} and store.dossiers[CODE]["seq"] == 3
+
+
+async def test_a_failing_store_keeps_the_window_until_it_answers(monkeypatch):
+    monkeypatch.setattr("stats.window.RETRY_S", 0.01)
+    store, consumer = CountingStore(failures=3), FakeConsumer()
+    w = window(store, max_events=3)
+    await w.add(*fetch(0, 3), consumer)  # returns once stored: the consumer waited meanwhile
+    assert store.failures == 0 and store.dossiers[CODE]["seq"] == 3 and consumer.commits == [{TP: 3}]
+
+
+async def test_a_rebalance_stores_the_window_first_or_drops_it_uncommitted():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, idle_s=10.0)
+    await w.add(*fetch(0, 2), consumer)
+    await w.on_partitions_revoked({TP})
+    assert store.dossiers[CODE]["seq"] == 2 and consumer.commits == [{TP: 2}]
+    failing = CountingStore(failures=1)
+    w = window(failing, idle_s=10.0)
+    await w.add(*fetch(0, 2), consumer)
+    await w.on_partitions_revoked({TP})
+    assert CODE not in failing.dossiers and consumer.commits == [{TP: 2}] and w.items == []
