@@ -44,9 +44,9 @@ docs: schemas asyncapi
 schemas: setup
 	@$(UV) run --frozen python -m lienthong.contracts.export docs/schemas
 asyncapi: setup
-	@# What `faststream docs gen <service>.main:asyncapi --yaml` writes, through the same FastStream API, with keys
+	@# What FastStream makes of each service's `bootstrap().asyncapi()` (lienthong.asyncapi: batches shown per record), keys
 	@# sorted: FastStream's channel order follows string hashing, which changes from one process to the next.
-	@$(UV) run --frozen python -c "import importlib, pathlib; from lienthong import asyncapi; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(asyncapi.to_yaml(asyncapi.document(importlib.import_module(f'{s}.main').asyncapi)), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
+	@$(UV) run --frozen python -c "import importlib, pathlib; from lienthong import asyncapi; [pathlib.Path(f'docs/asyncapi/{s}.yaml').write_text(asyncapi.to_yaml(asyncapi.document(importlib.import_module(f'{s}.main').bootstrap().asyncapi())), encoding='utf-8') for s in ('intake', 'routing', 'notify', 'stats')]"
 	@echo "docs/asyncapi/*.yaml regenerated"
 
 bench: setup

@@ -13,7 +13,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
 
-from intake.main import build
+from intake.main import bootstrap
 from intake.settings import IntakeSettings
 from lienthong.calendar import due_date
 from lienthong.catalogue import catalogue
@@ -58,7 +58,8 @@ def submission(**overrides) -> dict:
 @pytest.fixture(scope="module")
 async def service(infra):
     settings = IntakeSettings(publish_timeout_s=3.0, outbox_interval_s=0.5, outbox_grace_s=4.0, rate_burst=1000)
-    app, broker, intake = build(settings, infra.kafka, infra.mongo)
+    service = bootstrap(settings, infra.kafka, infra.mongo)
+    app, intake = service.app, service.core
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30) as http:
             yield http, intake
@@ -239,7 +240,7 @@ async def test_malformed_json_and_oversized_body(service):
 
 async def test_rate_limit_per_receiving_unit(infra):
     settings = IntakeSettings(rate_per_unit_per_s=0.01, rate_burst=2)  # no refill within the test
-    app, _, _ = build(settings, infra.kafka, infra.mongo)
+    app = bootstrap(settings, infra.kafka, infra.mongo).app
     async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(app), base_url="http://intake", timeout=30
     ) as http:

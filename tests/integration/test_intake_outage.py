@@ -9,7 +9,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from intake.main import build
+from intake.main import bootstrap
 from intake.settings import IntakeSettings
 from lienthong.topics import DOSSIER_LIFECYCLE
 from tests.integration.kafka_reader import read_records
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 async def test_kafka_down_gives_503_and_nothing_is_lost_or_duplicated(infra):
     settings = IntakeSettings(publish_timeout_s=2.0, outbox_interval_s=0.5, outbox_grace_s=3.0)
-    app, _, _ = build(settings, infra.kafka, infra.mongo)
+    app = bootstrap(settings, infra.kafka, infra.mongo).app
     req = submission(receiving_unit="NGHISON")
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(app), base_url="http://intake", timeout=60

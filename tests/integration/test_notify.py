@@ -35,7 +35,7 @@ from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_EVENTS, OPERATOR_ALERTS
 from notify.channels import delivery_id
-from notify.main import build
+from notify.main import bootstrap
 from notify.settings import NotifySettings
 from tests.integration.kafka_reader import headers, read_records
 from tests.integration.sinks import HttpSink, SmtpSink, eventually
@@ -86,7 +86,7 @@ async def notify(infra, tmp_path_factory):
         backoff_base_s=0.3, retry_hold_max_s=1.0, lease_s=3.0, disable_after_failures=2,
         subscriptions_refresh_s=0.5, templates_dir=templates,
     )
-    app, _, _ = build(settings, infra.kafka, infra.mongo)
+    app = bootstrap(settings, infra.kafka, infra.mongo).app
     client = make_client(infra.mongo)
     VAULTS[:] = [Vault(database(client, infra.mongo))]
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
@@ -276,13 +276,13 @@ async def test_redelivery_restart_and_a_second_consumer_send_nothing_twice(infra
     codes = [new_code("DONGHUONG") for _ in range(20)]
     events = [await submitted(c, email=f"{c.lower()}@example.vn", phone="0977000111") for c in codes]
     second = NotifySettings(**{**settings.model_dump(), "group_id": f"{settings.group_id}-b"})
-    app, _, _ = build(second, infra.kafka, infra.mongo)
+    app = bootstrap(second, infra.kafka, infra.mongo).app
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         await asyncio.sleep(3)
         await publish(*events)
         await eventually(lambda: sum(bool(smtp.to(f"{c.lower()}@example.vn")) for c in codes) >= 5)
     # second consumer stopped mid-batch; it starts again in the same group and every event comes again
-    app, _, _ = build(second, infra.kafka, infra.mongo)
+    app = bootstrap(second, infra.kafka, infra.mongo).app
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         await publish(*events)
         await eventually(lambda: all(smtp.to(f"{c.lower()}@example.vn") for c in codes), timeout=90)

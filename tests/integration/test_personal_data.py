@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from asgi_lifespan import LifespanManager
 
-from intake.main import build
+from intake.main import bootstrap
 from intake.settings import IntakeSettings
 from lienthong.auth import AUDIT_READ, ERASE, PERSONAL_READ
 from lienthong.calendar import today_vn
@@ -53,7 +53,7 @@ LEAKS = plain_forms(CITIZEN, NAME, PHONE, EMAIL)
 
 @pytest.fixture(scope="module")
 async def service(infra):
-    app, _, _ = build(IntakeSettings(rate_burst=1000, purge_interval_s=1.0), infra.kafka, infra.mongo)
+    app = bootstrap(IntakeSettings(rate_burst=1000, purge_interval_s=1.0), infra.kafka, infra.mongo).app
     client = make_client(infra.mongo)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(app), base_url="http://intake",

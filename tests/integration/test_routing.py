@@ -11,7 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
 
-from intake.main import build as build_intake
+from intake.main import bootstrap as bootstrap_intake
 from intake.settings import IntakeSettings
 from tests.personal import stand_in
 from lienthong.calendar import VN_TZ, add_working_days, today_vn
@@ -31,7 +31,7 @@ from lienthong.contracts.dossier import (
 from lienthong.contracts.envelope import new_event
 from lienthong.identity import registry
 from lienthong.topics import DOSSIER_LIFECYCLE, OPERATOR_ALERTS, OUTCOMES_DLQ, outcomes_topic, work_topic
-from routing.main import build as build_routing
+from routing.main import bootstrap as bootstrap_routing
 from routing.settings import RoutingSettings
 from tests.integration.kafka_reader import headers, read_records, wait_committed
 from tests.integration.test_intake import submission
@@ -57,11 +57,12 @@ class Clock:
 @pytest.fixture(scope="module")
 async def system(infra):
     clock = Clock()
-    intake_app, _, _ = build_intake(IntakeSettings(rate_burst=1000), infra.kafka, infra.mongo)
-    routing_app, _, router = build_routing(
+    intake_app = bootstrap_intake(IntakeSettings(rate_burst=1000), infra.kafka, infra.mongo).app
+    routing = bootstrap_routing(
         RoutingSettings(group_id=f"routing-test-{uuid.uuid4().hex[:6]}", start_from="latest", tick_interval_s=3600),
         infra.kafka, infra.mongo, clock=clock,
     )
+    routing_app, router = routing.app, routing.core
     async with LifespanManager(intake_app, startup_timeout=60), LifespanManager(routing_app, startup_timeout=60):
         await asyncio.sleep(3)  # let the new consumer group get its partitions before we publish
         async with httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(intake_app), base_url="http://intake") as http:
@@ -210,7 +211,7 @@ async def test_full_replay_from_offset_zero_changes_nothing(infra, system):
     state_before = await router.store.load(code)
     # A second routing instance in a fresh group re-reads both input topics from offset 0 over the same store.
     group = f"replay-{uuid.uuid4().hex[:6]}"
-    replay_app, _, _ = build_routing(RoutingSettings(group_id=group), infra.kafka, infra.mongo)
+    replay_app = bootstrap_routing(RoutingSettings(group_id=group), infra.kafka, infra.mongo).app
     async with LifespanManager(replay_app, startup_timeout=60):
         await wait_committed(infra.kafka, group, before_records[-1])
         await wait_committed(infra.kafka, group, outcomes[-1])

@@ -30,7 +30,7 @@ from lienthong.contracts.dossier import (
 )
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE
-from stats.main import build
+from stats.main import bootstrap
 from stats.rebuild import rebuild
 from stats.settings import StatsSettings
 from tests.integration.kafka_reader import wait_caught_up
@@ -152,7 +152,7 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
     truths, events = generate(400)
     await publish_all(infra, events)
     group = f"stats-test-{uuid.uuid4().hex[:6]}"
-    app, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
+    app = bootstrap(StatsSettings(group_id=group), infra.kafka, infra.mongo).app
     async with LifespanManager(app, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(app), base_url="http://stats", timeout=60
     ) as http:
@@ -226,12 +226,12 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
     period = (date(2018, 12, 3), date(2018, 12, 14))  # again a period no other test writes into
     truths, events = generate(300, seed=11, period=period)
     group = f"stats-restart-{uuid.uuid4().hex[:6]}"
-    first, _, _ = build(StatsSettings(group_id=group, graceful_timeout_s=1), infra.kafka, infra.mongo)
+    first = bootstrap(StatsSettings(group_id=group, graceful_timeout_s=1), infra.kafka, infra.mongo).app
     async with LifespanManager(first, startup_timeout=60, shutdown_timeout=60):
         await asyncio.sleep(3)  # partitions assigned
         await publish_all(infra, events)
         await asyncio.sleep(0.5)  # stop while batches are likely still in flight
-    second, _, _ = build(StatsSettings(group_id=group), infra.kafka, infra.mongo)
+    second = bootstrap(StatsSettings(group_id=group), infra.kafka, infra.mongo).app
     async with LifespanManager(second, startup_timeout=60), httpx.AsyncClient(headers=EVERYTHING, 
         transport=httpx.ASGITransport(second), base_url="http://stats", timeout=60
     ) as http:

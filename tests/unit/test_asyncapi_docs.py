@@ -21,7 +21,7 @@ SERVICES = ["intake", "routing", "notify", "stats"]
 
 
 def document(service: str) -> dict:
-    return asyncapi.document(importlib.import_module(f"{service}.main").asyncapi)
+    return asyncapi.document(importlib.import_module(f"{service}.main").bootstrap().asyncapi())
 
 
 def operations(doc: dict) -> list[tuple[str, str, dict]]:

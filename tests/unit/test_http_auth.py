@@ -3,6 +3,8 @@ touched. (Valid tokens going through are exercised by every integration test, wh
 
 from __future__ import annotations
 
+import importlib
+
 import time
 import uuid
 
@@ -30,8 +32,7 @@ FILING = {"procedure_code": "HT-KS", "channel": "online", "receiving_unit": "HAC
 
 
 def app_of(service: str):  # noqa: ANN201
-    module = __import__(f"{service}.main", fromlist=["build"])
-    return module.build()[0]
+    return importlib.import_module(f"{service}.main").bootstrap().app
 
 
 async def call(service: str, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:

@@ -83,12 +83,12 @@ def test_registry_gives_least_privilege():
 
 def test_outside_local_a_service_refuses_development_keys(monkeypatch):
     from lienthong.settings import DevelopmentSecret, KafkaSettings
-    from notify.main import build  # before the environment changes: importing it builds the service (#16)
+    from notify.main import bootstrap
 
     monkeypatch.setenv("LIENTHONG_ENVIRONMENT", "production")
 
     with pytest.raises(DevelopmentSecret) as refused:
-        build(kafka=KafkaSettings(security_protocol="SASL_SSL"))
+        bootstrap(kafka=KafkaSettings(security_protocol="SASL_SSL"))
     assert all(name in str(refused.value) for name in (
         "PERSONAL_DATA_KEK", "PERSONAL_DATA_SUBJECT_KEY", "NOTIFY_SECRETS_KEY", "TRACKING_KEY"))
     assert "lienthong-dev" not in str(refused.value)  # names the settings, never their values
@@ -96,9 +96,9 @@ def test_outside_local_a_service_refuses_development_keys(monkeypatch):
     monkeypatch.setenv("PERSONAL_DATA_KEK", "another-real-key")
     monkeypatch.setenv("PERSONAL_DATA_SUBJECT_KEY", "a-fourth-real-key")
     monkeypatch.setenv("NOTIFY_SECRETS_KEY", "a-third-real-key")
-    build(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts
+    bootstrap(kafka=KafkaSettings(security_protocol="SASL_SSL"))  # starts
     with pytest.raises(DevelopmentSecret, match=r"KAFKA_SECURITY_PROTOCOL \(SASL_SSL\)"):
-        build(kafka=KafkaSettings(security_protocol="SASL_PLAINTEXT"))  # credentials, but in clear on the wire
+        bootstrap(kafka=KafkaSettings(security_protocol="SASL_PLAINTEXT"))  # credentials, but in clear on the wire
 
 
 def test_kafka_waits_for_its_controller_port_too(tmp_path):

@@ -52,7 +52,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
     """Create the catalogue's topics on the cluster named by KAFKA_BOOTSTRAP_SERVERS (the compose job uses it)."""
 
     from lienthong.messaging import ensure_topics
-    from lienthong.settings import KafkaSettings
     from lienthong.topics import all_topics
 
     if args.action == "list":

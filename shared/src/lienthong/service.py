@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from faststream import FastStream
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from lienthong.auth import OPS_READ, AuthSettings, Verifier, require
@@ -28,6 +31,23 @@ from lienthong.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
+Core = TypeVar("Core")
+
+
+@dataclass(frozen=True)
+class Service(Generic[Core]):
+    """A wired service, as each `<service>.main.bootstrap()` returns it (nothing is built at import): the HTTP app,
+    whose lifespan starts and stops the broker; the broker; and the service layer the edges call."""
+
+    name: str
+    app: FastAPI
+    broker: KafkaBroker
+    core: Core
+
+    def asyncapi(self) -> FastStream:
+        """The AsyncAPI application `faststream docs` reads (`lienthong.asyncapi.document` renders it)."""
+        return FastStream(self.broker, specification=AsyncAPI(self.broker, title=f"Liên Thông {self.name}",
+                                                              version="1"))
 
 
 class Periodic:

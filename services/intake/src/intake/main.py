@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
 from intake import api, handlers, personal
@@ -19,7 +17,7 @@ from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.personaldata import PersonalDataSettings, SubmissionKey, Vault
 from lienthong.messaging import make_broker, publish_event, purge_consumed
-from lienthong.service import Periodic, create_app, serve
+from lienthong.service import Service, Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS, payload_of
@@ -37,11 +35,11 @@ def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
     return send
 
 
-def build(
+def bootstrap(
     settings: IntakeSettings | None = None,
     kafka: KafkaSettings | None = None,
     mongo: MongoSettings | None = None,
-):  # noqa: ANN201
+) -> Service[Intake]:
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or IntakeSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     personal_data = PersonalDataSettings()
@@ -81,16 +79,13 @@ def build(
     app.include_router(api.build_router(intake, PerUnitRateLimit(settings.rate_per_unit_per_s, settings.rate_burst)))
     app.include_router(personal.build_router(repo, vault))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    return app, broker, intake
+    return Service("intake", app, broker, intake)
 
-
-settings = IntakeSettings()
-app, broker, _intake = build(settings)
-asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông intake", version="1"))
 
 
 def run() -> None:
-    serve(app, settings)
+    settings = IntakeSettings()
+    serve(bootstrap(settings).app, settings)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
-from faststream import FastStream
-from faststream.specification import AsyncAPI
 from prometheus_client import Gauge
 from pymongo import AsyncMongoClient
 
@@ -18,7 +16,7 @@ from lienthong.contracts import CloudEvent
 from lienthong.contracts.notification import SubscriberDisabled
 from lienthong.personaldata import PersonalDataSettings, Vault
 from lienthong.messaging import consumer_lag, dead_letter_event, event_publisher, make_broker
-from lienthong.service import Periodic, create_app, serve
+from lienthong.service import Service, Periodic, create_app, serve
 from notify.sealing import DEV_KEY, SecretBox
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
@@ -35,8 +33,8 @@ from notify.subscriptions import Subscriptions
 RETRY_BACKLOG = Gauge("lienthong_notify_retry_backlog", "Retry requests not yet consumed (notification.retry lag)")
 
 
-def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = None,
-          mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
+def bootstrap(settings: NotifySettings | None = None, kafka: KafkaSettings | None = None,
+              mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None) -> Service[Notifier]:
     """Wire the service; tests build it against their own servers (SMTP, SMS gateway, webhooks)."""
     settings, kafka, mongo = settings or NotifySettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     personal_data = PersonalDataSettings()
@@ -96,16 +94,13 @@ def build(settings: NotifySettings | None = None, kafka: KafkaSettings | None = 
                      on_startup=[backlog.start], on_shutdown=[stop])
     app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks,
                                     Verifier(CitizenAssertionSettings())))
-    return app, broker, notifier
+    return Service("notify", app, broker, notifier)
 
-
-settings = NotifySettings()
-app, broker, _notifier = build(settings)
-asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông notify", version="1"))
 
 
 def run() -> None:
-    serve(app, settings)
+    settings = NotifySettings()
+    serve(bootstrap(settings).app, settings)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 import structlog
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
@@ -18,7 +16,7 @@ from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmitted, OutcomeRejected, RoutingFailed
 from lienthong.messaging import event_publisher, make_broker
-from lienthong.service import Periodic, create_app, serve
+from lienthong.service import Service, Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.identity import registry
@@ -66,8 +64,8 @@ class AgencyTopics:
         return None
 
 
-def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
-          mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None):  # noqa: ANN201
+def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | None = None,
+              mongo: MongoSettings | None = None, clock: Callable[[], datetime] | None = None) -> Service[Router]:
     """Wire the service; tests build it against their own servers (and may bring their own clock)."""
     settings, kafka, mongo = settings or RoutingSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     refuse_development_secrets("routing", {**shared_secrets(kafka)})
@@ -102,16 +100,13 @@ def build(settings: RoutingSettings | None = None, kafka: KafkaSettings | None =
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
                      "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
                      on_startup=[store.ensure_indexes, ticker.start, clearer.start], on_shutdown=[stop])
-    return app, broker, router
+    return Service("routing", app, broker, router)
 
-
-settings = RoutingSettings()
-app, broker, _router = build(settings)
-asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông routing", version="1"))
 
 
 def run() -> None:
-    serve(app, settings)
+    settings = RoutingSettings()
+    serve(bootstrap(settings).app, settings)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from fastapi.staticfiles import StaticFiles
-from faststream import FastStream
-from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
 from lienthong.messaging import make_broker, park_record
-from lienthong.service import Periodic, create_app, serve
+from lienthong.service import Service, Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from stats import api, handlers
@@ -20,8 +18,8 @@ from stats.store import ProjectionStore
 from stats.window import Window
 
 
-def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = None,
-          mongo: MongoSettings | None = None):  # noqa: ANN201
+def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None = None,
+              mongo: MongoSettings | None = None) -> Service[Window]:
     """Wire the service; tests build it against their own servers."""
     settings, kafka, mongo = settings or StatsSettings(), kafka or KafkaSettings(), mongo or MongoSettings()
     refuse_development_secrets("stats", {**shared_secrets(kafka)})
@@ -51,16 +49,13 @@ def build(settings: StatsSettings | None = None, kafka: KafkaSettings | None = N
     app.include_router(api.build_router(store))
     app.include_router(dashboard_routes.build_router(store, monitor))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC), name="dashboard-static")
-    return app, broker, store
+    return Service("stats", app, broker, window)
 
-
-settings = StatsSettings()
-app, broker, _store = build(settings)
-asyncapi = FastStream(broker, specification=AsyncAPI(broker, title="Liên Thông stats", version="1"))
 
 
 def run() -> None:
-    serve(app, settings)
+    settings = StatsSettings()
+    serve(bootstrap(settings).app, settings)
 
 
 if __name__ == "__main__":
