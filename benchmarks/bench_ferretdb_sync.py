@@ -19,7 +19,7 @@ from pathlib import Path
 from pymongo import AsyncMongoClient, ReplaceOne
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lienthong.infra.servers import LocalFerretDB  # noqa: E402
+from lienthong_tools.infra.servers import LocalFerretDB  # noqa: E402
 from lienthong_testkit.servers import free_ports  # noqa: E402
 
 DOCS = int(os.environ.get("BENCH_SYNC_DOCS", "3000"))

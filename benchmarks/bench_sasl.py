@@ -17,8 +17,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lienthong.infra.paths import state_dir  # noqa: E402
-from lienthong.infra.servers import LocalKafka, PlaintextKafka  # noqa: E402
+from lienthong_tools.infra.paths import state_dir  # noqa: E402
+from lienthong_tools.infra.servers import LocalKafka, PlaintextKafka  # noqa: E402
 from lienthong.messaging import ensure_topics  # noqa: E402
 from lienthong.settings import KafkaSettings  # noqa: E402
 from lienthong.topics import Topic  # noqa: E402

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import volume  # noqa: E402
 from common import ISSUER, TOKEN, kafka_as, KAFKA, MONGO, environment, service  # noqa: E402
 
-from lienthong.infra.paths import state_dir  # noqa: E402
+from lienthong_tools.infra.paths import state_dir  # noqa: E402
 from lienthong.messaging import partitions_of  # noqa: E402
 from lienthong.settings import KafkaSettings, MongoSettings  # noqa: E402
 from lienthong.store import database, make_client  # noqa: E402

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
-from lienthong.infra.environment import Environment
-from lienthong.infra.paths import state_dir
+from lienthong_tools.infra.environment import Environment
+from lienthong_tools.infra.paths import state_dir
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong_testkit.services import service_process, wait_ready
 

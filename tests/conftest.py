@@ -60,7 +60,7 @@ def infra() -> Iterator[Infra]:
         # An operator's credentials come with the address (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD).
         yield _ready(KafkaSettings(), os.environ["MONGODB_URI"], database, "environment")
         return
-    from lienthong.infra.environment import Environment
+    from lienthong_tools.infra.environment import Environment
 
     kafka, mongo = KafkaSettings(bootstrap_servers=TEST_KAFKA), MongoSettings(uri=TEST_MONGO)
     env = Environment.from_settings(kafka, mongo, name="test")

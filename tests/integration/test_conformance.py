@@ -21,7 +21,7 @@ AGENCY = "commune-one-stop"
 
 def conformance(infra, *args: str) -> tuple[int, dict[str, dict]]:
     done = subprocess.run(
-        [sys.executable, "-m", "lienthong.cli", "conformance", "--agency", AGENCY, "--json", *args],
+        [sys.executable, "-m", "lienthong_tools.cli", "conformance", "--agency", AGENCY, "--json", *args],
         env={**__import__("os").environ, **infra.kafka.as_env(), "MONGODB_URI": infra.mongo.uri,
              "MONGODB_DATABASE": infra.mongo.database}, capture_output=True, text=True, timeout=120)
     verdicts = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

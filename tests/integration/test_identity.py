@@ -104,7 +104,7 @@ async def test_a_client_added_then_revoked_is_refused_without_any_restart(infra,
            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap_servers}
 
     def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "lienthong.cli", "--env", kafka.state.name, "clients", *args],
+        done = subprocess.run([sys.executable, "-m", "lienthong_tools.cli", "--env", kafka.state.name, "clients", *args],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -150,7 +150,7 @@ async def test_a_broker_provisioned_from_the_secrets_directory_admits_each_clien
     registry_file = tmp_path / "clients.toml"  # a registry of its own: the plan replaces its users' passwords
     registry_file.write_text(f'[[client]]\nname = "{name}"\nkind = "agency"\nunits = ["HACTHANH"]\n'
                              f'groups = ["agency-{name}"]\n')
-    done = subprocess.run([sys.executable, "-m", "lienthong.cli", "credentials", str(tmp_path / "secrets")],
+    done = subprocess.run([sys.executable, "-m", "lienthong_tools.cli", "credentials", str(tmp_path / "secrets")],
                           env={**os.environ, "LIENTHONG_CLIENTS": str(registry_file)}, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -174,7 +174,7 @@ async def test_a_broker_provisioned_from_the_secrets_directory_admits_each_clien
         assert not await consumes(agency, work_topic("commune-one-stop").name, f"agency-{name}-y")
         # Running it again keeps every password (a restarted deployment changes nobody's).
         before = (secrets / "clients" / name).read_text()
-        subprocess.run([sys.executable, "-m", "lienthong.cli", "credentials", str(secrets)], check=True,
+        subprocess.run([sys.executable, "-m", "lienthong_tools.cli", "credentials", str(secrets)], check=True,
                        env={**os.environ, "LIENTHONG_CLIENTS": str(registry_file)}, capture_output=True, timeout=120)
         assert (secrets / "clients" / name).read_text() == before
     finally:

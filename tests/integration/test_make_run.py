@@ -39,7 +39,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
     for name in ("NOTIFY_SMTP_HOST", "NOTIFY_SMS_GATEWAY_URL"):  # a relay of one's own would replace the outbox
         env.pop(name, None)
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "--env", "test", "run"], env=env, stdout=log, stderr=log,
+    proc = subprocess.Popen([sys.executable, "-m", "lienthong_tools.cli", "--env", "test", "run"], env=env, stdout=log, stderr=log,
                             start_new_session=True)
     try:
         ready = {}
@@ -68,7 +68,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
         assert {m["channel"] for m in messages} <= {"email", "sms"} and all(m["to"] and m["body"] for m in messages)
         assert "Hộp thư thử nghiệm" in httpx.get(outbox + "/", timeout=5).text
         assert httpx.post(f"{outbox}/v1/sms", json={"to": "x", "text": "forged"}).status_code == 401  # notify only
-        status = subprocess.run([sys.executable, "-m", "lienthong.cli", "--env", "test", "infra", "status"], env=env,
+        status = subprocess.run([sys.executable, "-m", "lienthong_tools.cli", "--env", "test", "infra", "status"], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         proc.send_signal(signal.SIGINT)

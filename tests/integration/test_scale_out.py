@@ -29,8 +29,8 @@ from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import StepCompleted
 from lienthong.contracts.envelope import new_event
 from lienthong.identity import registry
-from lienthong.infra.environment import Environment
-from lienthong.infra.servers import LocalKafka
+from lienthong_tools.infra.environment import Environment
+from lienthong_tools.infra.servers import LocalKafka
 from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic
 from lienthong_testkit.servers import free_ports
 from tests.integration.test_intake import submission

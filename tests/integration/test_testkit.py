@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from lienthong.infra.servers import port_open
+from lienthong_tools.infra.servers import port_open
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from lienthong.calendar import VN_TZ, is_working_day, today_vn
-from lienthong.simulation.run import SimClock, Simulator
+from lienthong_tools.simulation.run import SimClock, Simulator
 from lienthong.topics import DOSSIER_LIFECYCLE, topics
 from tests.integration.kafka_reader import wait_caught_up
 from tests.integration.sinks import free_port

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from lienthong.auth import SUBMIT
-from lienthong.simulation.plan import add_office_time, filings
+from lienthong_tools.simulation.plan import add_office_time, filings
 from lienthong_testkit.servers import free_ports
 from tests.integration.sinks import HttpSink, SmtpSink
 from tests.run_logs import why
@@ -83,7 +83,7 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
     }
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        run = subprocess.Popen([sys.executable, "-m", "lienthong.cli", "--env", "test", "run", "--simulate-rate", "0"],
+        run = subprocess.Popen([sys.executable, "-m", "lienthong_tools.cli", "--env", "test", "run", "--simulate-rate", "0"],
                                env=env, stdout=out, stderr=out, start_new_session=True)
     start = add_office_time(datetime(2026, 3, 2, 0, 0, tzinfo=UTC), timedelta(0))  # a Monday's opening
     try:
@@ -101,7 +101,7 @@ def test_a_simulated_day_leaves_no_personal_data_in_logs_topics_dlqs_store_or_we
         assert canary.status_code == 201, canary.text
         simulator = {**env, **infra.local.kafka.client_settings("simulator", infra.kafka).as_env(),
                      "SIMULATOR_TOKEN": ISSUER.issue("portal", [SUBMIT], ["*"])}
-        sim = subprocess.run([sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(RATE), "--duration",
+        sim = subprocess.run([sys.executable, "-m", "lienthong_tools.cli", "simulate", "--rate", str(RATE), "--duration",
                               str(DURATION_S), "--speedup", str(SPEEDUP), "--seed", str(SEED), "--start",
                               start.isoformat(), "--intake-url", intake], env=simulator, capture_output=True,
                              text=True, timeout=300)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from lienthong.infra.artifacts import KAFKA_VERSION
+from lienthong_tools.infra.artifacts import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"intake": 8081, "routing": 8082, "notify": 8083, "stats": 8084}
@@ -44,6 +44,7 @@ def test_every_service_is_built_from_its_dockerfile_with_its_port_and_env():
 def test_topic_job_creates_the_catalogue():
     job = compose()["services"]["topics"]
     assert job["command"] == ["lienthong", "topics", "create"]
+    assert job["build"]["dockerfile"] == "tools/Dockerfile"  # the operators' image: the services' carry no tooling
     assert job["depends_on"]["provision"]["condition"] == "service_completed_successfully"  # after the ACLs
 
 
@@ -62,8 +63,8 @@ def test_every_service_connects_as_its_own_principal_with_a_mounted_password():
 
 
 def test_the_compose_broker_is_provisioned_like_the_local_one():
-    from lienthong.infra.servers import broker_security
-    from lienthong.infra.tls import BrokerTls
+    from lienthong_tools.infra.servers import broker_security
+    from lienthong_tools.infra.tls import BrokerTls
 
     services = compose()["services"]
     assert services["credentials"]["command"] == ["lienthong", "credentials", "/run/lienthong"]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lienthong.infra.artifacts import MissingTool, require
-from lienthong.infra.servers import is_local
+from lienthong_tools.infra.artifacts import MissingTool, require
+from lienthong_tools.infra.servers import is_local
 from lienthong.settings import MongoSettings
 
 
@@ -28,7 +28,7 @@ def test_mongo_host_port_from_uri():
 def test_cluster_ids_never_start_with_a_dash(monkeypatch):
     import uuid
 
-    from lienthong.infra import servers
+    from lienthong_tools.infra import servers
 
     # 0xf8 as the first byte encodes as "-" in URL-safe base64: the first UUID drawn is refused.
     drawn = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
@@ -106,7 +106,7 @@ def test_kafka_waits_for_its_controller_port_too(tmp_path):
     (seen between two benchmarks run back to back)."""
     import socket
 
-    from lienthong.infra.servers import LocalKafka
+    from lienthong_tools.infra.servers import LocalKafka
 
     with socket.socket() as client_port:
         client_port.bind(("127.0.0.1", 0))
@@ -146,7 +146,7 @@ def test_the_registry_is_reread_when_its_file_changes_and_a_broken_edit_keeps_th
 def _hold(lock, log, name):  # noqa: ANN001 - run in a child process
     import time
 
-    from lienthong.infra.artifacts import _exclusive
+    from lienthong_tools.infra.artifacts import _exclusive
 
     with _exclusive(lock):
         with open(log, "a") as out:
@@ -176,7 +176,7 @@ def test_downloads_and_builds_are_done_by_one_process_at_a_time(tmp_path):
 def test_a_three_node_cluster_sits_on_consecutive_ports_and_keeps_its_size(tmp_path, monkeypatch):
     import json
 
-    from lienthong.infra.environment import Environment
+    from lienthong_tools.infra.environment import Environment
     from lienthong.settings import KafkaSettings
 
     monkeypatch.setenv("LIENTHONG_STATE", str(tmp_path))

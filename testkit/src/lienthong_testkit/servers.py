@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lienthong.infra.environment import Environment
-from lienthong.infra.servers import LocalFerretDB, LocalKafka
+from lienthong_tools.infra.environment import Environment
+from lienthong_tools.infra.servers import LocalFerretDB, LocalKafka
 from lienthong.messaging import ensure_topics
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.topics import all_topics

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from lienthong.calendar import VN_TZ
 from lienthong.contracts.intake import DossierSubmission
-from lienthong.simulation.plan import actions, add_office_time, filings, in_office
+from lienthong_tools.simulation.plan import actions, add_office_time, filings, in_office
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=VN_TZ)  # a Wednesday
 

@@ -92,7 +92,7 @@ async def from_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[Sent]:
         await consumer.stop()
 
 
-async def run(agency: str, file: Path | None, topic: str | None) -> list[Verdict]:
+async def run(agency: str, file: Path | None, topic: str | None, kafka: KafkaSettings | None = None) -> list[Verdict]:
     mongo = MongoSettings()
     client = make_client(mongo)
     try:
@@ -104,12 +104,12 @@ async def run(agency: str, file: Path | None, topic: str | None) -> list[Verdict
         if file is not None:
             return [await judge(router, agency, sent, from_topic=False) for sent in from_file(file)]
         return [await judge(router, agency, sent, from_topic=True)
-                async for sent in from_topic(KafkaSettings(), topic or outcomes_topic(agency).name)]
+                async for sent in from_topic(kafka or KafkaSettings(), topic or outcomes_topic(agency).name)]
     finally:
         await client.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, kafka: KafkaSettings | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lienthong conformance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--agency", required=True, help="the agency system that sent the records (registry name)")
     source = parser.add_mutually_exclusive_group()
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--topic", help="a topic to read (default: unit.outcomes.<agency>)")
     parser.add_argument("--json", action="store_true", help="one JSON object per record")
     args = parser.parse_args(argv)
-    verdicts = asyncio.run(run(args.agency, args.file, args.topic))
+    verdicts = asyncio.run(run(args.agency, args.file, args.topic, kafka))
     for v in verdicts:
         if args.json:
             print(json.dumps(asdict(v), ensure_ascii=False))

@@ -36,7 +36,7 @@ from lienthong.contracts.dossier import (
 from lienthong.contracts.envelope import EventData, deterministic_id, new_event
 from lienthong.messaging import make_broker, publish_event
 from lienthong.settings import KafkaSettings
-from lienthong.simulation.plan import Action, Filing, actions, add_office_time, filings
+from lienthong_tools.simulation.plan import Action, Filing, actions, add_office_time, filings
 from lienthong.personaldata import seal_for_intake
 from lienthong.topics import INTAKE_SUBMISSIONS, WORK_PREFIX, outcomes_topic
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from lienthong.infra.paths import state_dir
-from lienthong.infra.servers import LocalFerretDB, LocalKafka, LocalServer
+from lienthong_tools.infra.paths import state_dir
+from lienthong_tools.infra.servers import LocalFerretDB, LocalKafka, LocalServer
 from lienthong.messaging import ensure_topics
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.topics import all_topics

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lienthong.identity import ADMIN, provision_plan, registry
-from lienthong.infra import artifacts
-from lienthong.infra.tls import BrokerTls, LocalCA
+from lienthong_tools.infra import artifacts
+from lienthong_tools.infra.tls import BrokerTls, LocalCA
 from lienthong.settings import KafkaSettings
 
 START_TIMEOUT_S = 120.0

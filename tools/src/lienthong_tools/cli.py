@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from lienthong.infra.artifacts import MissingTool
+from lienthong_tools.infra.artifacts import MissingTool
 
 SERVICES = ("intake", "routing", "notify", "stats")
 
 
 def _environment(args: argparse.Namespace):  # noqa: ANN202 (imported lazily: the CLI starts fast)
-    from lienthong.infra.environment import Environment
+    from lienthong_tools.infra.environment import Environment
 
     return Environment.from_settings(name=args.env, brokers=getattr(args, "brokers", None))
 
@@ -94,16 +94,21 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Delegates to the stats service's own module: the shared library never imports a service."""
-    return subprocess.call([sys.executable, "-m", "stats.rebuild"], env={**os.environ, **_kafka_as(args, "stats").as_env()})
+    """The stats service's own rebuild, as stats (the tools sit above the services)."""
+    from stats.rebuild import rebuild
+
+    result = asyncio.run(rebuild(_kafka_as(args, "stats")))
+    print(" ".join(f"{k}={v}" for k, v in result.items()))
+    return 0
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
-    """Routing's own judgement (the shared library never imports a service): as routing, reading only."""
+    """Routing's own judgement: as routing, reading only."""
+    from routing import conformance
+
     argv = ["--agency", args.agency, *(["--file", args.file] if args.file else []),
             *(["--topic", args.topic] if args.topic else []), *(["--json"] if args.json else [])]
-    return subprocess.call([sys.executable, "-m", "routing.conformance", *argv],
-                           env={**os.environ, **_kafka_as(args, "routing").as_env()})
+    return conformance.main(argv, kafka=_kafka_as(args, "routing"))
 
 
 def cmd_citizens(args: argparse.Namespace) -> int:
@@ -183,7 +188,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
 
 
 def cmd_credentials(args: argparse.Namespace) -> int:
-    from lienthong.infra.servers import write_secrets_directory
+    from lienthong_tools.infra.servers import write_secrets_directory
 
     plan = write_secrets_directory(Path(args.directory))
     print(f"a password file per registered client in {plan.parent}; SCRAM users and ACLs to apply: {plan}")
@@ -196,8 +201,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from lienthong.auth import LocalIssuer
     from lienthong.logging import configure_logging
     from lienthong.settings import KafkaSettings
-    from lienthong.simulation.plan import filings
-    from lienthong.simulation.run import SimClock, Simulator
+    from lienthong_tools.simulation.plan import filings
+    from lienthong_tools.simulation.run import SimClock, Simulator
 
     duration = args.duration or None
     start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
@@ -245,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Notifications go to a local mail catcher and SMS gateway unless a relay or gateway of one's own is named.
     outbox = None
     if not (os.environ.get("NOTIFY_SMTP_HOST") or os.environ.get("NOTIFY_SMS_GATEWAY_URL")):
-        from lienthong.infra.outbox import Outbox
+        from lienthong_tools.infra.outbox import Outbox
 
         outbox = Outbox(int(os.environ.get("LIENTHONG_OUTBOX_PORT", "8025")))
         outbox_page = outbox.start()
@@ -256,11 +261,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.simulate_rate > 0:  # a gentle simulator, so that a newcomer sees dossiers move on the dashboard
         from datetime import UTC, datetime, timedelta
 
-        from lienthong.simulation.plan import add_office_time
+        from lienthong_tools.simulation.plan import add_office_time
 
         opens = add_office_time(datetime.now(UTC), timedelta(0))  # at night too, offices are open in the simulation
         simulator = subprocess.Popen([
-            sys.executable, "-m", "lienthong.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
+            sys.executable, "-m", "lienthong_tools.cli", "simulate", "--rate", str(args.simulate_rate), "--duration", "0",
             "--speedup", "60", "--seed", "1", "--start", opens.isoformat()], env=as_client("simulator"))
     else:
         simulator = None

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lienthong.infra.paths import assets_dir, cache_dir
+from lienthong_tools.infra.paths import assets_dir, cache_dir
 
 KAFKA_VERSION = "4.4.0"  # newest release our suite passes against with aiokafka 0.14 / FastStream 0.7
 LOG4J_VERSION = "2.25.3"
