@@ -267,7 +267,7 @@ async def test_two_writers_storing_groups_at_once_share_one_unit_day_without_gap
     the next one, and the codes end up unique and consecutive."""
     from datetime import UTC, datetime
 
-    from intake.repository import DossierRepository, NewDossier
+    from intake.store import DossierStore, NewDossier
     from lienthong.contracts.envelope import new_event
     from lienthong.contracts.dossier import StepStarted
     from lienthong.store import database, make_client
@@ -275,7 +275,7 @@ async def test_two_writers_storing_groups_at_once_share_one_unit_day_without_gap
     client = make_client(infra.mongo)
     try:
         db = database(client, infra.mongo)
-        writers = [DossierRepository(db), DossierRepository(db)]
+        writers = [DossierStore(db), DossierStore(db)]
         await writers[0].setup()
         unit, now = "QUANGPHU", datetime.now(UTC)
 

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from intake.domain import Rejected, dossier_code, dossier_day
-from intake.repository import NewDossier, StoredDossier
+from intake.store import NewDossier, StoredDossier
 from intake.submit import Conflict, Intake, KafkaUnavailable
 from lienthong.calendar import VN_TZ
 from lienthong.catalogue import catalogue
@@ -24,8 +24,8 @@ from tests.unit.intake.test_domain import make
 NOW = datetime(2025, 12, 1, 9, 30, tzinfo=VN_TZ)
 
 
-class MemoryRepository:
-    """DossierRepository's contract: one dossier per idempotency key, codes consecutive per unit and day."""
+class MemoryStore:
+    """DossierStore's contract: one dossier per idempotency key, codes consecutive per unit and day."""
 
     def __init__(self) -> None:
         self.docs: dict[str, StoredDossier] = {}
@@ -86,8 +86,8 @@ class Producer:
         return ack
 
 
-def intake(repo: MemoryRepository | None = None, producer: Producer | None = None) -> Intake:
-    return Intake(repo or MemoryRepository(), (producer or Producer()).send, catalogue(), MemoryVault(),  # type: ignore[arg-type]
+def intake(repo: MemoryStore | None = None, producer: Producer | None = None) -> Intake:
+    return Intake(repo or MemoryStore(), (producer or Producer()).send, catalogue(), MemoryVault(),  # type: ignore[arg-type]
                   SubmissionKey(PersonalDataSettings()), publish_timeout_s=0.5, clock=lambda: NOW)
 
 
@@ -117,14 +117,14 @@ async def test_a_reference_reused_for_another_filing_is_a_conflict_and_another_c
 
 
 async def test_a_filing_breaking_a_rule_is_refused_and_nothing_is_stored():
-    repo = MemoryRepository()
+    repo = MemoryStore()
     with pytest.raises(Rejected):
         await intake(repo).submit(make(procedure_code="NO-SUCH"), "portal")
     assert repo.docs == {}
 
 
 async def test_kafka_down_stores_the_dossier_and_the_relay_publishes_it_once_kafka_is_back():
-    repo, producer = MemoryRepository(), Producer()
+    repo, producer = MemoryStore(), Producer()
     service = intake(repo, producer)
     producer.down = True
     with pytest.raises(KafkaUnavailable) as unavailable:
@@ -142,7 +142,7 @@ async def test_kafka_down_stores_the_dossier_and_the_relay_publishes_it_once_kaf
 
 
 async def test_a_restarted_intake_relays_what_the_previous_process_left_unpublished():
-    repo, producer = MemoryRepository(), Producer()
+    repo, producer = MemoryStore(), Producer()
     producer.down = True
     with pytest.raises(KafkaUnavailable):
         await intake(repo, producer).submit(make(), "portal")
@@ -153,7 +153,7 @@ async def test_a_restarted_intake_relays_what_the_previous_process_left_unpublis
 
 
 async def test_concurrent_filings_share_group_commits_and_get_consecutive_codes():
-    repo, producer = MemoryRepository(), Producer()
+    repo, producer = MemoryStore(), Producer()
     service = intake(repo, producer)
     results = await asyncio.gather(*(service.submit(make(external_ref=f"G22.99-{i:06d}"), "portal")
                                      for i in range(40)))

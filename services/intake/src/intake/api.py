@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from intake.domain import Rejected
 from intake.limits import PerUnitRateLimit
-from intake.repository import StoredDossier
+from intake.store import StoredDossier
 from intake.submit import Conflict, Intake, KafkaUnavailable
 from lienthong.catalogue import Procedure, Unit, catalogue
 from lienthong.contracts.intake import DossierSubmission

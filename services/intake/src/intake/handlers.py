@@ -22,14 +22,13 @@ from lienthong.contracts.intake import DossierSubmission
 from lienthong.messaging import batch_subscription, park_record, record_context, records_of, undecodable_of
 from lienthong.topics import INTAKE_SUBMISSIONS
 
-GROUP_ID = "intake"
 # Kafka stamps no sender on a record: submissions on intake.submissions are the counter application's (the only
 # principal with write access to the topic besides the simulator), and their references are scoped to it.
 KAFKA_CLIENT = "intake.submissions"
 MAX_BATCH = 200
 
 
-def build_router(intake: Intake) -> KafkaRouter:
+def build_router(intake: Intake, group_id: str = "intake") -> KafkaRouter:
     router = KafkaRouter()
 
     async def ingest(submission: DossierSubmission, record: ConsumerRecord, broker: KafkaBroker) -> None:
@@ -53,7 +52,7 @@ def build_router(intake: Intake) -> KafkaRouter:
             SUBMISSIONS.labels("kafka", submission.channel, "accepted").inc()
 
     @router.subscriber(
-        INTAKE_SUBMISSIONS.name, **batch_subscription(group_id=GROUP_ID, auto_offset_reset="earliest",
+        INTAKE_SUBMISSIONS.name, **batch_subscription(group_id=group_id, auto_offset_reset="earliest",
                                                       max_records=MAX_BATCH),
         description="Dossier submissions from agency systems, the applicant sealed to intake's key "
                     "(`applicant_sealed`); a refused one is parked on the DLQ with only the reason",

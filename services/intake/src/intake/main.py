@@ -3,36 +3,23 @@
 
 from __future__ import annotations
 
+from functools import partial
 
-from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 
 from intake import api, handlers, personal
 from intake.limits import BodySizeLimit, PerUnitRateLimit
-from intake.repository import DossierRepository
+from intake.store import DossierStore
 from intake.settings import IntakeSettings
 from intake.submit import Intake
 from lienthong.catalogue import catalogue
-from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.personaldata import PersonalDataSettings, SubmissionKey, Vault
-from lienthong.messaging import make_broker, publish_event, purge_consumed
+from lienthong.messaging import event_publisher, make_broker, purge_consumed
 from lienthong.service import Service, Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
 from lienthong.store import database, make_client, ping
 from lienthong.topics import DOSSIER_LIFECYCLE, INTAKE_SUBMISSIONS, payload_of
-
-def lifecycle_sender(broker: KafkaBroker):  # noqa: ANN201
-    publisher = broker.publisher(
-        DOSSIER_LIFECYCLE.name,
-        description="dossier.submitted CloudEvents, structured mode (key: dossier code)",
-        schema=payload_of(DOSSIER_LIFECYCLE, DossierSubmitted),
-    )
-
-    async def send(event: CloudEvent):  # noqa: ANN202
-        return await publish_event(publisher, event, no_confirm=True)
-
-    return send
 
 
 def bootstrap(
@@ -47,17 +34,19 @@ def bootstrap(
     broker = make_broker("intake", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
     db = database(client, mongo)
-    repo = DossierRepository(db)
+    store = DossierStore(db)
     vault = Vault(db, personal_data)
-    intake = Intake(repo, lifecycle_sender(broker), catalogue(), vault, SubmissionKey(personal_data),
+    send = event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=payload_of(DOSSIER_LIFECYCLE, DossierSubmitted),
+                           description="dossier.submitted CloudEvents, structured mode (key: dossier code)")
+    intake = Intake(store, partial(send, no_confirm=True), catalogue(), vault, SubmissionKey(personal_data),
                     publish_timeout_s=settings.publish_timeout_s, max_group=settings.max_group)
-    broker.include_router(handlers.build_router(intake))
+    broker.include_router(handlers.build_router(intake, settings.group_id))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
     purge = Periodic("submissions_purge", settings.purge_interval_s,
-                     lambda: purge_consumed(kafka, handlers.GROUP_ID, INTAKE_SUBMISSIONS.name))
+                     lambda: purge_consumed(kafka, settings.group_id, INTAKE_SUBMISSIONS.name))
 
     async def start() -> None:
-        await repo.setup()
+        await store.setup()
         await intake.recover()
         await relay.start()
         await purge.start()
@@ -77,7 +66,7 @@ def bootstrap(
         on_shutdown=[stop],
     )
     app.include_router(api.build_router(intake, PerUnitRateLimit(settings.rate_per_unit_per_s, settings.rate_burst)))
-    app.include_router(personal.build_router(repo, vault))
+    app.include_router(personal.build_router(store, vault))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return Service("intake", app, broker, intake)
 

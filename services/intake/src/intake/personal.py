@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from intake.repository import DossierRepository
+from intake.store import DossierStore
 from lienthong.auth import AUDIT_READ, ERASE, PERSONAL_READ, Caller, require
 from lienthong.contracts.dossier import Applicant
 from lienthong.contracts.types import CitizenId, Contract, ShortText
@@ -36,7 +36,7 @@ NOT_FOUND = JSONResponse({"detail": [{"field": "code", "type": "not_found", "mes
                          status_code=404)
 
 
-def build_router(repo: DossierRepository, vault: Vault) -> APIRouter:
+def build_router(repo: DossierStore, vault: Vault) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["personal data"])
 
     @router.get("/dossiers/{code}/applicant", response_model=Applicant,

@@ -10,6 +10,8 @@ class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore")
 
     http_port: int = Field(8081, ge=1, le=65535)
+    group_id: str = Field("intake", description="Kafka consumer group of intake.submissions (its purge deletes "
+                          "only what this group has taken in)")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger request bodies get 413")
     rate_per_unit_per_s: float = Field(50.0, gt=0, description="Sustained submissions per receiving unit per second")
     rate_burst: int = Field(200, ge=1, description="Submissions a unit may send at once before 429")

@@ -22,7 +22,7 @@ import structlog
 
 from intake.domain import Rejected, RuleError, check, submitted_event
 from intake.group import Coalescer
-from intake.repository import DossierRepository, NewDossier, StoredDossier
+from intake.store import DossierStore, NewDossier, StoredDossier
 from lienthong.catalogue import Catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import SealedApplicant
@@ -73,7 +73,7 @@ def _submitted(submission: DossierSubmission, catalogue: Catalogue, received_at:
 class Intake:
     def __init__(
         self,
-        repo: DossierRepository,
+        repo: DossierStore,
         send: Send,
         catalogue: Catalogue,
         vault: Vault,

@@ -46,7 +46,7 @@ class StoredDossier:
     fingerprint: str | None = None  # of the submission it came from (None: stored before fingerprints)
 
 
-class DossierRepository:
+class DossierStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.dossiers = db["intake_dossiers"]
         self.counters = db["intake_code_counters"]
