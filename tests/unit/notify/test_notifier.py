@@ -12,6 +12,7 @@ from lienthong.calendar import VN_TZ, today_vn
 from lienthong.catalogue import catalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import Applicant, DossierResolved, DossierSubmitted, SealedApplicant
+from lienthong.contracts.notification import NotificationRequested
 from lienthong.contracts.envelope import new_event
 from lienthong.personaldata import Access
 from notify.channels import DeliveryError
@@ -203,3 +204,16 @@ async def test_an_erased_citizen_is_told_nothing():
                                          on_time=True), subject=CODE, source="/t", seq=4, time=NOW)
     await notify.notifier.on_event(resolved)
     assert notify.email.sent == [] and notify.sms.sent == []
+
+
+async def test_a_retry_due_after_the_hold_goes_back_to_the_topic_and_one_due_within_it_is_attempted():
+    notify = Notify()
+    event = submitted()
+    request = new_event(NotificationRequested(cause_event_id=event.id, recipient_kind="citizen", recipient_ref="x",
+                                              channel="sms", template="received"), subject=CODE, source="/t", seq=1)
+    later = notify.now.astimezone(UTC) + timedelta(hours=1)
+    assert await notify.notifier.hold_until_due(request, later, hold_max_s=0.01) is False
+    [(requeued, headers)] = notify.retries
+    assert requeued == request and datetime.fromisoformat(headers["not-before"]) == later
+    assert await notify.notifier.hold_until_due(request, notify.now + timedelta(seconds=0.01), hold_max_s=1) is True
+    assert len(notify.retries) == 1

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import structlog
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaBroker, KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from lienthong.messaging import batch_subscription, record_context, records_of
 from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_RETRY, payload_of
@@ -20,6 +20,7 @@ RetryEvent = payload_of(NOTIFICATION_RETRY)
 
 def not_before(headers: dict) -> datetime:
     value = headers.get("not-before")
+    value = value.decode() if isinstance(value, bytes) else value
     try:
         return datetime.fromisoformat(value) if value else datetime.now(UTC)
     except ValueError:
@@ -56,16 +57,10 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
                                                       max_records=MAX_BATCH),
         description="Notifications to attempt again once their `not-before` header has passed",
     )
-    async def on_retry(requests: list[RetryEvent], message: KafkaMessage, broker: KafkaBroker) -> None:
+    async def on_retry(requests: list[RetryEvent], message: KafkaMessage) -> None:
         async def one(request, record) -> None:  # noqa: ANN001
-            headers = {k: v.decode() for k, v in record.headers}
-            wait = (not_before(headers) - datetime.now(UTC)).total_seconds()
-            # A batch waits a few seconds at most; a record not due by then goes back to the end of the topic,
-            # so one long Retry-After does not hold up the retries behind it.
-            await asyncio.sleep(min(max(0.0, wait), hold_max_s))
-            if wait > hold_max_s:
-                await broker.publish(record.value, NOTIFICATION_RETRY.name, key=record.key, headers=headers)
-                return
+            if not await notifier.hold_until_due(request, not_before(dict(record.headers)), hold_max_s):
+                return  # not due within the hold: back at the end of the topic
             async with slots:
                 with structlog.contextvars.bound_contextvars(**record_context(record), event_id=request.id,
                                                              dossier_code=request.subject):

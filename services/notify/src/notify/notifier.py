@@ -87,6 +87,16 @@ class Notifier:
         # One event's deliveries are independent: one slow channel does not hold up the others.
         await asyncio.gather(*(self._first_attempt(d, event, dossier, citizen) for d in deliveries))
 
+    async def hold_until_due(self, request: CloudEvent, not_before: datetime, hold_max_s: float) -> bool:
+        """Wait for a retry that is due within `hold_max_s` (True: attempt it now). One due later goes back to the
+        end of the retry topic (False), so one long Retry-After does not hold up the retries behind it."""
+        wait = (not_before - self.clock()).total_seconds()
+        await asyncio.sleep(min(max(0.0, wait), hold_max_s))
+        if wait > hold_max_s:
+            await self.publish_retry(request, {"not-before": not_before.isoformat()})
+            return False
+        return True
+
     async def on_retry(self, request: CloudEvent) -> None:
         data: NotificationRequested = request.data  # type: ignore[assignment]
         delivery = Delivery(data.cause_event_id, request.subject, request.dossierseq, data.recipient_kind,
