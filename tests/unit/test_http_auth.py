@@ -165,3 +165,33 @@ def test_revocation_refuses_the_tokens_issued_until_then_and_a_re_registered_cli
     (tmp_path / "revoked-clients.json").write_text('["xa-1"]')  # the earlier format: revoked for ever
     with pytest.raises(jwt.InvalidTokenError):
         Verifier(issuer.settings()).verify(after)
+
+
+def test_a_verified_token_is_remembered_but_revocation_and_a_withdrawn_key_still_refuse_it(tmp_path, monkeypatch):
+    import os
+
+    import jwt
+
+    from lienthong import auth
+
+    issuer = LocalIssuer(tmp_path)
+    verifier = auth.Verifier(issuer.settings())
+    token = issuer.issue("xa-2", [SUBMIT], now=time.time() - 10)
+    decodes = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **kw: decodes.append(1) or real_decode(*a, **kw))
+    for _ in range(50):
+        assert verifier.verify(token).client == "xa-2"
+    assert len(decodes) == 1  # one signature check, then remembered
+    issuer.revoke("xa-2", now=time.time() - 5)
+    with pytest.raises(jwt.InvalidTokenError):  # revocation is checked on every request
+        verifier.verify(token)
+
+    other = issuer.issue("xa-3", [SUBMIT])
+    assert verifier.verify(other).client == "xa-3"
+    rotated = LocalIssuer(tmp_path / "rotated").jwks_file.read_text().replace("local-1", "local-2")
+    issuer.jwks_file.write_text(rotated)  # the key withdrawn (compromised) for a new one: its tokens with it
+    stat = issuer.jwks_file.stat()
+    os.utime(issuer.jwks_file, (stat.st_atime, stat.st_mtime + 1))
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.verify(other)
