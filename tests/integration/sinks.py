@@ -7,7 +7,6 @@ import asyncio
 import email
 import email.policy
 import json
-import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -17,11 +16,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as probe:  # aiosmtpd's controller probes its port, so it cannot be 0
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from lienthong_tools.infra.ports import free_port
 
 
 @dataclass

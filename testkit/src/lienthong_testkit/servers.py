@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lienthong_tools.infra import ports
 from lienthong_tools.infra.environment import Environment
 from lienthong_tools.infra.servers import LocalFerretDB, LocalKafka
 from lienthong.messaging import ensure_topics
@@ -52,26 +52,11 @@ class Servers:
 
 
 def free_ports(count: int = 1) -> int:
-    """The first of `count` consecutive free ports on 127.0.0.1 (Kafka's controller listens on port + 1)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            holds = []
-            for port in range(first, first + count):
-                holder = socket.socket()
-                holds.append(holder)
-                holder.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for holder in holds:
-                holder.close()
-    raise ServersUnavailable(f"no {count} consecutive free ports on 127.0.0.1")
+    """The first of `count` consecutive free ports on 127.0.0.1, below the ephemeral range."""
+    try:
+        return ports.free_ports(count)
+    except OSError as exc:
+        raise ServersUnavailable(str(exc)) from exc
 
 
 def docker_answers() -> bool:

@@ -11,20 +11,15 @@ import email.policy
 import html
 import json
 import secrets
-import socket
 import threading
 from collections import deque
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from lienthong_tools.infra.ports import free_port
+
 KEPT = 200
-
-
-def free_port() -> int:
-    with socket.socket() as probe:  # aiosmtpd's controller probes its own port, so it cannot be given 0
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Outbox:
