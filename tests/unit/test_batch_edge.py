@@ -30,7 +30,8 @@ CODE = "HACTHANH-251201-0001"
 async def test_valid_events_are_projected_and_the_rest_parked_with_a_value_free_reason():
     broker = make_broker("stats", registry=CollectorRegistry())
     store = MemoryStore()
-    window = Window(Projector(store), lambda record, reason: None, max_events=1, idle_s=1, max_wait_s=1)
+    window = Window(Projector(store), lambda record, reason: None, max_events=1, fresh_s=1, bulk_events=1,
+                    idle_s=1, max_wait_s=1)
     broker.include_router(build_router(window))
     parked: list[tuple[dict, bytes]] = []
 

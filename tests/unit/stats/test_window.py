@@ -1,6 +1,6 @@
-"""The stats edge's window (service layer, in-memory store, a fake consumer): fetches are projected together, once,
-when the stream pauses, when the window is old or full, or before a rebalance; offsets are committed only for what
-was stored; a failing store keeps the window (nothing dropped, nothing committed) until it answers."""
+"""The stats edge's window (service layer, in-memory store, a fake consumer): a steady stream is projected while
+fresh, a burst once it pauses (or is old or full), everything before a rebalance; offsets are committed only for
+what was stored; a failing store keeps the window (nothing dropped, nothing committed) until it answers."""
 
 from __future__ import annotations
 
@@ -47,13 +47,25 @@ def fetch(first: int, n: int) -> tuple[list[Positioned], list[ConsumerRecord]]:
 
 
 def window(store: MemoryStore, **limits: float) -> Window:
-    options = {"max_events": 1000, "idle_s": 0.05, "max_wait_s": 10.0, **limits}
+    options = {"max_events": 1000, "fresh_s": 10.0, "bulk_events": 2, "idle_s": 0.05, "max_wait_s": 10.0, **limits}
     return Window(Projector(store), lambda record, reason: asyncio.sleep(0), **options)
+
+
+async def test_a_steady_stream_is_projected_while_fresh():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, fresh_s=0.02, bulk_events=100, idle_s=10.0)
+    await w.add(*fetch(0, 1), consumer)
+    await w.flush_if_due()
+    assert consumer.commits == []  # not yet fresh_s old
+    await asyncio.sleep(0.03)
+    await w.add(*fetch(1, 1), consumer)  # the stream goes on: no pause, but the window is small
+    await w.flush_if_due()
+    assert consumer.commits == [{TP: 2}] and store.dossiers[CODE]["seq"] == 2
 
 
 async def test_fetches_of_one_burst_are_written_once_when_the_stream_pauses():
     store, consumer = CountingStore(), FakeConsumer()
-    w = window(store)
+    w = window(store)  # two events make a burst here
     for first, n in ((0, 1), (1, 1), (2, 1)):  # a dossier's three events in three fetches
         await w.add(*fetch(first, n), consumer)
         await w.flush_if_due()
@@ -69,7 +81,7 @@ async def test_a_full_or_old_window_is_projected_without_waiting_for_a_pause():
     w = window(store, max_events=2)
     await w.add(*fetch(0, 2), consumer)
     assert consumer.commits == [{TP: 2}]
-    w = window(store, idle_s=10.0, max_wait_s=0.0)
+    w = window(store, idle_s=10.0, max_wait_s=0.0, bulk_events=1)
     await w.add(*fetch(2, 1), consumer)
     await w.flush_if_due()
     assert consumer.commits[-1] == {TP: 3} and store.dossiers[CODE]["seq"] == 3

@@ -12,8 +12,13 @@ class StatsSettings(ServiceSettings):
     http_port: int = Field(8084, ge=1, le=65535)
     group_id: str = Field("stats-v3", description="Kafka consumer group (v3: grouped, packed rows; a new group "
                           "replays the log into the v3 collections)")
-    window_idle_s: float = Field(0.5, gt=0, description="A window of fetched events is projected once no fetch has "
-                                 "brought anything for this long (so a burst is written once, at its end)")
+    window_fresh_s: float = Field(0.25, gt=0, description="A window of fetched events still small at this age (the "
+                                  "steady stream) is projected then: figures stay fresh")
+    window_bulk_events: int = Field(2_000, ge=1, description="A window this large by then is a burst: it waits for "
+                                    "the stream to pause, so the burst is written once")
+    window_idle_s: float = Field(0.5, gt=0, description="A burst's window is projected once no fetch has brought "
+                                 "anything for this long")
     window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
-    window_max_events: int = Field(100_000, ge=1, description="... or once it holds this many events (memory)")
+    window_max_events: int = Field(100_000, ge=1, description="Any window is projected once it holds this many "
+                                   "events (memory)")
     dashboard_sample_s: float = Field(5.0, gt=0, description="How often the dashboard samples topic offsets and lag")

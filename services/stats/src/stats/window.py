@@ -1,11 +1,15 @@
 """Several fetches projected as one batch (the stats edge's write-behind window).
 
 A burst arrives over a few fetches; projected fetch by fetch, a dossier whose events straddle two fetches is written
-twice, the second time as a guarded replace, which FerretDB does ~10x slower than an insert. The window holds the
-fetched events in memory and projects them together once the stream pauses (no fetch brought anything for
-`idle_s`), once its oldest event has waited `max_wait_s`, once it is full, or before its partitions are given up
-in a rebalance. Offsets are committed explicitly, and only for what a
-projection stored: a crash loses nothing but the window, which comes again from the committed offsets.
+twice, the second time as a guarded replace, which FerretDB does ~10x slower than an insert. So the window decides
+by the rate events arrive at:
+- a window that stays small (under `bulk_events` by the time it is `fresh_s` old: the steady stream of a working
+  day, up to thousands of events a second) is projected then, so figures are fresh within a fraction of a second;
+- a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
+  (no fetch brought anything for `idle_s`) or once it is `max_wait_s` old, so the burst is written once;
+- and always once it holds `max_events`, or before its partitions are given up in a rebalance.
+Offsets are committed explicitly, and only for what a projection stored: a crash loses nothing but the window,
+which comes again from the committed offsets.
 
 A projection that fails (the store away) keeps the window and is tried again, holding the consumer meanwhile (its
 fetches wait on the window's lock): nothing is dropped, and nothing past the window is taken in.
@@ -29,9 +33,10 @@ RETRY_S = 1.0
 
 class Window(ConsumerRebalanceListener):
     def __init__(self, projector: Projector, park: Callable[[ConsumerRecord, str], Awaitable[None]], *,
-                 max_events: int, idle_s: float, max_wait_s: float) -> None:
+                 max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float) -> None:
         self.projector, self.park = projector, park
-        self.max_events, self.idle_s, self.max_wait_s = max_events, idle_s, max_wait_s
+        self.max_events, self.fresh_s, self.bulk_events = max_events, fresh_s, bulk_events
+        self.idle_s, self.max_wait_s = idle_s, max_wait_s
         self.items: list[Positioned] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.ends: dict[TopicPartition, int] = {}  # the next offset to commit per partition once stored
@@ -56,12 +61,16 @@ class Window(ConsumerRebalanceListener):
                 await self._flush_until_stored()
 
     async def flush_if_due(self) -> None:
-        """Called periodically (every `idle_s / 4`): the window is projected once the stream pauses or it is old."""
-        now = time.monotonic()
-        if self.opened_at is not None and (now - self.added_at >= self.idle_s
-                                           or now - self.opened_at >= self.max_wait_s):
+        """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
+        if self.opened_at is not None and self.due(time.monotonic()):
             async with self.lock:
                 await self._flush_until_stored()
+
+    def due(self, now: float) -> bool:
+        age = now - self.opened_at if self.opened_at is not None else 0.0
+        if len(self.items) < self.bulk_events:
+            return age >= self.fresh_s
+        return now - self.added_at >= self.idle_s or age >= self.max_wait_s
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         """Store the window before giving its partitions up, so their next owner never writes beside us; if the
