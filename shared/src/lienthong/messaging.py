@@ -41,7 +41,7 @@ from lienthong.contracts import CloudEvent, to_json
 from lienthong.contracts.errors import summarize
 from lienthong.logging import BROKER_LOGGER
 from lienthong.settings import KafkaSettings
-from lienthong.topics import Topic, adapter_for, all_topics, topic_named
+from lienthong.topics import Topic, adapter_for, dlq_of, topic_named
 
 SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 MAX_ATTEMPTS = 5
@@ -72,7 +72,6 @@ class PoisonPolicy:
         self.service, self.max_attempts = service, max_attempts
         self.broker: KafkaBroker | None = None
         self.attempts: dict[tuple[str, int, int], int] = {}  # only records that failed and were not yet parked
-        self.dlq = {t.name: t.dlq for t in all_topics() if t.has_dlq}
         policy = self
 
         class Middleware(BaseMiddleware):
@@ -98,11 +97,11 @@ class PoisonPolicy:
         except Exception as exc:  # noqa: BLE001 - any other failure is the record's: count it
             attempts = self.attempts[key] = self.attempts.get(key, 0) + 1
             log.warning("handler_failed", error=type(exc).__name__, attempt=attempts, max_attempts=self.max_attempts)
-            if attempts < self.max_attempts or record.topic not in self.dlq or self.broker is None:
+            if attempts < self.max_attempts or dlq_of(record.topic) is None or self.broker is None:
                 raise
             del self.attempts[key]
-            await dead_letter(self.broker, record, dlq_topic=self.dlq[record.topic], service=self.service,
-                              reason=f"handler failed {attempts} times: {type(exc).__name__}")
+            await park_record(self.broker, record, self.service, f"handler failed {attempts} times: "
+                              f"{type(exc).__name__}")
             return None
         self.attempts.pop(key, None)
         return result

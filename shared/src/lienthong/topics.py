@@ -186,7 +186,11 @@ def topic_named(name: str) -> Topic:
 
 
 def dlq_of(name: str) -> str | None:
-    topic = topic_named(name)
+    """Where a record of topic `name` is parked (None: the topic has no DLQ, or is not in the catalogue)."""
+    try:
+        topic = topic_named(name)
+    except KeyError:
+        return None
     return topic.dlq if topic.has_dlq else None
 
 
