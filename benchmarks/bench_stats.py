@@ -99,7 +99,7 @@ def phases_of(base: str) -> Counter:
     for line in text.splitlines():
         if line.startswith("lienthong_stats_batch_phase_seconds_sum{"):
             out[line.split('phase="')[1].split('"')[0]] += float(line.rsplit(" ", 1)[1])
-        elif line.startswith('lienthong_stats_batch_phase_seconds_count{phase="load"}'):
+        elif line.startswith('lienthong_stats_batch_phase_seconds_count{phase="write_dossiers"}'):
             out["batches"] += float(line.rsplit(" ", 1)[1])
     return out
 

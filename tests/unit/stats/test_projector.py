@@ -77,7 +77,7 @@ def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, re
             batch += items[start:end]
             taken[p] = end
         try:
-            asyncio.run(projector.project(batch))
+            asyncio.run(stage_then_project(projector, batch, rng))
         except ProjectionConflict:
             failures += 1
             if rng.random() < restart_rate:
@@ -85,6 +85,17 @@ def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, re
             continue
         committed.update(taken)
     return failures
+
+
+async def stage_then_project(projector: Projector, batch: list[Positioned], rng: random.Random) -> None:
+    """As the window does with a burst, sometimes: the batch folded ahead in parts (sometimes not all of them, and
+    then the projection must fold it from the store instead)."""
+    if rng.random() < 0.5:
+        cuts = sorted(rng.choices(range(len(batch) + 1), k=2))
+        parts = [batch[:cuts[0]], batch[cuts[0]:cuts[1]], batch[cuts[1]:]]
+        for part in parts[:rng.choice([2, 3, 3])]:
+            await projector.stage(part)
+    await projector.project(batch)
 
 
 def figures_from(store: MemoryStore, slot: str, basis: str, start: date, end: date, today: date | None) -> dict:
@@ -147,3 +158,49 @@ def test_an_event_that_cannot_be_folded_is_returned_and_the_rest_are_projected()
     assert [(p.item.offset, p.reason) for p in poisoned] == [(log[second].offset, "fold failed: OverflowError")]
     assert len(store.dossiers) == 6 and store.dossiers[first]["seq"] == 1  # its later events wait behind it
     assert all(d["seq"] > 1 for code, d in store.dossiers.items() if code != first)
+
+
+class CountingLoads(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    async def load_dossiers(self, codes):  # noqa: ANN001, ANN201
+        self.loads += 1
+        return await super().load_dossiers(codes)
+
+
+def test_a_staged_batch_is_projected_without_reading_or_folding_it_again():
+    log = log_of(7, 30)
+    half = len(log) // 2
+    staged, direct = CountingLoads(), MemoryStore()
+    projector = Projector(staged)
+
+    async def run() -> None:
+        await projector.stage(log[:half])
+        await projector.stage(log[half:])
+        assert projector.staged_events == len(log)
+        loads = staged.loads
+        await projector.project(log)
+        assert staged.loads == loads  # the projection only wrote
+        await Projector(direct).project(log)
+
+    asyncio.run(run())
+    assert staged.dossiers == direct.dossiers
+    assert {i: r.cells for i, r in staged.rows.items()} == {i: r.cells for i, r in direct.rows.items()}
+
+
+def test_a_staging_that_does_not_cover_the_batch_is_not_used():
+    log = log_of(8, 20)
+    store = MemoryStore()
+    projector = Projector(store)
+
+    async def run() -> None:
+        await projector.stage(log[:5])  # a window that was then cleared and refilled differently
+        await projector.project(log)
+
+    asyncio.run(run())
+    clean = MemoryStore()
+    asyncio.run(Projector(clean).project(log))
+    assert store.dossiers == clean.dossiers
+    assert {i: r.cells for i, r in store.rows.items()} == {i: r.cells for i, r in clean.rows.items()}

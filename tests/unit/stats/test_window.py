@@ -70,6 +70,7 @@ async def test_fetches_of_one_burst_are_written_once_when_the_stream_pauses():
         await w.add(*fetch(first, n), consumer)
         await w.flush_if_due()
     assert store.dossier_writes == 0 and consumer.commits == []  # nothing stored, nothing committed yet
+    assert w.projector.staged_events == 3  # but already folded: the pause leaves only the writes
     await asyncio.sleep(0.06)
     await w.flush_if_due()
     assert store.dossier_writes == 1 and store.dossiers[CODE]["seq"] == 3

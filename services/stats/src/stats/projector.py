@@ -117,11 +117,18 @@ class Fold:
             self.deltas[rid].append((offset, slot, path_of(day, slot, field_), n))
 
 
-def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int]) -> Fold:
+def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int],
+          fold: Fold | None = None) -> Fold:
     """Apply each event to its dossier. In `exact` partitions every event's deltas are kept with its offset;
     elsewhere a dossier's net change over the batch is one delta at the offset of its last event (a row holds
-    either all of a batch's events or none of them there), which costs one rollup computation per dossier."""
-    fold = Fold(docs={i.event.subject: stored.get(i.event.subject) for its in by_partition.values() for i in its})
+    either all of a batch's events or none of them there), which costs one rollup computation per dossier.
+    Given a `fold`, the events continue it (a window folded fetch by fetch): deltas are differences of states,
+    so a dossier's changes over two parts add up to its change over the whole."""
+    fold = fold or Fold(docs={})
+    for its in by_partition.values():
+        for item in its:
+            if item.event.subject not in fold.docs:
+                fold.docs[item.event.subject] = stored.get(item.event.subject)
     for partition, its in by_partition.items():
         if partition in exact:
             for item in its:
@@ -147,6 +154,13 @@ def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str,
                 fold.docs[code] = doc
                 fold.changed.add(code)
     return fold
+
+
+def _by_partition(items: list[Positioned]) -> dict[int, list[Positioned]]:
+    by_partition: dict[int, list[Positioned]] = defaultdict(list)
+    for item in items:
+        by_partition[item.partition].append(item)
+    return by_partition
 
 
 def _fold_one(fold: Fold, item: Positioned) -> None:
@@ -201,35 +215,108 @@ class PartitionState:
     flushed: int | None = None  # the partition's flush mark: the last offset any flush may have written
 
 
+@dataclass
+class Staged:
+    """A window's events folded ahead of its projection, and what that fold read from the store."""
+
+    collection: str
+    by_partition: dict[int, list[Positioned]] = field(default_factory=lambda: defaultdict(list))
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exact: set[int] = field(default_factory=set)
+    fold: Fold = field(default_factory=lambda: Fold(docs={}))
+    events: int = 0
+    last: Positioned | None = None
+
+    def covers(self, items: list[Positioned], collection: str) -> bool:
+        """Whether these are exactly the staged events (the window appends in order, so count and last suffice)."""
+        return collection == self.collection and self.events == len(items) and self.last is items[-1]
+
+
 class Projector:
     """Projects batches; keeps each partition's recently used rows while the partition is read in order. A batch
-    that does not continue where the last one ended (a rebalance, a redelivery) starts that partition afresh."""
+    that does not continue where the last one ended (a rebalance, a redelivery) starts that partition afresh.
+
+    A burst's window may be staged fetch by fetch (`stage`) while it waits for the stream to pause: its dossiers are
+    read and its events folded then, so only the writes remain once it is projected. Staging is only a head start:
+    `project` uses it when it covers exactly the batch given, and folds from the store otherwise."""
 
     def __init__(self, store: ProjectionPort, *, cached_rows_per_partition: int = 4000) -> None:
         self.store = store
         self.cached_rows = cached_rows_per_partition
         self._partitions: dict[int, PartitionState] = {}
         self._collection: str | None = None
+        self._staged: Staged | None = None
+
+    @property
+    def staged_events(self) -> int:
+        return self._staged.events if self._staged else 0
+
+    def discard_staged(self) -> None:
+        self._staged = None
+
+    async def stage(self, items: list[Positioned]) -> None:
+        """Fold the next events of the window to be projected (each partition's continuing the last staged)."""
+        if not items:
+            return
+        try:
+            await self._stage(items)
+        except Exception as exc:  # noqa: BLE001 - a head start only: the projection folds from the store instead
+            log.warning("staging_failed", error=type(exc).__name__)
+            self._staged = None
+
+    async def _stage(self, items: list[Positioned]) -> None:
+        clock = PhaseClock(PHASE_SECONDS)
+        collection = await self._prepare()
+        staged = self._staged if self._staged and self._staged.collection == collection else Staged(collection)
+        self._staged = None  # until this part is folded in
+        by_partition = _by_partition(items)
+        if any(staged.by_partition[p] and its[0].offset <= staged.by_partition[p][-1].offset
+               for p, its in by_partition.items()):
+            return  # not a continuation (the consumer was moved back): the projection folds from the store
+        codes = [c for c in dict.fromkeys(i.event.subject for i in items) if c not in staged.fold.docs]
+        staged.stored.update(await self.store.load_dossiers(codes))
+        fresh = [p for p in by_partition if p not in staged.by_partition]
+        states = {p: self._state(p, by_partition[p][0].offset) for p in fresh}
+        await self._load_flush_marks(states)
+        staged.exact |= {p for p in fresh if by_partition[p][0].offset <= states[p].flushed}
+        clock.lap("load")
+        _fold(by_partition, staged.stored, staged.exact, staged.fold)
+        clock.lap("fold")
+        for p, its in by_partition.items():
+            staged.by_partition[p].extend(its)
+        staged.events += len(items)
+        staged.last = items[-1]
+        self._staged = staged
 
     async def project(self, items: list[Positioned]) -> list[Poison]:
         """Fold and store a batch (records of any partitions, each partition's in offset order). Returns the
         events that could not be folded; everything else is stored when this returns."""
+        staged, self._staged = self._staged, None
         if not items:
             return []
-        collection = await self.store.prepare()
-        if collection != self._collection:  # a rebuild switched collections: nothing cached is valid
-            self._partitions.clear()
-            self._collection = collection
-        by_partition: dict[int, list[Positioned]] = defaultdict(list)
-        for item in items:
-            by_partition[item.partition].append(item)
+        collection = await self._prepare()
+        by_partition = _by_partition(items)
         states = {p: self._state(p, its[0].offset) for p, its in by_partition.items()}
         try:
-            return await self._project(by_partition, states)
+            return await self._project(by_partition, states,
+                                       staged if staged and staged.covers(items, collection) else None)
         except BaseException:
             for p in by_partition:  # the cached rows may hold what was not stored
                 self._partitions.pop(p, None)
             raise
+
+    async def _prepare(self) -> str:
+        collection = await self.store.prepare()
+        if collection != self._collection:  # a rebuild switched collections: nothing cached is valid
+            self._partitions.clear()
+            self._collection = collection
+        return collection
+
+    async def _load_flush_marks(self, states: dict[int, PartitionState]) -> None:
+        fresh = [p for p, s in states.items() if s.flushed is None]
+        marks = await self.store.flush_marks(fresh) if fresh else {}
+        for p in fresh:
+            states[p].flushed = marks.get(p, -1)
 
     def _state(self, partition: int, first_offset: int) -> PartitionState:
         state = self._partitions.get(partition)
@@ -238,21 +325,21 @@ class Projector:
             self._partitions[partition] = state
         return state
 
-    async def _project(self, by_partition: dict[int, list[Positioned]],
-                       states: dict[int, PartitionState]) -> list[Poison]:
+    async def _project(self, by_partition: dict[int, list[Positioned]], states: dict[int, PartitionState],
+                       staged: Staged | None) -> list[Poison]:
         clock = PhaseClock(PHASE_SECONDS)
         codes = list(dict.fromkeys(i.event.subject for its in by_partition.values() for i in its))
-        stored = await self.store.load_dossiers(codes)
-        fresh = [p for p, s in states.items() if s.flushed is None]
-        marks = await self.store.flush_marks(fresh) if fresh else {}
-        for p in fresh:
-            states[p].flushed = marks.get(p, -1)
-        # A partition whose batch starts at or before its last flush mark replays a flush that may have stopped
-        # half-way: its rows may hold part of the batch, so each event's deltas are kept apart.
-        exact = {p for p, its in by_partition.items() if its[0].offset <= states[p].flushed}
-        clock.lap("load")
-        fold = _fold(by_partition, stored, exact)
-        clock.lap("fold")
+        if staged is not None:
+            stored, exact, fold = staged.stored, staged.exact, staged.fold
+        else:
+            stored = await self.store.load_dossiers(codes)
+            await self._load_flush_marks(states)
+            # A partition whose batch starts at or before its last flush mark replays a flush that may have stopped
+            # half-way: its rows may hold part of the batch, so each event's deltas are kept apart.
+            exact = {p for p, its in by_partition.items() if its[0].offset <= states[p].flushed}
+            clock.lap("load")
+            fold = _fold(by_partition, stored, exact)
+            clock.lap("fold")
         rows = await self._rows(fold.where, states)
         overlap = {p for rid, (_, _, p) in fold.where.items()
                    if p not in exact and rows[rid].pos >= by_partition[p][0].offset}

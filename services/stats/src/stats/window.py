@@ -8,6 +8,8 @@ by the rate events arrive at:
 - a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
   (no fetch brought anything for `idle_s`) or once it is `max_wait_s` old, so the burst is written once;
 - and always once it holds `max_events`, or before its partitions are given up in a rebalance.
+A burst's window is folded fetch by fetch as it grows (`Projector.stage`), so once the stream pauses only its
+writes remain.
 Offsets are committed explicitly, and only for what a projection stored: a crash loses nothing but the window,
 which comes again from the committed offsets.
 
@@ -59,6 +61,8 @@ class Window(ConsumerRebalanceListener):
                 self.opened_at = self.added_at
             if len(self.items) >= self.max_events:
                 await self._flush_until_stored()
+            elif len(self.items) >= self.bulk_events:  # a burst: it waits for a pause, its fold need not
+                await self.projector.stage(self.items[self.projector.staged_events:])
 
     async def flush_if_due(self) -> None:
         """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
@@ -110,3 +114,4 @@ class Window(ConsumerRebalanceListener):
 
     def _clear(self) -> None:
         self.items, self.records, self.ends, self.opened_at = [], {}, {}, None
+        self.projector.discard_staged()
