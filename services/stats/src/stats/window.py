@@ -6,7 +6,8 @@ by the rate events arrive at:
 - a window that stays small (under `bulk_events` by the time it is `fresh_s` old: the steady stream of a working
   day, up to thousands of events a second) is projected then, so figures are fresh within a fraction of a second;
 - a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
-  (no fetch brought anything for `idle_s`) or once it is `max_wait_s` old, so the burst is written once;
+  (no fetch brought anything for `idle_s`, and the broker had nothing more when last asked) or once it is
+  `max_wait_s` old, so the burst is written once;
 - and always once it holds `max_events`, or before its partitions are given up in a rebalance.
 A burst's window is folded fetch by fetch as it grows (`Projector.stage`), so once the stream pauses only its
 writes remain.
@@ -68,13 +69,22 @@ class Window(ConsumerRebalanceListener):
         """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
         if self.opened_at is not None and self.due(time.monotonic()):
             async with self.lock:
-                await self._flush_until_stored()
+                if self.opened_at is not None and self.due(time.monotonic()):  # a fetch may have come meanwhile
+                    await self._flush_until_stored()
 
     def due(self, now: float) -> bool:
         age = now - self.opened_at if self.opened_at is not None else 0.0
         if len(self.items) < self.bulk_events:
             return age >= self.fresh_s
-        return now - self.added_at >= self.idle_s or age >= self.max_wait_s
+        return age >= self.max_wait_s or (now - self.added_at >= self.idle_s and not self._more_at_broker())
+
+    def _more_at_broker(self) -> bool:
+        """Whether the last fetch responses saw records past the window (the stream has not paused: we were busy
+        staging). Unknown counts as no."""
+        try:
+            return any((self.consumer.highwater(tp) or 0) > end for tp, end in self.ends.items())
+        except Exception:  # noqa: BLE001 - a partition being revoked, a consumer without the call
+            return False
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         """Store the window before giving its partitions up, so their next owner never writes beside us; if the
@@ -102,6 +112,9 @@ class Window(ConsumerRebalanceListener):
         if not self.items:
             self._clear()
             return
+        log.debug("window_projecting", events=len(self.items), staged=self.projector.staged_events,
+                  age_s=round(time.monotonic() - (self.opened_at or time.monotonic()), 3),
+                  idle_s=round(time.monotonic() - self.added_at, 3))
         poison: list[Poison] = await self.projector.project(self.items)
         for item in poison:  # validated, but cannot be folded: parked rather than stalling the partition
             await self.park(self.records[(item.item.partition, item.item.offset)], item.reason)
