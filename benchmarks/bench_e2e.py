@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -155,6 +156,7 @@ async def measure(stats_group: str) -> dict[str, float]:
     resolved = [run.visible[(c, "resolved")] - run.answered[c] for c in codes]
     chain = [run.visible[(c, "resolved")] - run.filed[c] for c in codes]
     return {"rate": len(run.filed) / run.filing_seconds, "n": len(run.filed), "failed": len(run.failed),
+            "failures": dict(Counter(run.failed)),
             "unseen": len(run.filed) - len(codes),
             **{f"{name}_{q}": percentile(values, p) * 1000 if values else float("nan") for name, values in
                (("received", received), ("resolved", resolved), ("chain", chain)) for q, p in (("p50", 0.5),
@@ -178,7 +180,8 @@ def main() -> None:
         figures = asyncio.run(measure(stats_group))
         metrics = httpx.get(f"{stats}/metrics", headers=TOKEN).text
     print(f"| end to end (one run): {figures['n']} dossiers of {CHAIN} filed at {RATE:g}/s offered "
-          f"({figures['rate']:.1f}/s accepted, {figures['failed']} not accepted, {figures['unseen']} not resolved in "
+          f"({figures['rate']:.1f}/s accepted, {figures['failed']} not accepted {figures['failures'] or ''}, "
+          f"{figures['unseen']} not resolved in "
           f"stats {E2E_WAIT_S:g} s after the last filing), every step answered at once "
           "| p50 | p99 |")
     print("|---|---|---|")

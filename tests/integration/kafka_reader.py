@@ -85,3 +85,16 @@ async def wait_caught_up(kafka: KafkaSettings, group: str, topic: str, timeout: 
                 await asyncio.sleep(0.5)
     finally:
         await probe.stop()
+
+
+async def start_group_at_end(kafka: KafkaSettings, group: str, topic: str) -> None:
+    """Commit a new group's offsets at the topic's current end, so that it reads only what comes next (what other
+    tests of the session left on the shared topic would otherwise count in its figures)."""
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()

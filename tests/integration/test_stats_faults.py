@@ -14,7 +14,7 @@ from datetime import date
 import httpx
 import pytest
 
-from tests.integration.kafka_reader import wait_caught_up
+from tests.integration.kafka_reader import start_group_at_end, wait_caught_up
 from tests.integration.test_stats import as_steps, expected, generate, publish_all
 from lienthong.topics import DOSSIER_LIFECYCLE
 from tests.processes import Instance
@@ -22,7 +22,10 @@ from tests.tokens import EVERYTHING
 
 pytestmark = pytest.mark.integration
 
-PERIOD = (date(2018, 3, 5), date(2018, 3, 16))  # no other test writes into it
+# Open dossiers count as in progress in every later period. This one is after the other stats tests' periods (its
+# dossiers count in none of theirs) and, with the group reading from the topic's end, theirs count in none of its:
+# the tests pass in any order. (A past period: in progress is counted as of today at the latest.)
+PERIOD = (date(2020, 3, 2), date(2020, 3, 13))
 KILLS = 24
 
 
@@ -43,6 +46,7 @@ async def test_kill_9_and_rebalances_mid_stream_leave_the_figures_exact(infra):
     size = -(-len(events) // KILLS)
     chunks = [events[i:i + size] for i in range(0, len(events), size)]
     kills = self_kills = 0
+    await start_group_at_end(infra.kafka, group, DOSSIER_LIFECYCLE.name)
     try:
         for p in processes:
             p.start()

@@ -220,7 +220,7 @@ class Staged:
     """A window's events folded ahead of its projection, and what that fold read from the store."""
 
     collection: str
-    by_partition: dict[int, list[Positioned]] = field(default_factory=lambda: defaultdict(list))
+    by_partition: dict[int, list[Positioned]] = field(default_factory=dict)
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     exact: set[int] = field(default_factory=set)
     fold: Fold = field(default_factory=lambda: Fold(docs={}))
@@ -270,7 +270,7 @@ class Projector:
         staged = self._staged if self._staged and self._staged.collection == collection else Staged(collection)
         self._staged = None  # until this part is folded in
         by_partition = _by_partition(items)
-        if any(staged.by_partition[p] and its[0].offset <= staged.by_partition[p][-1].offset
+        if any(p in staged.by_partition and its[0].offset <= staged.by_partition[p][-1].offset
                for p, its in by_partition.items()):
             return  # not a continuation (the consumer was moved back): the projection folds from the store
         codes = [c for c in dict.fromkeys(i.event.subject for i in items) if c not in staged.fold.docs]
@@ -283,7 +283,7 @@ class Projector:
         _fold(by_partition, staged.stored, staged.exact, staged.fold)
         clock.lap("fold")
         for p, its in by_partition.items():
-            staged.by_partition[p].extend(its)
+            staged.by_partition.setdefault(p, []).extend(its)
         staged.events += len(items)
         staged.last = items[-1]
         self._staged = staged
