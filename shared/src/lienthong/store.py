@@ -31,16 +31,13 @@ async def ping(client: AsyncMongoClient) -> None:
     await client.admin.command("ping")
 
 
-# FerretDB v1 keeps the cursor of every update in a command open until the command ends (a `defer` in a loop), and
-# its SQLite pool has 100 connections: an update command of more than ~100 statements hangs the server. Chunks of
-# 50 stay well under; MongoDB takes them as readily.
+# Update commands of at most this many statements. FerretDB 1.24 as published hangs for good once its 100 SQLite
+# connections are held by update statements' open rows (one command of ~100 statements, or a few concurrent ones);
+# `lienthong infra up` builds it with that fixed (artifacts.FERRETDB_PATCHES, tests/integration/test_store_server.py).
+# The chunks stay so that a FerretDB built elsewhere is safe from a single large command, and each command's
+# latency stays bounded; MongoDB takes them as readily.
 BULK_CHUNK = 50
-
-
-# FerretDB 1.24 (SQLite) stalled for good on one `update` command of 150 upserts of existing documents (measured
-# with `$max` upserts: 100 passed in 70 ms, 150 never answered); a few commands of at most this many statements
-# cost a round trip each and never stall.
-MAX_UPDATES_PER_COMMAND = 50
+MAX_UPDATES_PER_COMMAND = BULK_CHUNK
 
 
 async def bulk_update(collection: Any, ops: list[Any]) -> None:

@@ -123,6 +123,22 @@ FERRETDB_PATCHES = [
      "\t}\n"
      "\treturn fmt.Sprintf(` WHERE %s IN (%s)`, metadata.IDColumn, strings.Join(marks, \", \")), args\n"
      "}\n\n// collection implements backends.Collection interface.\n"),
+    # An update statement kept its query's rows (and so a pooled SQLite connection) open while it wrote through a
+    # second connection, and until the whole command ended (a `defer` in a loop); findAndModify the same. With the
+    # pool's 100 connections, concurrent update commands from a few clients held them all and waited for one more:
+    # the server hung for good (bench_e2e at 200 filings/s; a goroutine dump showed 100 open rows, 40 writers
+    # waiting). The matched documents are now read, and the rows released, before anything is written.
+    ("internal/handler/msg_update.go",
+     '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
+     "\t\tmatches, err := iterator.ConsumeValues(iter)\n\t\tif err != nil {\n"
+     "\t\t\treturn 0, 0, nil, lazyerrors.Error(err)\n\t\t}\n\n"
+     "\t\titer = iterator.Values(iterator.ForSlice(matches))\n\t\tcloser.Add(iter)\n\n"
+     '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'),
+    ("internal/handler/msg_findandmodify.go",
+     "\titer = common.LimitIterator(iter, closer, 1)\n",
+     "\titer = common.LimitIterator(iter, closer, 1)\n\n"
+     "\tmatches, err := iterator.ConsumeValues(iter)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\n"
+     "\titer = iterator.Values(iterator.ForSlice(matches))\n\tcloser.Add(iter)\n"),
 ]
 
 
