@@ -41,6 +41,10 @@ from lienthong.topics import DOSSIER_LIFECYCLE, outcomes_topic, work_topic  # no
 RATE = float(os.environ.get("E2E_RATE", "20"))
 SECONDS = float(os.environ.get("E2E_SECONDS", "60"))
 E2E_WAIT_S = float(os.environ.get("E2E_WAIT_S", "120"))  # after the last filing, for stats to count the rest
+# Filings in flight at most, as a portal's connection pool would hold. Without a bound, every filing the service has
+# not answered yet queues inside httpx's pool, whose scan is quadratic in the queue: at 200/s the load generator
+# itself spent 100% of a core there and stopped sending, while the services sat idle (seen with py-spy).
+E2E_CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
 CHAIN = "LT-KS-TT-BHYT"
 
 
@@ -49,19 +53,22 @@ class Run:
         self.stats_group = stats_group
         self.filed: dict[str, float] = {}  # code -> when the POST was sent
         self.answered: dict[str, float] = {}  # code -> when the last step was answered
-        self.positions: dict[str, dict[str, tuple[int, int]]] = {}  # code -> kind -> (partition, offset)
         self.visible: dict[tuple[str, str], float] = {}  # (code, kind) -> when stats had passed it
         self.done = asyncio.Event()
         self.failed: list[str] = []  # filings not accepted (timeouts, 503), by what went wrong
         self.filing_done = False
 
     async def file(self) -> None:
-        async with httpx.AsyncClient(base_url="http://127.0.0.1:38081", headers=TOKEN, timeout=30) as http:
+        limits = httpx.Limits(max_connections=E2E_CONNECTIONS, max_keepalive_connections=E2E_CONNECTIONS)
+        in_flight = asyncio.Semaphore(E2E_CONNECTIONS)
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:38081", headers=TOKEN, timeout=30,
+                                     limits=limits) as http:
             async def one(i: int) -> None:
-                sent = time.perf_counter()
+                sent = time.perf_counter()  # the schedule's time: waiting for a connection counts as latency
                 payload = body("HACTHANH") | {"procedure_code": CHAIN}
                 try:
-                    resp = await http.post("/v1/dossiers", json=payload)
+                    async with in_flight:
+                        resp = await http.post("/v1/dossiers", json=payload)
                 except httpx.HTTPError as exc:
                     self.failed.append(type(exc).__name__)
                     return
@@ -113,21 +120,21 @@ class Run:
         await consumer.start()
         await consumer.seek_to_end()
         await admin.start()
+        pending: dict[tuple[str, str], tuple[int, int]] = {}  # (code, kind) -> where it sits, until stats passes it
         try:
             while True:
                 for records in (await consumer.getmany(timeout_ms=50)).values():
                     for record in records:
                         kind = parse_event(record.value).type.split(".")[3]
                         if kind in ("submitted", "resolved"):
-                            self.positions.setdefault(record.key.decode(), {})[kind] = (record.partition,
-                                                                                        record.offset)
+                            pending[(record.key.decode(), kind)] = (record.partition, record.offset)
                 committed = await admin.list_consumer_group_offsets(self.stats_group)
                 now = time.perf_counter()
-                for code, kinds in self.positions.items():
-                    for kind, (partition, offset) in kinds.items():
-                        tp = TopicPartition(DOSSIER_LIFECYCLE.name, partition)
-                        if (code, kind) not in self.visible and tp in committed and committed[tp].offset > offset:
-                            self.visible[(code, kind)] = now
+                for (code, kind), (partition, offset) in list(pending.items()):
+                    tp = TopicPartition(DOSSIER_LIFECYCLE.name, partition)
+                    if tp in committed and committed[tp].offset > offset:
+                        self.visible[(code, kind)] = now
+                        del pending[(code, kind)]
                 if self.filing_done and all((code, "resolved") in self.visible for code in self.filed):
                     self.done.set()
         finally:
