@@ -8,5 +8,6 @@ from pathlib import Path
 def why(log: Path) -> str:
     """Exits and tracebacks first, then the tail."""
     text = log.read_text()
-    lines = [line for line in text.splitlines() if "exited" in line or "Error" in line or "Traceback" in line]
+    # uvicorn's bind failure says "error" in lower case
+    lines = [line for line in text.splitlines() if any(word in line.lower() for word in ("exited", "error", "traceback"))]
     return "\n".join(lines[:40]) + "\n...\n" + text[-2000:]

@@ -24,9 +24,11 @@ SERVICES = ("intake", "routing", "notify", "stats")
 def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
     # Ports free right now: fixed ones in the ephemeral range were once held by a client connection (routing could
     # not bind 48082 and the run stopped).
-    first = free_ports(len(SERVICES) + 1)
+    first = free_ports(len(SERVICES) + 2)
     PORTS = {name: first + i for i, name in enumerate(SERVICES)}  # noqa: N806
     OUTBOX = first + len(SERVICES)  # noqa: N806
+    # The outbox's SMTP port from the same block: one it chose itself once was stats' (stats could not bind, exited).
+    OUTBOX_SMTP = first + len(SERVICES) + 1  # noqa: N806
     env = {
         **os.environ,
         **infra.kafka.as_env(),
@@ -35,6 +37,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
         **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
         "INTAKE_URL": f"http://127.0.0.1:{PORTS['intake']}",  # the gentle simulator files to this run's intake
         "LIENTHONG_OUTBOX_PORT": str(OUTBOX),
+        "LIENTHONG_OUTBOX_SMTP_PORT": str(OUTBOX_SMTP),
     }
     for name in ("NOTIFY_SMTP_HOST", "NOTIFY_SMS_GATEWAY_URL"):  # a relay of one's own would replace the outbox
         env.pop(name, None)

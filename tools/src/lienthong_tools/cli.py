@@ -252,7 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not (os.environ.get("NOTIFY_SMTP_HOST") or os.environ.get("NOTIFY_SMS_GATEWAY_URL")):
         from lienthong_tools.infra.outbox import Outbox
 
-        outbox = Outbox(int(os.environ.get("LIENTHONG_OUTBOX_PORT", "8025")))
+        outbox = Outbox(int(os.environ.get("LIENTHONG_OUTBOX_PORT", "8025")),
+                        int(os.environ.get("LIENTHONG_OUTBOX_SMTP_PORT", "0")) or None)
         outbox_page = outbox.start()
     delivery = outbox.env() if outbox else {}
     procs = {name: subprocess.Popen([sys.executable, "-m", f"{name}.main"],
@@ -287,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         while not stopping:
-            dead = [n for n, p in procs.items() if p.poll() is not None]
+            dead = [f"{n} (code {p.returncode})" for n, p in procs.items() if p.poll() is not None]
             if dead:
                 print(f"service(s) exited: {', '.join(dead)}; stopping the rest", file=sys.stderr)
                 break

@@ -25,12 +25,14 @@ KEPT = 200
 class Outbox:
     """Start with `start()`; `env()` is what notify needs to deliver here; `stop()` at the end."""
 
-    def __init__(self, page_port: int = 8025) -> None:
+    def __init__(self, page_port: int = 8025, smtp_port: int | None = None) -> None:
         self.messages: deque[dict[str, Any]] = deque(maxlen=KEPT)
         self.lock = threading.Lock()
         self.token = secrets.token_urlsafe(16)  # notify's SMS gateway token: only it may post here
         self.page_port = page_port
-        self.smtp_port = free_port()
+        # Chosen now, bound in start(): a caller who has picked ports for other servers names this one too, or
+        # ours may be one of theirs (seen: the SMTP server took the port stats was about to bind).
+        self.smtp_port = smtp_port or free_port()
         self._smtp: Any = None
         self._http: ThreadingHTTPServer | None = None
 
