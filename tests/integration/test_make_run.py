@@ -61,6 +61,9 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(infra, tmp_path):
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok", "service": name}
             assert "python_info" in httpx.get(f"http://127.0.0.1:{port}/metrics", headers=EVERYTHING).text
         assert ready["intake"]["checks"] == {"kafka": "ok", "mongo": "ok"}
+        # Intake files under the province-sized catalogue the run imported (or one imported before it).
+        procedures = httpx.get(f"http://127.0.0.1:{PORTS['intake']}/v1/procedures", headers=EVERYTHING).json()
+        assert len(procedures) >= 2_223 and "catalogue: version " in (tmp_path / "run.log").read_text()
         # Notifications are delivered, to the outbox that `lienthong run` keeps (mail catcher and SMS gateway).
         outbox, messages = f"http://127.0.0.1:{OUTBOX}", []
         deadline = time.monotonic() + 90

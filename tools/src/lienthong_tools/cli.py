@@ -4,6 +4,7 @@
     lienthong topics create|list     the topic catalogue on KAFKA_BOOTSTRAP_SERVERS
     lienthong stats rebuild          replay the dossier log into fresh projections, switch atomically
     lienthong conformance --agency A would routing accept the records agency A sent (its topic, or --file)
+    lienthong catalogue import FILE  the province's procedure catalogue (CSV/XLSX) as a new version
     lienthong run                    infrastructure + the four services + a gentle simulator, until Ctrl-C
     lienthong simulate               realistic traffic through intake and the units' topics (deterministic by seed)
 """
@@ -109,6 +110,57 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     argv = ["--agency", args.agency, *(["--file", args.file] if args.file else []),
             *(["--topic", args.topic] if args.topic else []), *(["--json"] if args.json else [])]
     return conformance.main(argv, kafka=_kafka_as(args, "routing"))
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    """Import (checked whole: nothing of a file with an error is stored), list the versions, or write the generated
+    catalogue (the province's published mix) as a file to import."""
+    from lienthong.catalogue import catalogue
+    from lienthong.catalogue.table import CatalogueFileError, load_file, write_file
+    from lienthong.catalogue.versions import CatalogueVersions
+    from lienthong.settings import MongoSettings
+    from pymongo.errors import PyMongoError
+    from lienthong.store import database, make_client
+
+    if args.action == "generate":
+        from lienthong_tools.catalogue_gen import generate
+
+        procedures = generate(args.seed)
+        write_file(procedures.values(), Path(args.file))
+        print(f"{len(procedures)} procedures written to {args.file}")
+        return 0
+
+    async def act() -> int:
+        client = make_client(MongoSettings())
+        try:
+            versions = CatalogueVersions(database(client))
+            if args.action == "versions":
+                for doc in await versions.history():
+                    print(f"{doc['_id']:>4}  {doc['imported_at']:%Y-%m-%d %H:%M}  {doc['count']:>6} procedures  "
+                          f"{doc['source']}")
+                return 0
+            started = time.monotonic()
+            try:
+                procedures = load_file(Path(args.file), catalogue().units)
+            except CatalogueFileError as exc:
+                print(f"{args.file}: {exc}", file=sys.stderr)
+                return 2
+            checked = time.monotonic() - started
+            if args.dry_run:
+                print(f"{len(procedures)} procedures, no error ({checked:.2f} s); nothing stored (--dry-run)")
+                return 0
+            version, new = await versions.publish(procedures, Path(args.file).name)
+            print(f"version {version}: {len(procedures)} procedures" + ("" if new else " (unchanged: already stored)")
+                  + f"; checked in {checked:.2f} s, stored in {time.monotonic() - started - checked:.2f} s")
+            return 0
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(act())
+    except PyMongoError as exc:
+        print(f"error: the store did not answer ({type(exc).__name__}); nothing imported", file=sys.stderr)
+        return 1
 
 
 def cmd_citizens(args: argparse.Namespace) -> int:
@@ -227,6 +279,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _province_catalogue() -> str:
+    """What `lienthong run` files under: the newest imported version, else the generated province-sized example
+    (imported now, as version 1)."""
+    from lienthong.catalogue.versions import CatalogueVersions
+    from lienthong.settings import MongoSettings
+    from lienthong.store import database, make_client
+    from lienthong_tools.catalogue_gen import generate
+
+    async def seed() -> str:
+        client = make_client(MongoSettings())
+        try:
+            versions = CatalogueVersions(database(client))
+            latest = await versions.latest()
+            if latest is not None:
+                return f"version {latest['_id']} ({latest['count']} procedures, from {latest['source']})"
+            version, _ = await versions.publish(generate(), "the generated example")
+            return (f"version {version}, the generated example of 2,223 procedures "
+                    "(`lienthong catalogue import FILE` brings the province's own)")
+        finally:
+            await client.close()
+
+    return asyncio.run(seed())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from lienthong.settings import KafkaSettings
 
@@ -234,6 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcomes = env.up()
     for name, outcome in outcomes.items():
         print(f"{name}: {outcome}", flush=True)
+    print(f"catalogue: {_province_catalogue()}", flush=True)
     kafka = KafkaSettings()
 
     from lienthong.auth import SUBMIT, LocalIssuer
@@ -337,6 +414,13 @@ def main(argv: list[str] | None = None) -> int:
     conformance.add_argument("--topic", help="a topic to read instead of unit.outcomes.<agency>")
     conformance.add_argument("--json", action="store_true", help="one JSON object per record")
     conformance.set_defaults(func=cmd_conformance)
+    cat = sub.add_parser("catalogue", help="the procedure catalogue: import a CSV/XLSX file as a new version, list "
+                         "the versions, or generate the province-sized example")
+    cat.add_argument("action", choices=["import", "versions", "generate"])
+    cat.add_argument("file", nargs="?", help="import: the file to read; generate: the file to write (.csv, .xlsx)")
+    cat.add_argument("--dry-run", action="store_true", help="import: check the file, store nothing")
+    cat.add_argument("--seed", type=int, default=2025, help="generate: same seed, same catalogue")
+    cat.set_defaults(func=cmd_catalogue)
     citizens = sub.add_parser("citizens", help="personal data: erase a citizen, or read who read whose data")
     citizens.add_argument("action", choices=["erase", "access-log"])
     citizens.add_argument("citizen_id", nargs="?", help="erase: the CCCD (default: read from stdin)")
@@ -381,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "clients" and args.action != "list" and not args.name:
         parser.error(f"clients {args.action} needs a NAME")
+    if args.command == "catalogue" and args.action != "versions" and not args.file:
+        parser.error(f"catalogue {args.action} needs a FILE")
     try:
         return args.func(args)
     except MissingTool as exc:

@@ -16,7 +16,7 @@ from intake.domain import Rejected
 from intake.limits import PerUnitRateLimit
 from intake.store import StoredDossier
 from intake.submit import Conflict, Intake, KafkaUnavailable
-from lienthong.catalogue import Procedure, Unit, catalogue
+from lienthong.catalogue import Procedure, Unit
 from lienthong.contracts.intake import DossierSubmission
 from lienthong.personaldata import SUBMISSION_ALG
 
@@ -121,11 +121,11 @@ def build_router(intake: Intake, limiter: PerUnitRateLimit, tracking: TrackingSe
     @router.get("/procedures", response_model=list[Procedure], summary="The procedure catalogue",
                 dependencies=[require(SUBMIT)])
     async def procedures() -> list[Procedure]:
-        return list(catalogue().procedures.values())
+        return list(intake.catalogue.procedures.values())
 
     @router.get("/units", response_model=list[Unit], summary="The province's units", dependencies=[require(SUBMIT)])
     async def units() -> list[Unit]:
-        return list(catalogue().units.values())
+        return list(intake.catalogue.units.values())
 
     return router
 

@@ -77,7 +77,8 @@ def dossier_code(unit: str, day: str, seq: int) -> str:
 
 
 def submitted_event(
-    submission: DossierSubmission, cat: Catalogue, *, code: str, received_at: datetime, applicant: SealedApplicant
+    submission: DossierSubmission, cat: Catalogue, *, code: str, received_at: datetime, applicant: SealedApplicant,
+    catalogue_version: int = 0,
 ) -> CloudEvent:
     """The `dossier.submitted` event, with the applicant as sealed by the vault; its id is derived from the code so
     a re-publish is the same event."""
@@ -93,6 +94,7 @@ def submitted_event(
         applicant=applicant,
         land_parcel=submission.land_parcel,
         documents=submission.documents,
+        catalogue_version=catalogue_version,
     )
     return new_event(
         data,

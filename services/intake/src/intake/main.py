@@ -12,7 +12,7 @@ from intake.limits import BodySizeLimit, PerUnitRateLimit
 from intake.store import DossierStore
 from intake.settings import IntakeSettings
 from intake.submit import Intake
-from lienthong.catalogue import catalogue
+from lienthong.catalogue.versions import CatalogueVersions, LiveCatalogue
 from lienthong.contracts.dossier import DossierSubmitted
 from lienthong.personaldata import PersonalDataSettings, SubmissionKey, Vault
 from lienthong.messaging import event_publisher, make_broker, purge_consumed
@@ -38,21 +38,26 @@ def bootstrap(
     vault = Vault(db, personal_data)
     send = event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=payload_of(DOSSIER_LIFECYCLE, DossierSubmitted),
                            description="dossier.submitted CloudEvents, structured mode (key: dossier code)")
-    intake = Intake(store, partial(send, no_confirm=True), catalogue(), vault, SubmissionKey(personal_data),
+    live = LiveCatalogue(CatalogueVersions(db))
+    intake = Intake(store, partial(send, no_confirm=True), live, vault, SubmissionKey(personal_data),
                     publish_timeout_s=settings.publish_timeout_s, max_group=settings.max_group)
     broker.include_router(handlers.build_router(intake, settings.group_id))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
+    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
     purge = Periodic("submissions_purge", settings.purge_interval_s,
                      lambda: purge_consumed(kafka, settings.group_id, INTAKE_SUBMISSIONS.name))
 
     async def start() -> None:
         await store.setup()
+        await live.refresh()  # file under the newest version from the first dossier
         await intake.recover()
+        await catalogue_refresh.start()
         await relay.start()
         await purge.start()
 
     async def stop() -> None:
         await purge.stop()
+        await catalogue_refresh.stop()
         await relay.stop()
         await intake.drain()
         await client.close()

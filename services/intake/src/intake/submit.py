@@ -24,6 +24,7 @@ from intake.domain import Rejected, RuleError, check, submitted_event
 from intake.group import Coalescer
 from intake.store import DossierStore, NewDossier, StoredDossier
 from lienthong.catalogue import Catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import SealedApplicant
 from lienthong.contracts.intake import DossierSubmission
@@ -63,11 +64,14 @@ class Filing:
     key: str  # idempotency key
     submission: DossierSubmission  # its applicant in clear, in memory only
     digest: str
+    catalogue: tuple[int, Catalogue]  # the version it was checked against, which it is filed under
 
 
-def _submitted(submission: DossierSubmission, catalogue: Catalogue, received_at: datetime,
+def _submitted(submission: DossierSubmission, catalogue: tuple[int, Catalogue], received_at: datetime,
                applicant: SealedApplicant, code: str) -> CloudEvent:
-    return submitted_event(submission, catalogue, code=code, received_at=received_at, applicant=applicant)
+    version, cat = catalogue
+    return submitted_event(submission, cat, code=code, received_at=received_at, applicant=applicant,
+                           catalogue_version=version)
 
 
 class Intake:
@@ -75,7 +79,7 @@ class Intake:
         self,
         repo: DossierStore,
         send: Send,
-        catalogue: Catalogue,
+        catalogue: Catalogue | LiveCatalogue,
         vault: Vault,
         submission_key: SubmissionKey,
         *,
@@ -85,7 +89,7 @@ class Intake:
     ) -> None:
         self.repo = repo
         self.send = send
-        self.catalogue = catalogue
+        self.live = catalogue if isinstance(catalogue, LiveCatalogue) else LiveCatalogue(base=catalogue)
         self.vault = vault
         self.submission_key = submission_key
         self.publish_timeout_s = publish_timeout_s
@@ -99,13 +103,14 @@ class Intake:
         """(dossier, created) for `client`'s submission. Raises Rejected (rule errors), Conflict (the reference
         already names another submission of this client) or KafkaUnavailable."""
         submission = self.opened(submission)
-        errors = check(submission, self.catalogue)
+        pinned = self.live.pinned()
+        errors = check(submission, pinned[1])
         if errors:
             raise Rejected(errors)
         key = idempotency_key(client, submission.receiving_unit, submission.external_ref)
         digest = fingerprint(submission, self.vault.settings.subject_key.get_secret_value().encode())
         async with self.repo.lock(key):  # concurrent duplicates in this process wait for the first
-            stored, created = await self._file(Filing(key, submission, digest))
+            stored, created = await self._file(Filing(key, submission, digest, pinned))
             if not created and stored.fingerprint not in (None, digest):
                 raise Conflict()
             with structlog.contextvars.bound_contextvars(dossier_code=stored.code, event_id=stored.event.id):
@@ -125,10 +130,15 @@ class Intake:
         received_at = self.clock()
         created = await self.repo.create_many([
             NewDossier(f.key, f.submission.receiving_unit, received_at,
-                       partial(_submitted, f.submission, self.catalogue, received_at, applicant), f.digest)
+                       partial(_submitted, f.submission, f.catalogue, received_at, applicant), f.digest)
             for f, applicant in zip(new, applicants, strict=True)])
         by_key = {f.key: result for f, result in zip(new, created, strict=True)}
         return [(existing[f.key], False) if f.key in existing else by_key[f.key] for f in filings]
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue in use now."""
+        return self.live.current
 
     def opened(self, submission: DossierSubmission) -> DossierSubmission:
         """The submission with its applicant in clear (in memory only: it is sealed again for the citizen before

@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from lienthong.calendar import today_vn
-from lienthong.catalogue import catalogue
+from lienthong.catalogue.versions import CatalogueVersions, LiveCatalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.dossier import DossierSubmitted, OutcomeRejected, RoutingFailed
 from lienthong.messaging import event_publisher, make_broker
@@ -75,7 +75,7 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
     agencies = AgencyTopics(broker)
     router = Router(
         store,
-        catalogue(),
+        LiveCatalogue(CatalogueVersions(database(client, mongo))),
         event_publisher(broker, DOSSIER_LIFECYCLE.name, schema=payload_of(DOSSIER_LIFECYCLE, *ROUTING_DECIDES),
                         description="Lifecycle events routing decides (assigned, resolved, ...)"),
         agencies.for_unit,

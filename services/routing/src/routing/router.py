@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 from lienthong.calendar import today_vn
 from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.catalogue import Catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from lienthong.contracts import CloudEvent, parse_event, to_json
 from lienthong.contracts.dossier import (
     DossierAssigned,
@@ -107,12 +108,13 @@ def _subject(item: Input) -> str:
 
 
 class Router:
-    def __init__(self, store: WorkflowStore, catalogue: Catalogue, publish_lifecycle: Publish,
+    def __init__(self, store: WorkflowStore, catalogue: Catalogue | LiveCatalogue, publish_lifecycle: Publish,
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
                  registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None,
                  tell_sender: Callable[[str, CloudEvent], Awaitable[Any]] | None = None) -> None:
         self.store = store
-        self.catalogue = catalogue
+        # A dossier is routed with the catalogue version it was filed under, whatever was imported since.
+        self.catalogues = catalogue if isinstance(catalogue, LiveCatalogue) else LiveCatalogue(base=catalogue)
         self.registry = registry  # re-read when the file changes: a new agency needs no restart
         self.assertions = assertions or Verifier(CitizenAssertionSettings())
         self.tell_sender = tell_sender  # an agency learns why its outcome was refused, on its own work topic
@@ -150,10 +152,13 @@ class Router:
             if record.outbox and self.published.get(code) == record.writer:
                 record.outbox = []  # published already; only its clearing is still to be written
         batch = _Batch(records)
+        versions = {item.event.data.catalogue_version for item in pending if isinstance(item, Submitted)
+                    and isinstance(item.event.data, DossierSubmitted) and item.event.subject not in records}
+        catalogues = {v: await self._catalogue_at(v) for v in versions}
         for item in pending:
             match item:
                 case Submitted():
-                    self._start(item.event, batch)
+                    self._start(item.event, batch, catalogues)
                 case Outcome():
                     self._apply(item, batch)
                 case Tick():
@@ -202,13 +207,22 @@ class Router:
         for start in range(0, len(codes), TICK_BATCH):
             await self.handle([Tick(code, today) for code in codes[start:start + TICK_BATCH]])
 
-    def _start(self, event: CloudEvent, batch: _Batch) -> None:
+    async def _catalogue_at(self, version: int) -> Catalogue | None:
+        try:
+            return await self.catalogues.at(version)
+        except KeyError:  # a version this store never held: the dossier is refused with a reason, not retried
+            return None
+
+    def _start(self, event: CloudEvent, batch: _Batch, catalogues: dict[int, Catalogue | None]) -> None:
         code = event.subject
         if code in batch.records:
             return  # redelivery or replay: already started
         assert isinstance(event.data, DossierSubmitted)
         try:
-            decision = workflow.start(code, event.data, self.catalogue)
+            cat = catalogues.get(event.data.catalogue_version)
+            if cat is None:
+                raise workflow.RoutingError(f"unknown catalogue version {event.data.catalogue_version}")
+            decision = workflow.start(code, event.data, cat)
         except workflow.RoutingError as exc:
             log.warning("routing_failed", dossier_code=code, reason=str(exc))
             batch.alerts.append((new_event(RoutingFailed(reason=str(exc)[:2000]), subject=code, source=SOURCE, seq=1,

@@ -41,13 +41,18 @@ class Step(_Frozen):
 
 class Procedure(_Frozen):
     code: ProcedureCode
-    name: str
+    name: str = Field(min_length=1, max_length=500)
     level: Literal["province", "commune"]
-    online: Literal["full", "partial"]
-    channels: tuple[Channel, ...]
+    field: str | None = Field(None, max_length=200, description="Field (lĩnh vực), as in the national database")
+    online: Literal["full", "partial", "none"] = Field(description="Online public service: full (toàn trình), "
+                                                      "partial (một phần), or none")
+    channels: tuple[Channel, ...] = Field(min_length=1)
     required_documents: tuple[str, ...]
     needs_land_parcel: bool = False
-    steps: tuple[Step, ...] = Field(min_length=1)
+    fee_vnd: int = Field(0, ge=0, le=1_000_000_000, description="Fees and charges (phí, lệ phí), in đồng")
+    fee_exemption: str | None = Field(None, max_length=300, description="The act exempting the fee, if any "
+                                      "(e.g. Nghị quyết 12/NQ-HĐND of 24 June 2025)")
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=20)
 
     @property
     def processing_days(self) -> int:

@@ -73,6 +73,8 @@ class DossierSubmitted(EventData):
     applicant: SealedApplicant
     land_parcel: ShortText | None = Field(None, description="Land parcel reference (map sheet/parcel), land procedures")
     documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents")
+    catalogue_version: int = Field(0, ge=0, description="The procedure catalogue version it was filed under (0: the "
+                                   "one built into the release); routing resolves its chain with that version")
 
 
 class DossierAssigned(EventData):
