@@ -23,7 +23,9 @@ from lienthong.contracts.dossier import (
     DossierRejected,
     DossierSubmitted,
     DossierWithdrawn,
+    FeePaid,
     ResultReturned,
+    SatisfactionRated,
     StepCompleted,
     SupplementProvided,
     SupplementRequested,
@@ -164,6 +166,26 @@ async def test_supplement_pause_moves_the_due_date_by_the_paused_working_days(in
     await answer(producer, code, assignment)
     lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 7, timeout=60, settle=0.5)
     assert lifecycle[-1].type.endswith("resolved.v1") and lifecycle[-1].data.due_date == resumed.new_due_date
+
+
+async def test_the_index_facts_travel_an_electronic_result_and_the_citizens_rating(infra, system):
+    http, producer, _, _ = system
+    receipt = await file(http)  # online: its papers are electronic from reception
+    code = receipt["dossier_code"]
+    [assignment], _ = await events_of(infra, UNIT_WORK, code, 1, timeout=60, settle=0.3)
+    unit = assignment.data.unit_code
+    no_fee = new_event(FeePaid(unit_code=unit, method="counter", amount_vnd=20_000, paid_at=datetime.now(VN_TZ)),
+                       subject=code, source=f"/units/{unit}", seq=assignment.dossierseq)
+    await producer.publish(to_json(no_fee), outcomes_of(unit), key=code.encode())  # refused: no fee is due
+    await answer(producer, code, assignment, StepCompleted(unit_code=unit, step=0, result_electronic=True))
+    await events_of(infra, DOSSIER_LIFECYCLE.name, code, 4, timeout=60, settle=0.3)  # resolved: now it may be rated
+    rated = new_event(SatisfactionRated(rating="very_satisfied"), subject=code, source="/portal", seq=4)
+    await producer.publish(to_json(rated), PORTAL, key=code.encode(), headers=citizen(receipt["applicant_subject"], rated))
+    lifecycle, _ = await events_of(infra, DOSSIER_LIFECYCLE.name, code, 5, timeout=60, settle=1)
+    assert [e.type.split(".")[3] for e in lifecycle] == ["submitted", "assigned", "step-completed", "resolved",
+                                                          "satisfaction-rated"]
+    assert lifecycle[0].data.documents_digitised and lifecycle[0].data.catalogue_version >= 0
+    assert lifecycle[3].data.result_electronic and lifecycle[4].data.rating == "very_satisfied"
 
 
 async def test_late_step_ends_resolved_late_with_one_overdue_event(infra, system):

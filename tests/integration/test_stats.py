@@ -27,6 +27,8 @@ from lienthong.contracts.dossier import (
     DossierResumed,
     DossierSubmitted,
     DossierWithdrawn,
+    FeePaid,
+    SatisfactionRated,
 )
 from lienthong.contracts.envelope import new_event
 from lienthong.topics import DOSSIER_LIFECYCLE
@@ -56,6 +58,14 @@ class Truth:
     unit: str  # receiving
     competent: str  # holds every step; another unit for dossiers filed away from it ("phi địa giới")
     step_dues: list[date]  # one per step of the chain, as moved by a pause
+    # the service index's facts
+    digitised: bool = False
+    fee: str = "none"  # none | due | exempt
+    paid: str | None = None  # online | counter
+    paid_day: date | None = None
+    e_result: bool = False
+    rating: str | None = None  # the latest
+    rated_day: date | None = None
 
 
 def as_steps(truths: list[Truth]) -> list[Truth]:
@@ -81,10 +91,13 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
         if rng.random() < 0.7:
             competent = residence = unit
         seq = 1
+        digitised = channel == "online" or rng.random() < 0.6
+        fee = rng.choices(["none", "due", "exempt"], [50, 40, 10])[0]
         evs = [new_event(DossierSubmitted(
             procedure_code="HT-KH", channel=channel, receiving_unit=unit, external_ref=f"T-{code}",
             received_at=at(received), due_date=due, processing_days=5,
-            applicant=stand_in(Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=residence))),
+            applicant=stand_in(Applicant(citizen_id=CANARY_ID, full_name=CANARY_NAME, address="X", residence_unit=residence)),
+            documents_digitised=digitised, fee_vnd=0 if fee == "none" else 50_000, fee_exempt=fee == "exempt"),
             subject=code, source="/test", seq=seq, time=at(received))]
         steps = rng.choice([1, 1, 2, 3])
         for step in range(steps):  # chains count once for the citizen, per step for the units
@@ -92,6 +105,12 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
             evs.append(new_event(DossierAssigned(unit_code=competent, step=step, step_name="x", step_due_date=due),
                                  subject=code, source="/test", seq=seq, time=at(received, 11)))
         step_dues = [due] * steps
+        paid = None
+        if fee == "due" and rng.random() < 0.7:  # paid on the day received, online or at the counter
+            paid = rng.choice(["online", "online", "counter"])
+            seq += 1
+            evs.append(new_event(FeePaid(unit_code=unit, method=paid, amount_vnd=50_000, paid_at=at(received, 12)),
+                                 subject=code, source="/test", seq=seq, time=at(received, 12)))
         if rng.random() < 0.2:  # a supplement pause moved the due date
             step_dues = [add_working_days(d, 2) for d in step_dues]
             due = due + timedelta(days=2)
@@ -104,14 +123,27 @@ def generate(n: int, seed: int = 7, period: tuple[date, date] = PERIOD) -> tuple
             closed = received + timedelta(days=rng.randrange(0, 10))
             seq += 1
             if outcome == "resolved":
-                data = DossierResolved(unit_code=unit, resolved_at=at(closed), due_date=due, on_time=closed <= due)
+                e_result = rng.random() < 0.8
+                data = DossierResolved(unit_code=unit, resolved_at=at(closed), due_date=due, on_time=closed <= due,
+                                       result_electronic=e_result)
             elif outcome == "rejected":
                 data = DossierRejected(unit_code=unit, reason="thiếu giấy tờ")
             else:
                 data = DossierWithdrawn(reason=None)
             on_time = closed <= due if outcome == "resolved" else None
             evs.append(new_event(data, subject=code, source="/test", seq=seq, time=at(closed, 16)))
-        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit, competent, step_dues))
+        rating = rated_day = None
+        if outcome in ("resolved", "rejected") and rng.random() < 0.5:  # rated, and some change their mind
+            rated_day = closed
+            for _ in range(rng.choice([1, 1, 2])):
+                rated_day += timedelta(days=rng.randrange(0, 3))
+                rating = rng.choice(["very_satisfied", "satisfied", "satisfied", "unsatisfied"])
+                seq += 1
+                evs.append(new_event(SatisfactionRated(rating=rating), subject=code, source="/portal", seq=seq,
+                                     time=at(rated_day, 17)))
+        truths.append(Truth(code, channel, received, due, outcome, closed, on_time, unit, competent, step_dues,
+                            digitised, fee, paid, received if paid else None,
+                            outcome == "resolved" and e_result, rating, rated_day))
         events.extend(evs)
     return truths, events
 
@@ -138,6 +170,35 @@ def expected(truths: list[Truth], start: date, end: date, unit: str | None = Non
         "on_time_rate": round(on_time / len(resolved), 4) if resolved else None,
         "online_rate": round(sum(t.channel == "online" for t in received) / len(received), 4) if received else None,
     }
+
+
+def expected_index(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict:
+    """The index counted dossier by dossier: each component's numerator and denominator, its points, the total."""
+    ts = [t for t in truths if unit is None or unit in (t.unit, t.competent)]
+    within = lambda day: day is not None and start <= day <= end  # noqa: E731
+    received = [t for t in ts if within(t.received)]
+    resolved = [t for t in ts if t.outcome == "resolved" and within(t.closed)]
+    paid = [t for t in ts if t.paid and within(t.paid_day)]
+    rated = [t for t in ts if t.rating and within(t.rated_day)]
+    measured = {
+        "public_progress": (len(received), len(received)),
+        "on_time": (sum(bool(t.on_time) for t in resolved), len(resolved)),
+        "online_filing": (sum(t.channel == "online" for t in received), len(received)),
+        "online_payment": (sum(t.paid == "online" for t in paid), len(paid)),
+        "satisfied": (sum(t.rating != "unsatisfied" for t in rated), len(rated)),
+        "digitised": (sum(t.digitised for t in received), len(received)),
+        "electronic_result": (sum(t.e_result for t in resolved), len(resolved)),
+    }
+    weights = {"public_progress": 18, "on_time": 20, "online_filing": 12, "online_payment": 10, "satisfied": 18,
+               "digitised": 11, "electronic_result": 11}  # Decision 766 as stats/data/index-766.json reads it
+    points = {k: weights[k] * n / d for k, (n, d) in measured.items() if d}
+    return {"components": {k: (n, d, round(points[k], 2) if d else None) for k, (n, d) in measured.items()},
+            "total": round(sum(points.values()) * 100 / sum(weights[k] for k in points), 2) if points else None}
+
+
+def index_of(body: dict) -> dict:
+    return {"components": {c["key"]: (c["numerator"], c["denominator"], c["points"])
+                           for g in body["groups"] for c in g["components"]}, "total": body["total"]}
 
 
 async def publish_all(infra, events) -> None:
@@ -175,10 +236,21 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         assert await figures(*PERIOD, level="commune") == first[PERIOD]  # all three units are communes
         assert (await figures(*PERIOD, level="province"))["received"] == 0
 
+        async def index(start, end, **params):
+            resp = await http.get("/v1/stats/index", params={"from": start.isoformat(), "to": end.isoformat(), **params})
+            assert resp.status_code == 200, resp.text
+            return index_of(resp.json())
+
+        for start, end in periods:  # the service index, each component and the total, as counted one by one
+            assert await index(start, end) == expected_index(truths, start, end)
+            assert await index(start, end, unit="HOANGSON") == expected_index(truths, start, end, unit="HOANGSON")
+        assert expected_index(truths, *PERIOD)["components"]["satisfied"][1] > 20  # ratings were counted
+
         await publish_all(infra, events)  # every event delivered again
         await wait_caught_up(infra.kafka, group, DOSSIER_LIFECYCLE.name)
         for p in periods:
             assert await figures(*p) == first[p]
+            assert await index(*p) == expected_index(truths, *p)
 
         params = {"from": PERIOD[0].isoformat(), "to": PERIOD[1].isoformat()}
         ranking = (await http.get("/v1/stats/units", params=params)).json()
@@ -186,6 +258,11 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         assert {k: hoangson[k] for k in expected(truths, *PERIOD)} == expected(truths, *PERIOD, unit="HOANGSON")
         rates = [r["on_time_rate"] for r in ranking if r["on_time_rate"] is not None]
         assert rates == sorted(rates)  # worst first
+        by_index = (await http.get("/v1/stats/index/units", params=params)).json()
+        hoangson = next(r for r in by_index if r["unit"] == "HOANGSON")
+        assert index_of(hoangson) == expected_index(truths, *PERIOD, unit="HOANGSON")
+        totals = [r["total"] for r in by_index if r["total"] is not None]
+        assert totals == sorted(totals, reverse=True)  # best first
 
         series = (await http.get("/v1/stats/timeseries", params={**params, "interval": "week"})).json()
         assert [(b["from"], b["to"]) for b in series] == [("2019-12-02", "2019-12-08"), ("2019-12-09", "2019-12-13")]
@@ -242,8 +319,8 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
 
 
 async def test_a_previous_layouts_pointer_is_not_followed(infra):
-    """A deployment that rebuilt under v2 left `stats_meta` pointing at a v2 collection: v3 must neither write its
-    rows there nor read v2 rows as its own."""
+    """A deployment that rebuilt under v2 or v3 left `stats_meta` pointing at its collection: the current layout
+    must neither write its rows there nor read them as its own."""
     from lienthong.store import database, make_client
     from stats.store import DEFAULT_COLLECTION, ProjectionStore
 
@@ -252,6 +329,7 @@ async def test_a_previous_layouts_pointer_is_not_followed(infra):
     try:
         db = database(client, settings)
         await db["stats_meta"].insert_one({"_id": "active", "collection": "stats_v2_dossiers_20261124"})
+        await db["stats_meta"].insert_one({"_id": "active-v3", "collection": "stats_v3_dossiers_20261206"})
         store = ProjectionStore(db)
         assert await store.prepare() == DEFAULT_COLLECTION
         await store.switch_to(f"{DEFAULT_COLLECTION}_rebuilt")

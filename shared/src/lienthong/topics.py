@@ -73,7 +73,7 @@ DOSSIER_LIFECYCLE = Topic(
     carries=(d.DossierSubmitted, d.DossierAssigned, d.DossierTransferred, d.StepStarted, d.StepCompleted,
              d.SupplementRequested, d.SupplementProvided, d.DossierPaused, d.DossierResumed, d.DeadlineExtended,
              d.DossierResolved, d.DossierRejected, d.DossierWithdrawn, d.ResultReturned, d.DossierDueSoon,
-             d.DossierOverdue),
+             d.DossierOverdue, d.FeePaid, d.SatisfactionRated),
 )
 # Each agency system has a topic of its own each way, so the broker's ACLs say who reads whose assignments and the
 # topic an outcome arrives on says who sent it (Kafka does not stamp the principal on a record).
@@ -85,8 +85,8 @@ OUTCOMES_PATTERN = r"^unit\.outcomes\.(?!dlq$)[a-z0-9][a-z0-9-]*$"
 
 # What a unit's agency system does (routing refuses anything else), and what the portal does for a citizen.
 AGENCY_OUTCOMES = (d.StepStarted, d.StepCompleted, d.SupplementRequested, d.DossierRejected, d.DossierPaused,
-                   d.DossierResumed, d.DeadlineExtended, d.ResultReturned)
-CITIZEN_ACTIONS = (d.SupplementProvided, d.DossierWithdrawn)
+                   d.DossierResumed, d.DeadlineExtended, d.ResultReturned, d.FeePaid)
+CITIZEN_ACTIONS = (d.SupplementProvided, d.DossierWithdrawn, d.SatisfactionRated)
 
 
 def work_topic(agency: str) -> Topic:
@@ -98,8 +98,8 @@ def work_topic(agency: str) -> Topic:
 
 def outcomes_topic(agency: str) -> Topic:
     return Topic(f"{OUTCOMES_PREFIX}{agency}", 3, 30 * DAY_MS,
-                 f"What {agency}'s units did (step started/completed, supplement requested, rejected, ...) or, from "
-                 "the portal, what citizens did (supplement provided, withdrawn)", has_dlq=True, shared_dlq=OUTCOMES_DLQ,
+                 f"What {agency}'s units did (step started/completed, supplement requested, rejected, fee paid, ...) or, from "
+                 "the portal, what citizens did (supplement provided, withdrawn, satisfaction rated)", has_dlq=True, shared_dlq=OUTCOMES_DLQ,
                  carries=AGENCY_OUTCOMES + CITIZEN_ACTIONS)
 
 

@@ -16,11 +16,13 @@ from lienthong.contracts.dossier import (
     DossierResolved,
     DossierSubmitted,
     DossierTransferred,
+    FeePaid,
+    SatisfactionRated,
     StepCompleted,
     StepStarted,
     SupplementRequested,
 )
-from routing.workflow import RoutingError, apply_outcome, start, supplement_provided, tick
+from routing.workflow import RoutingError, apply_outcome, fee_paid, rate, start, supplement_provided, tick
 
 RECEIVED = datetime(2025, 12, 1, 9, 0, tzinfo=VN_TZ)  # Monday
 
@@ -154,3 +156,43 @@ def test_unit_pause_and_resume_and_result_returned():
     done = apply_outcome(wf, ResultReturned(unit_code="HACTHANH", method="counter", returned_at=t),
                          wf.assignment_seq, t.date(), t)
     assert done.workflow.status == "returned" and len(done.events) == 1
+
+
+def _with_fee(fee_vnd: int, exempt: bool = False):
+    data = submitted("HT-KS").model_copy(update={"fee_vnd": fee_vnd, "fee_exempt": exempt})
+    return start("HACTHANH-251201-0002", data, catalogue()).workflow
+
+
+def test_a_fee_is_paid_once_only_where_one_is_due_and_by_a_unit_of_the_dossier():
+    paid = FeePaid(unit_code="HACTHANH", method="online", amount_vnd=50_000, paid_at=RECEIVED)
+    assert fee_paid(_with_fee(0), paid).rejected_reason == "no fee is due for this dossier"
+    assert fee_paid(_with_fee(50_000, exempt=True), paid).rejected_reason == "no fee is due for this dossier"
+    wf = _with_fee(50_000)
+    foreign = paid.model_copy(update={"unit_code": "BIMSON"})
+    assert "neither received nor holds" in fee_paid(wf, foreign).rejected_reason
+    once = fee_paid(wf, paid)
+    assert once.rejected_reason is None and [e for _, e in once.events] == [paid] and once.workflow.fee_paid
+    assert fee_paid(once.workflow, paid).rejected_reason == "the fee is already paid"
+
+
+def test_a_rating_comes_after_the_outcome_may_change_within_the_window_and_counts_once():
+    wf, _ = run_chain("HT-KS", complete_on=[date(2025, 12, 1)])
+    assert wf.closed_on == date(2025, 12, 1)
+    fresh = start("HACTHANH-251201-0003", submitted("HT-KS"), catalogue()).workflow
+    assert "nothing to rate yet" in rate(fresh, SatisfactionRated(rating="satisfied"), date(2025, 12, 1)).rejected_reason
+    first = rate(wf, SatisfactionRated(rating="satisfied"), date(2025, 12, 2))
+    assert first.rejected_reason is None and len(first.events) == 1
+    same = rate(first.workflow, SatisfactionRated(rating="satisfied"), date(2025, 12, 3))
+    assert same.rejected_reason is None and same.events == () and same.workflow == first.workflow
+    changed = rate(first.workflow, SatisfactionRated(rating="unsatisfied"), date(2025, 12, 31))
+    assert changed.workflow.rating == "unsatisfied" and len(changed.events) == 1
+    late = rate(first.workflow, SatisfactionRated(rating="unsatisfied"), date(2026, 1, 1))
+    assert "rating window closed" in late.rejected_reason
+
+
+def test_an_electronic_result_is_carried_to_the_resolution():
+    wf = start("HACTHANH-251201-0004", submitted("HT-KS"), catalogue()).workflow
+    done = apply_outcome(wf, StepCompleted(unit_code=wf.unit, step=0, result_electronic=True), wf.assignment_seq,
+                         date(2025, 12, 1), RECEIVED)
+    [resolved] = [e for _, e in done.events if isinstance(e, DossierResolved)]
+    assert resolved.result_electronic and done.workflow.closed_on == date(2025, 12, 1)

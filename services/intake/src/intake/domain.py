@@ -95,6 +95,9 @@ def submitted_event(
         land_parcel=submission.land_parcel,
         documents=submission.documents,
         catalogue_version=catalogue_version,
+        documents_digitised=submission.channel == "online" or submission.documents_digitised,
+        fee_vnd=proc.fee_vnd,
+        fee_exempt=proc.fee_exemption is not None,
     )
     return new_event(
         data,

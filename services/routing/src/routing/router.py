@@ -26,6 +26,7 @@ from lienthong.contracts.dossier import (
     DossierWithdrawn,
     OutcomeRejected,
     RoutingFailed,
+    SatisfactionRated,
     SupplementProvided,
 )
 from lienthong.contracts.envelope import deterministic_id, new_event
@@ -277,6 +278,8 @@ class Router:
                 decision = workflow.supplement_provided(record.workflow, today)
             case DossierWithdrawn() as withdrawn:
                 decision = workflow.withdraw(record.workflow, withdrawn.reason)
+            case SatisfactionRated() as rated:
+                decision = workflow.rate(record.workflow, rated, today)
             case _:
                 decision = workflow.apply_outcome(record.workflow, event.data, event.dossierseq, today, self.clock())
         return Refused("assignment", decision.rejected_reason) if decision.rejected_reason else decision

@@ -25,9 +25,11 @@ from lienthong.contracts.dossier import (
     DossierSubmitted,
     DossierTransferred,
     DossierWithdrawn,
+    FeePaid,
     ResultReturned,
     RoutingFailed,
     StepCompleted,
+    SatisfactionRated,
     StepStarted,
     SupplementRequested,
 )
@@ -35,6 +37,8 @@ from lienthong.contracts.envelope import EventData
 
 # `returned`: resolved, and the result handed to the citizen at the receiving centre (or sent).
 Status = Literal["in_progress", "paused", "resolved", "rejected", "withdrawn", "returned"]
+RATING_WINDOW_DAYS = 30  # a citizen may rate, and change the rating, this many days after the outcome
+RATED = ("resolved", "returned", "rejected")  # the outcomes a citizen rates
 
 
 class RoutingError(Exception):
@@ -59,6 +63,11 @@ class Workflow:
     paused_days: int = 0
     warned: frozenset[str] = field(default_factory=frozenset)
     applicant: str = ""  # the citizen's pseudonym: only the portal's assertion naming them may act as the citizen
+    fee_vnd: int = 0
+    fee_exempt: bool = False
+    fee_paid: bool = False
+    closed_on: date | None = None  # the day of the outcome: the rating window opens
+    rating: str | None = None
 
     @property
     def unit(self) -> str:
@@ -114,6 +123,8 @@ def start(code: str, submitted: DossierSubmitted, cat: Catalogue) -> Decision:
         step_days=tuple(s.days for s in proc.steps),
         due_date=submitted.due_date,
         applicant=submitted.applicant.subject,
+        fee_vnd=submitted.fee_vnd,
+        fee_exempt=submitted.fee_exempt,
     )
     events: list[EventData] = []
     if units[0] != submitted.receiving_unit:
@@ -141,6 +152,8 @@ def apply_outcome(wf: Workflow, outcome: EventData, answers_seq: int, today: dat
     unit = getattr(outcome, "unit_code", None)
     if isinstance(outcome, ResultReturned):
         return result_returned(wf, outcome)
+    if isinstance(outcome, FeePaid):
+        return fee_paid(wf, outcome)
     if not wf.open:
         return Decision(wf, rejected_reason=f"dossier is {wf.status}")
     if answers_seq < wf.assignment_seq:
@@ -162,15 +175,15 @@ def apply_outcome(wf: Workflow, outcome: EventData, answers_seq: int, today: dat
                 return _assign(wf, wf.step + 1, today, [outcome])
             on_time = today <= wf.due_date
             resolved = DossierResolved(unit_code=wf.unit, resolved_at=now, due_date=wf.due_date, on_time=on_time,
-                                       result_ref=outcome.result_ref)
-            return _numbered(replace(wf, status="resolved"), [outcome, resolved])
+                                       result_ref=outcome.result_ref, result_electronic=outcome.result_electronic)
+            return _numbered(replace(wf, status="resolved", closed_on=today), [outcome, resolved])
         case SupplementRequested():
             if wf.status == "paused":
                 return Decision(wf, rejected_reason="dossier is already paused")
             paused = DossierPaused(unit_code=wf.unit, reason="supplement requested")
             return _numbered(replace(wf, status="paused", paused_on=today), [outcome, paused])
         case DossierRejected():
-            return _numbered(replace(wf, status="rejected"), [outcome])
+            return _numbered(replace(wf, status="rejected", closed_on=today), [outcome])
         case DossierPaused():  # the unit stops the clock for a reason of its own
             if wf.status == "paused":
                 return Decision(wf, rejected_reason="dossier is already paused")
@@ -206,6 +219,32 @@ def result_returned(wf: Workflow, outcome: ResultReturned) -> Decision:
     if outcome.unit_code != wf.receiving_unit:
         return Decision(wf, rejected_reason=f"results are returned by the receiving unit {wf.receiving_unit}")
     return _numbered(replace(wf, status="returned"), [outcome])
+
+
+def fee_paid(wf: Workflow, outcome: FeePaid) -> Decision:
+    """Fees paid, recorded once: only when the catalogue made a fee due and did not waive it, by the receiving unit
+    or the one holding the dossier, before the dossier was refused or withdrawn."""
+    if wf.fee_vnd == 0 or wf.fee_exempt:
+        return Decision(wf, rejected_reason="no fee is due for this dossier")
+    if wf.fee_paid:
+        return Decision(wf, rejected_reason="the fee is already paid")
+    if wf.status in ("rejected", "withdrawn"):
+        return Decision(wf, rejected_reason=f"dossier is {wf.status}")
+    if outcome.unit_code not in (wf.receiving_unit, wf.unit):
+        return Decision(wf, rejected_reason=f"unit {outcome.unit_code} neither received nor holds this dossier")
+    return _numbered(replace(wf, fee_paid=True), [outcome])
+
+
+def rate(wf: Workflow, outcome: SatisfactionRated, today: date) -> Decision:
+    """The citizen's rating once the dossier has an outcome, changeable for RATING_WINDOW_DAYS; the same rating
+    again changes nothing."""
+    if wf.status not in RATED or wf.closed_on is None:
+        return Decision(wf, rejected_reason=f"dossier is {wf.status}: nothing to rate yet")
+    if (today - wf.closed_on).days > RATING_WINDOW_DAYS:
+        return Decision(wf, rejected_reason=f"the rating window closed {RATING_WINDOW_DAYS} days after the outcome")
+    if outcome.rating == wf.rating:
+        return Decision(wf)
+    return _numbered(replace(wf, rating=outcome.rating), [outcome])
 
 
 def withdraw(wf: Workflow, reason: str | None) -> Decision:

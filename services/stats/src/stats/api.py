@@ -18,6 +18,7 @@ from openpyxl import Workbook
 from lienthong.calendar import VN_TZ
 from lienthong.catalogue import catalogue
 from stats import rollups
+from stats.index import ScoringTable, score, scoring_table
 from stats.store import ProjectionStore
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9]{1,15}-\d{6}-\d{4,6}$"
@@ -43,21 +44,49 @@ def _slot(unit: str | None, level: str | None) -> str:
 
 
 def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | None = None,
-                 lookups_per_minute: int = 30) -> APIRouter:
+                 lookups_per_minute: int = 30, table: ScoringTable | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1")
     secrets = tracking_settings or TrackingSettings()
     lookups = LookupLimit(lookups_per_minute)
+    table = table or scoring_table()
 
-    async def figures(start: date, end: date, unit: str | None, level: str | None, basis: str) -> dict:
+    async def rows_of(start: date, end: date, unit: str | None, level: str | None) -> list[dict]:
         _check_range(start, end)
         if unit is not None and unit not in catalogue().units:
             raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
         if unit is not None and level is not None and catalogue().units[unit].level != level:
-            rows = []  # the unit is not of that level: nothing of it counts
-        else:
-            rows = await store.slot_rows(end.isoformat(), _slot(unit, level))
+            return []  # the unit is not of that level: nothing of it counts
+        return await store.slot_rows(end.isoformat(), _slot(unit, level))
+
+    async def figures(start: date, end: date, unit: str | None, level: str | None, basis: str) -> dict:
+        rows = await rows_of(start, end, unit, level)
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
                 **rollups.figures(rows, _basis(basis, unit), start, end, today()).as_dict()}
+
+    @router.get("/stats/index", dependencies=[require(STATS_READ)],
+                summary="The service index (Decision 766's five groups) for a period, opened into its components")
+    async def service_index(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> dict:
+        rows = await rows_of(start, end, unit, level)
+        basis = _basis("dossiers", unit)
+        return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level,
+                **score(rollups.figures(rows, basis, start, end, today()), rollups.facts(rows, basis, start, end),
+                        table)}
+
+    @router.get("/stats/index/units", dependencies=[require(STATS_READ)],
+                summary="Every unit's service index for a period, best first")
+    async def index_ranking(start: Start, end: End) -> list[dict]:
+        _check_range(start, end)
+        by_unit: dict[str, list[dict]] = defaultdict(list)
+        for row in await store.ranking_rows(start, min(end, today())):
+            by_unit[row["unit"]].append(row)
+        units = catalogue().units
+        ranked = []
+        for unit, rows in by_unit.items():
+            summary = rollups.figures(rows, "any", start, end, today())
+            if unit in units and summary.received + summary.resolved:
+                ranked.append({"unit": unit, "name": units[unit].name, "level": units[unit].level,
+                               **score(summary, rollups.facts(rows, "any", start, end), table)})
+        return sorted(ranked, key=lambda r: (r["total"] is None, -(r["total"] or 0), r["unit"]))
 
     @router.get("/stats/summary", dependencies=[require(STATS_READ)], summary="Figures for a period, as the province reports them")
     async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None,

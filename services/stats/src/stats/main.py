@@ -12,6 +12,7 @@ from lienthong.store import database, make_client, ping
 from stats import api, handlers
 from stats.dashboard import routes as dashboard_routes
 from stats.dashboard.topics import TopicMonitor
+from stats.index import scoring_table
 from stats.projector import Projector
 from stats.settings import StatsSettings
 from stats.store import ProjectionStore
@@ -47,7 +48,7 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the "
                      "province's figures and the operators' dashboard.", readiness={"mongo": lambda: ping(client)},
                      on_startup=[start], on_shutdown=[stop])
-    app.include_router(api.build_router(store))
+    app.include_router(api.build_router(store, table=scoring_table(settings.index_table)))
     app.include_router(dashboard_routes.build_router(store, monitor))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC), name="dashboard-static")
     return Service("stats", app, broker, window)

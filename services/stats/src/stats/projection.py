@@ -26,6 +26,8 @@ from lienthong.contracts.dossier import (
     DossierResumed,
     DossierSubmitted,
     DossierWithdrawn,
+    FeePaid,
+    SatisfactionRated,
     StepCompleted,
 )
 
@@ -57,6 +59,10 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
             "paused_days": 0,
             "steps": [],
             "timeline": [],
+            # the service index's facts (Decision 766): digitised at reception, the fee, an electronic result,
+            # the citizen's latest rating
+            "digitised": data.documents_digitised,
+            "fee": "exempt" if data.fee_exempt and data.fee_vnd else "due" if data.fee_vnd else "none",
         }
     doc = {**doc, "seq": event.dossierseq, "timeline": [*doc["timeline"], _entry(event, day)],
            "steps": doc.get("steps", [])}  # documents projected before steps were kept have none
@@ -83,7 +89,12 @@ def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | Non
             doc.update(due_date=data.new_due_date.isoformat())
             doc["steps"] = _move_open_step_due(doc["steps"], data.working_days)
         case DossierResolved():
-            doc.update(status="resolved", closed_day=day, on_time=data.on_time)
+            doc.update(status="resolved", closed_day=day, on_time=data.on_time,
+                       result_electronic=data.result_electronic)
+        case FeePaid():
+            doc.update(paid=data.method, paid_day=data.paid_at.astimezone(VN_TZ).date().isoformat())
+        case SatisfactionRated():
+            doc.update(rating=data.rating, rated_day=day)
         case DossierRejected():
             doc.update(status="rejected", closed_day=day)
         case DossierWithdrawn():
@@ -138,6 +149,25 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "on_time_rate": self.on_time_rate, "online_rate": self.online_rate}
+
+
+def count_facts(items: Iterable[dict[str, Any]], start: date, end: date) -> dict[str, int]:
+    """The service index's facts over work items, one by one: the definition `rollups.facts` is tested against."""
+    lo, hi = start.isoformat(), end.isoformat()
+    counts = dict.fromkeys(("digitised", "fee_due", "fee_exempt", "paid_online", "paid_counter", "result_electronic",
+                            "rated_very_satisfied", "rated_satisfied", "rated_unsatisfied"), 0)
+    for item in items:
+        if lo <= item["received_day"] <= hi:
+            counts["digitised"] += bool(item.get("digitised"))
+            if item.get("fee") in ("due", "exempt"):
+                counts[f"fee_{item['fee']}"] += 1
+        if item.get("paid") and lo <= item["paid_day"] <= hi:
+            counts[f"paid_{item['paid']}"] += 1
+        if item["status"] == "resolved" and item.get("result_electronic") and lo <= item["closed_day"] <= hi:
+            counts["result_electronic"] += 1
+        if item.get("rating") and lo <= item["rated_day"] <= hi:
+            counts[f"rated_{item['rating']}"] += 1
+    return counts
 
 
 def summarize(items: Iterable[dict[str, Any]], start: date, end: date, today: date | None = None) -> Summary:

@@ -13,6 +13,9 @@ A cell is (day, slot, field). Slots:
   month instead of summed over every unit; `#<procedure>` (the province's `recv` counters per channel);
 - `~units`: every unit's `any` and `step` counters summed per month (fields `<unit>.<basis>.<counter>`), so a
   ranking of all units reads one row per month plus the day rows of the months a period cuts.
+The service index's facts (`stats.index`) are flows of the dossier bases too (`recv`, `any`): digitised and fee
+due or exempt on the day received, paid online or at the counter on the day paid, an electronic result on the day
+resolved, the latest rating on the day it was given (a changed rating moves from one counter to another).
 Three bases:
 - `recv`: the dossier at its receiving unit; summed over units it counts each dossier once (the citizen's view,
   province and level totals; a chain counts once);
@@ -33,6 +36,10 @@ Basis = Literal["recv", "any", "step"]
 BASES: tuple[Basis, ...] = ("recv", "any", "step")
 COUNTERS = ("received_online", "received_direct", "received_postal", "resolved_on_time", "resolved_late",
             "rejected", "withdrawn", "due_passed", "due_passed_closed")
+FACTS = ("digitised", "fee_due", "fee_exempt", "paid_online", "paid_counter", "result_electronic",
+         "rated_very_satisfied", "rated_satisfied", "rated_unsatisfied")
+ITEM_FIELDS = ("received_day", "channel", "closed_day", "status", "on_time", "due_date")
+FACT_FIELDS = ("digitised", "fee", "paid", "paid_day", "result_electronic", "rating", "rated_day")
 TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over units
 PROVINCE = "*"
 UNIT_MONTHS = "~units"  # a month-only slot: the store keeps no day dimension for it
@@ -58,14 +65,14 @@ def is_unit_slot(slot: str) -> bool:
 
 def work_items(doc: dict[str, Any], basis: Basis) -> list[tuple[str, dict[str, Any]]]:
     """(unit, item) pairs of one dossier on a basis; items have the fields `projection.summarize` reads."""
-    dossier = {k: doc[k] for k in ("received_day", "channel", "closed_day", "status", "on_time", "due_date")}
-    if basis == "recv":
-        pairs = [(doc["receiving_unit"], dossier)]
-    elif basis == "any":
-        pairs = [(unit, dossier) for unit in sorted({doc["receiving_unit"], doc["competent_unit"]})]
-    else:
-        pairs = [(s["unit"], {**{k: s[k] for k in dossier if k != "channel"}, "channel": doc["channel"]})
+    if basis == "step":
+        pairs = [(s["unit"], {**{k: s[k] for k in ITEM_FIELDS if k != "channel"}, "channel": doc["channel"]})
                  for s in doc.get("steps", [])]
+    else:
+        dossier = {k: doc[k] for k in ITEM_FIELDS}
+        dossier.update((k, doc.get(k)) for k in FACT_FIELDS)  # the index counts dossiers, not steps
+        units = [doc["receiving_unit"]] if basis == "recv" else sorted({doc["receiving_unit"], doc["competent_unit"]})
+        pairs = [(unit, dossier) for unit in units]
     # An item closes no earlier than it was received (clocks of different systems), so that "in progress" as a
     # running difference of flows never goes negative.
     return [(unit, {**item, "closed_day": max(item["closed_day"], item["received_day"])} if item["closed_day"]
@@ -82,6 +89,23 @@ def item_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
         if status == "resolved":
             status = "resolved_on_time" if item["on_time"] else "resolved_late"
         flows += [(closed, status), (max(closed, due_passed), "due_passed_closed")]
+    if "fee" in item:  # a dossier, not a step: the index's facts
+        flows += fact_flows(item)
+    return flows
+
+
+def fact_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
+    flows = []
+    if item["digitised"]:
+        flows.append((item["received_day"], "digitised"))
+    if item["fee"] in ("due", "exempt"):
+        flows.append((item["received_day"], f"fee_{item['fee']}"))
+    if item["paid"]:
+        flows.append((item["paid_day"], f"paid_{item['paid']}"))
+    if item["result_electronic"] and item["status"] == "resolved":
+        flows.append((item["closed_day"], "result_electronic"))
+    if item["rating"]:
+        flows.append((item["rated_day"], f"rated_{item['rating']}"))
     return flows
 
 
@@ -160,6 +184,16 @@ def figures(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date
         overdue=running["due_passed"] - running["due_passed_closed"],
     )
 
+
+
+def facts(rows: Iterable[dict[str, Any]], basis: Basis, start: date, end: date) -> dict[str, int]:
+    """The index's facts over [start, end] (flows, like `figures`' received and resolved)."""
+    lo, hi = start.isoformat(), end.isoformat()
+    flows: Counter[str] = Counter()
+    for row in rows:
+        if lo <= row["day"] <= hi:
+            flows.update(row.get(basis) or {})
+    return {fact: flows[fact] for fact in FACTS}
 
 
 def cut_months(start: date, end: date) -> set[str]:

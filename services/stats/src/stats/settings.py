@@ -10,8 +10,8 @@ class StatsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STATS_", extra="ignore")
 
     http_port: int = Field(8084, ge=1, le=65535)
-    group_id: str = Field("stats-v3", description="Kafka consumer group (v3: grouped, packed rows; a new group "
-                          "replays the log into the v3 collections)")
+    group_id: str = Field("stats-v4", description="Kafka consumer group (v4: the service index's facts too; a new "
+                          "group replays the log into the v4 collections)")
     window_fresh_s: float = Field(0.25, gt=0, description="A window of fetched events still small at this age (the "
                                   "steady stream) is projected then: figures stay fresh")
     window_bulk_events: int = Field(2_000, ge=1, description="A window this large by then is a burst: it waits for "
@@ -21,4 +21,6 @@ class StatsSettings(ServiceSettings):
     window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
     window_max_events: int = Field(100_000, ge=1, description="Any window is projected once it holds this many "
                                    "events (memory)")
+    index_table: str | None = Field(None, description="The service index's scoring table (JSON, as "
+                                    "stats/data/index-766.json); default: Decision 766 as we read it")
     dashboard_sample_s: float = Field(5.0, gt=0, description="How often the dashboard samples topic offsets and lag")

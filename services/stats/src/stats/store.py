@@ -29,9 +29,10 @@ from lienthong.store import BULK_CHUNK
 from stats import rollups
 from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
-ACTIVE = "active-v3"  # the pointer of this layout's collections: an older version's pointer names older ones
-# v3: rows of grouped slots, packed; a v2 deployment's collections are not read (its group replays into these).
-DEFAULT_COLLECTION = "stats_v3_dossiers"
+ACTIVE = "active-v4"  # the pointer of this layout's collections: an older version's pointer names older ones
+# v4: rows of grouped slots, packed, with the service index's facts; an older layout's collections are not read
+# (the v4 group replays the log into these).
+DEFAULT_COLLECTION = "stats_v4_dossiers"
 READ_CHUNK = 1000  # ids per `$in` query (SQLite allows 32,766 bound values)
 
 

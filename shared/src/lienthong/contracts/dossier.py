@@ -75,6 +75,10 @@ class DossierSubmitted(EventData):
     documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents")
     catalogue_version: int = Field(0, ge=0, description="The procedure catalogue version it was filed under (0: the "
                                    "one built into the release); routing resolves its chain with that version")
+    documents_digitised: bool = Field(False, description="The dossier's papers are electronic copies from reception "
+                                      "(filed online, or scanned at the counter)")
+    fee_vnd: int = Field(0, ge=0, le=1_000_000_000, description="Fees and charges due under the catalogue, in đồng")
+    fee_exempt: bool = Field(False, description="The fee is waived (an exemption in the catalogue)")
 
 
 class DossierAssigned(EventData):
@@ -102,6 +106,8 @@ class StepCompleted(EventData):
     unit_code: UnitCode
     step: int = Field(ge=0, le=50)
     result_ref: ShortText | None = Field(None, description="Reference of the step's result document")
+    result_electronic: bool = Field(False, description="The result was issued as an electronic document (signed "
+                                    "digitally), not only on paper")
 
 
 class SupplementRequested(EventData):
@@ -166,6 +172,7 @@ class DossierResolved(EventData):
     due_date: Day
     on_time: bool
     result_ref: ShortText | None = None
+    result_electronic: bool = Field(False, description="The result was issued electronically (the last step's)")
 
 
 class DossierRejected(EventData):
@@ -190,6 +197,26 @@ class ResultReturned(EventData):
     unit_code: UnitCode
     method: Literal["counter", "postal", "online"]
     returned_at: Instant
+
+
+class FeePaid(EventData):
+    """The dossier's fees were paid: online (the national payment platform, confirmed by the unit) or at the counter.
+    Once per dossier, only when a fee is due and not waived."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.fee-paid.v1"
+    unit_code: UnitCode = Field(description="The unit confirming it: the receiving unit or the one holding the dossier")
+    method: Literal["online", "counter"]
+    amount_vnd: int = Field(ge=1, le=1_000_000_000)
+    paid_at: Instant
+
+
+class SatisfactionRated(EventData):
+    """The citizen's rating of how the dossier was handled, through the portal with their credential, once the
+    dossier has an outcome; a later rating within the window replaces it (the index counts the latest)."""
+
+    EVENT_TYPE: ClassVar[str] = "vn.gov.dossier.satisfaction-rated.v1"
+    rating: Literal["very_satisfied", "satisfied", "unsatisfied"] = Field(
+        description="rất hài lòng, hài lòng, không hài lòng")
 
 
 class DossierDueSoon(EventData):
@@ -240,6 +267,8 @@ DeadlineExtendedEvent = envelope_for(DeadlineExtended)
 DossierRejectedEvent = envelope_for(DossierRejected)
 DossierWithdrawnEvent = envelope_for(DossierWithdrawn)
 ResultReturnedEvent = envelope_for(ResultReturned)
+FeePaidEvent = envelope_for(FeePaid)
+SatisfactionRatedEvent = envelope_for(SatisfactionRated)
 DossierDueSoonEvent = envelope_for(DossierDueSoon)
 DossierOverdueEvent = envelope_for(DossierOverdue)
 RoutingFailedEvent = envelope_for(RoutingFailed)

@@ -42,6 +42,8 @@ class DossierSubmission(Contract):
         None, description="Land parcel `<COMMUNE>-<map sheet>-<parcel>`; required by land procedures"
     )
     documents: tuple[DocumentRef, ...] = Field(default=(), max_length=50, description="Attached documents (metadata)")
+    documents_digitised: bool = Field(False, description="The counter scanned the papers into electronic copies at "
+                                      "reception (online filings are electronic whatever this says)")
 
     @model_validator(mode="after")
     def _one_applicant(self) -> DossierSubmission:
