@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lienthong.contracts.dossier import DossierResumed
+from lienthong.contracts.dossier import DeadlineExtended, DossierResumed
 from lienthong.contracts.envelope import new_event
 from stats import rollups
 from stats.memory import MemoryStore
@@ -146,7 +146,11 @@ def test_the_projection_equals_a_single_clean_pass():
 
 def test_an_event_that_cannot_be_folded_is_returned_and_the_rest_are_projected():
     log = log_of(5, 6)
-    first = log[0].event.subject
+    # a dossier no later event moves the due date of (a later one would supersede the bad date in the batch's net
+    # change, which then folds without error)
+    first = next(item.event.subject for item in log if not any(
+        isinstance(other.event.data, (DossierResumed, DeadlineExtended)) for other in log
+        if other.event.subject == item.event.subject and other.event.dossierseq > 2))
     second = next(i for i, item in enumerate(log) if item.event.subject == first and item.event.dossierseq == 2)
     # Written under an older contract without date bounds: validates no more, but is in the log. Its date overflows
     # the fold (the day after 9999-12-31).

@@ -22,11 +22,13 @@ from lienthong.contracts.dossier import (
     DossierResumed,
     DossierSubmitted,
     DossierWithdrawn,
+    FeePaid,
+    SatisfactionRated,
     StepCompleted,
 )
 from lienthong.contracts.envelope import new_event
 from stats import rollups
-from stats.projection import apply, summarize
+from stats.projection import apply, count_facts, summarize
 
 START = date(2025, 7, 1)
 UNITS = ["HACTHANH", "HOANGSON", "BIMSON", "CATINH", "VPDKDD"]
@@ -46,7 +48,12 @@ def dossier_events(rng: random.Random, n: int) -> list:
     datas = [(received, DossierSubmitted(
         procedure_code=rng.choice(["HT-KS", "DD-CN"]), channel=rng.choice(["online", "online", "direct", "postal"]),
         receiving_unit=receiving, external_ref=code, received_at=at(received, 8), due_date=due, processing_days=3,
-        applicant=stand_in(applicant)))]
+        applicant=stand_in(applicant), documents_digitised=rng.random() < 0.7, fee_vnd=rng.choice([0, 0, 20_000]),
+        fee_exempt=rng.random() < 0.2))]
+    if datas[0][1].fee_vnd and not datas[0][1].fee_exempt and rng.random() < 0.7:
+        paid_on = received + timedelta(days=rng.randrange(0, 3))  # a day's rows of their own, maybe another month
+        datas.append((received, FeePaid(unit_code=receiving, method=rng.choice(["online", "counter"]),
+                                        amount_vnd=20_000, paid_at=at(paid_on, 10))))
     day = received
     for step in range(rng.choice([1, 1, 2, 3])):
         unit = rng.choice(UNITS)
@@ -65,11 +72,16 @@ def dossier_events(rng: random.Random, n: int) -> list:
         datas.append((day, StepCompleted(unit_code=unit, step=step)))
     outcome = rng.choices(["resolved", "rejected", "withdrawn", "open"], [70, 8, 7, 15])[0]
     if outcome == "resolved" and isinstance(datas[-1][1], StepCompleted):
-        datas.append((day, DossierResolved(unit_code=unit, resolved_at=at(day, 16), due_date=due, on_time=day <= due)))
+        datas.append((day, DossierResolved(unit_code=unit, resolved_at=at(day, 16), due_date=due, on_time=day <= due,
+                                           result_electronic=rng.random() < 0.8)))
     elif outcome in ("rejected", "withdrawn"):
         day = day + timedelta(days=rng.randrange(0, 3))
         datas.append((day, DossierRejected(unit_code=unit, reason="r") if outcome == "rejected"
                       else DossierWithdrawn(reason=None)))
+    if outcome in ("resolved", "rejected") and rng.random() < 0.6:
+        for _ in range(rng.choice([1, 2])):  # a changed rating moves from one counter to another
+            day = day + timedelta(days=rng.randrange(0, 4))
+            datas.append((day, SatisfactionRated(rating=rng.choice(["very_satisfied", "satisfied", "unsatisfied"]))))
     return [new_event(d, subject=code, source="/t", seq=i + 1, time=at(when, 9 + i % 8))
             for i, (when, d) in enumerate(datas)]
 
@@ -108,10 +120,15 @@ def test_rows_built_from_deltas_give_the_figures_counted_item_by_item(seed, lo, 
             mine = [r for r in rows if r["unit"] == unit]
             assert rollups.figures(mine, basis, start, end) == summarize([i for u, i in items if u == unit],
                                                                         start, end), (basis, unit)
+            assert rollups.facts(mine, basis, start, end) == (
+                count_facts([i for u, i in items if u == unit], start, end) if basis != "step"
+                else dict.fromkeys(rollups.FACTS, 0)), (basis, unit)  # the index counts dossiers, not steps
         if basis not in rollups.TOTAL_BASES:
             continue
         province = [r for r in rows if r["unit"] == rollups.PROVINCE]
         assert rollups.figures(province, basis, start, end) == summarize([i for _, i in items], start, end)
+        if basis == "recv":
+            assert rollups.facts(province, basis, start, end) == count_facts([i for _, i in items], start, end)
         for level in ("commune", "province"):
             at_level = [r for r in rows if r["unit"] == rollups.level_slot(level)]
             expected = [i for u, i in items if catalogue().units[u].level == level]
@@ -122,6 +139,8 @@ def test_rows_built_from_deltas_give_the_figures_counted_item_by_item(seed, lo, 
         for unit in UNITS:
             assert (rollups.figures([r for r in ranking if r["unit"] == unit], basis, start, end)
                     == rollups.figures([r for r in unit_days if r["unit"] == unit], basis, start, end)), (basis, unit)
+            assert (rollups.facts([r for r in ranking if r["unit"] == unit], basis, start, end)
+                    == rollups.facts([r for r in unit_days if r["unit"] == unit], basis, start, end)), (basis, unit)
     for unit in UNITS:  # day x receiving unit x procedure x channel adds up to the unit's received
         mine = [r for r in rows if r["unit"] == unit]
         breakdown = [r for r in rows if r["unit"] == rollups.breakdown_slot(unit)]
