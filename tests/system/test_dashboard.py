@@ -97,6 +97,13 @@ async def page_and_api(page, api: httpx.AsyncClient, scope: str, params: dict) -
     return shown, expected
 
 
+def _number(value: float | None) -> str:
+    """As the page keeps a number in a data attribute (JavaScript's String of it)."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def as_shown(api: dict) -> dict[str, float | None]:
     return {k: None if api[k] is None else float(api[k]) for k in (
         "received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
@@ -156,6 +163,32 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
             assert await page.locator("#timeseries-chart svg").count() == 1
             assert await page.locator("#timeseries-chart svg .series").count() >= 1
             assert await page.locator("#lag-chart svg").count() == 1
+
+            # The service index in Vietnamese: the province's total and every component as the API scores them, the
+            # units ranked by score, and a unit's score opened into its components.
+            assert "Chỉ số phục vụ người dân, doanh nghiệp" in await page.inner_text("#index-title")
+            for _ in range(10):
+                await refreshed(page, lambda: page.click("#period button[type=submit]"))
+                index = (await api.get("/v1/stats/index", params=period)).json()
+                if await page.get_attribute("#index-total", "data-total") == _number(index["total"]):
+                    break
+            assert await page.get_attribute("#index-total", "data-total") == _number(index["total"])
+            measured = {c["key"]: (c["numerator"], c["denominator"]) for g in index["groups"] for c in g["components"]}
+            print("index components measured:", measured)
+            # what every filing brings (payments, results and ratings depend on how far the simulated day got)
+            assert all(measured[k][1] > 0 for k in ("public_progress", "online_filing", "digitised")), measured
+            shown = await page.eval_on_selector_all("#index-province tbody tr", "rs => rs.map(r => "
+                                                    "[r.dataset.component, r.dataset.points])")
+            assert shown == [[c["key"], _number(c["points"])] for g in index["groups"] for c in g["components"]]
+            by_score = (await api.get("/v1/stats/index/units", params=period)).json()
+            best = page.locator("#index-ranking tbody tr").first
+            assert await best.get_attribute("data-unit") == by_score[0]["unit"]
+            await best.click()
+            await page.wait_for_selector("#index-unit:not([hidden]) tbody tr")
+            opened = await page.eval_on_selector_all("#index-unit tbody tr", "rs => rs.map(r => r.dataset.points)")
+            assert opened == [_number(c["points"]) for g in by_score[0]["groups"] for c in g["components"]]
+            assert "Mức độ hài lòng" in await page.inner_text("#index-province")
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-index.png"), full_page=True)
 
             # Drill-down: clicking a unit of the ranking opens its figures, again equal to the API.
             first = page.locator("#ranking tbody tr").first

@@ -34,6 +34,14 @@ PROCEDURE_WEIGHTS = {"HT-KS": 180, "HT-KH": 80, "HT-XNHN": 100, "CT-BS": 8, "KD-
 # date; or the citizen withdraws. Shares echo the province's reports (on-time rate ~99%).
 FATES = {"complete": 930, "supplement": 40, "reject": 12, "late": 10, "withdraw": 8}
 Fate = Literal["complete", "supplement", "reject", "late", "withdraw"]
+# The service index's facts (our assumptions: the seeds give no rates for them): papers scanned at the counter, a
+# fee paid online rather than at the counter, a result issued electronically, a citizen who rates the outcome and
+# how (the seeds: "100% of dossiers' progress and results are public").
+DIGITISED_AT_COUNTER = 0.8
+PAID_ONLINE = 0.7
+ELECTRONIC_RESULT = 0.85
+RATED = 0.3
+RATINGS = {"very_satisfied": 70, "satisfied": 25, "unsatisfied": 5}
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ def filings(seed: int, rate: float, duration_s: float | None, start: datetime, s
         }
         if proc.needs_land_parcel:
             body["land_parcel"] = f"{residence}-{rng.randint(1, 60)}-{rng.randint(1, 900)}"
+        if channel != "online":  # a draw of its own, so the plan's other draws stay what they were for a seed
+            body["documents_digitised"] = _rng(seed, "digitised", n).random() < DIGITISED_AT_COUNTER
         # Counter applications of the commune centres speak Kafka; the portal and post offices use HTTP.
         yield Filing(at=at, via="kafka" if channel == "direct" and rng.random() < 0.5 else "http", body=body)
 
@@ -143,6 +153,22 @@ def actions(seed: int, dossier: str, step: int, step_days: int) -> list[Action]:
             return [Action("started", start), Action("completed", budget + timedelta(hours=rng.uniform(8, 24)))]
         case _:
             return [Action("withdrawn", start)]
+
+
+def paid_online(seed: int, dossier: str) -> bool:
+    return _rng(seed, dossier, "fee").random() < PAID_ONLINE
+
+
+def electronic_result(seed: int, dossier: str, step: int) -> bool:
+    return _rng(seed, dossier, step, "result").random() < ELECTRONIC_RESULT
+
+
+def rating(seed: int, dossier: str) -> tuple[str, timedelta] | None:
+    """Whether the citizen rates the outcome, how, and how long after it (office time)."""
+    rng = _rng(seed, dossier, "rating")
+    if rng.random() >= RATED:
+        return None
+    return rng.choices(list(RATINGS), weights=list(RATINGS.values()))[0], timedelta(hours=rng.uniform(0.5, 16))
 
 
 def _sha256(text: str) -> str:

@@ -28,6 +28,8 @@ from lienthong.contracts.dossier import (
     DossierAssigned,
     DossierRejected,
     DossierWithdrawn,
+    FeePaid,
+    SatisfactionRated,
     StepCompleted,
     StepStarted,
     SupplementProvided,
@@ -36,7 +38,17 @@ from lienthong.contracts.dossier import (
 from lienthong.contracts.envelope import EventData, deterministic_id, new_event
 from lienthong.messaging import make_broker, publish_event
 from lienthong.settings import KafkaSettings
-from lienthong_tools.simulation.plan import Action, Filing, actions, add_office_time, filings
+from lienthong.catalogue import catalogue
+from lienthong_tools.simulation.plan import (
+    Action,
+    Filing,
+    actions,
+    add_office_time,
+    electronic_result,
+    filings,
+    paid_online,
+    rating,
+)
 from lienthong.personaldata import seal_for_intake
 from lienthong.topics import INTAKE_SUBMISSIONS, WORK_PREFIX, outcomes_topic
 
@@ -70,6 +82,7 @@ class Simulator:
     portal: LocalIssuer | None = None  # signs citizens' assertions, as the portal would; None: citizens never act
     _intake_key: str | None = None  # intake's public submission key, asked for once
     _applicants: dict[str, str] = field(default_factory=dict)  # dossier code -> the receipt's applicant_subject
+    _procedures: dict[str, str] = field(default_factory=dict)  # dossier code -> procedure (filings with a receipt)
 
     async def run(self, rate: float, duration_s: float | None) -> Counter[str]:
         broker = make_broker("simulator", self.kafka)
@@ -126,6 +139,7 @@ class Simulator:
             if resp.status_code in (200, 201):
                 receipt = resp.json()
                 self._applicants[receipt["dossier_code"]] = receipt["applicant_subject"]
+                self._procedures[receipt["dossier_code"]] = filing.body["procedure_code"]
             if resp.status_code >= 400:  # the body lists fields and rules, never values
                 log.warning("filing_refused", external_ref=ref, status=resp.status_code, detail=resp.text[:300])
             return
@@ -160,7 +174,9 @@ class Simulator:
         days = working_days_between(assigned_at.astimezone(VN_TZ).date(), data.step_due_date)
         for action in actions(self.seed, assignment.subject, data.step, days):
             await self.clock.sleep_until(add_office_time(assigned_at, action.after))
-            outcome = _outcome(action, data)
+            if action.kind == "started" and data.step == 0:
+                await self._pay(assignment, agency, broker)
+            outcome = _outcome(action, data, electronic_result(self.seed, assignment.subject, data.step))
             event = new_event(outcome, subject=assignment.subject, source=f"/units/{data.unit_code}/simulator",
                               seq=assignment.dossierseq, time=datetime.now(UTC),
                               event_id=deterministic_id("sim", self.seed, assignment.subject, assignment.dossierseq,
@@ -177,15 +193,52 @@ class Simulator:
                     subject, event.type, dossier=event.subject, event_id=event.id)}
             await publish_event(broker.publisher(outcomes_topic(sender).name), event, headers=headers)
             self.counts[f"outcome_{action.kind}"] += 1
+            if action.kind == "rejected" or (action.kind == "completed" and self._last_step(assignment)):
+                await self._rate(assignment, broker)
+
+    def _last_step(self, assignment: CloudEvent) -> bool:
+        procedure = catalogue().procedures.get(self._procedures.get(assignment.subject, ""))
+        return procedure is not None and assignment.data.step == len(procedure.steps) - 1
+
+    async def _pay(self, assignment: CloudEvent, agency: str, broker) -> None:  # noqa: ANN001
+        """The fee, when one is due, paid as work starts: online (the unit confirms the payment platform's
+        receipt) or at its counter. Only for dossiers whose procedure the simulator knows (filed over HTTP)."""
+        procedure = catalogue().procedures.get(self._procedures.get(assignment.subject, ""))
+        if procedure is None or not procedure.fee_vnd or procedure.fee_exemption:
+            return
+        data: DossierAssigned = assignment.data  # type: ignore[assignment]
+        method = "online" if paid_online(self.seed, assignment.subject) else "counter"
+        paid = FeePaid(unit_code=data.unit_code, method=method, amount_vnd=procedure.fee_vnd, paid_at=datetime.now(UTC))
+        event = new_event(paid, subject=assignment.subject, source=f"/units/{data.unit_code}/simulator",
+                          seq=assignment.dossierseq, time=datetime.now(UTC),
+                          event_id=deterministic_id("sim", self.seed, assignment.subject, "fee"))
+        await publish_event(broker.publisher(outcomes_topic(agency).name), event)
+        self.counts[f"fee_paid_{method}"] += 1
+
+    async def _rate(self, assignment: CloudEvent, broker) -> None:  # noqa: ANN001
+        """The citizen rates the outcome through the portal, some hours later, if at all."""
+        decided = rating(self.seed, assignment.subject)
+        subject = self._applicants.get(assignment.subject)
+        if decided is None or subject is None or self.portal is None:
+            return
+        value, after = decided
+        await self.clock.sleep_until(add_office_time(self.clock.now(), after))
+        event = new_event(SatisfactionRated(rating=value), subject=assignment.subject, source="/portal/simulator",
+                          seq=assignment.dossierseq, time=datetime.now(UTC),
+                          event_id=deterministic_id("sim", self.seed, assignment.subject, "rating"))
+        headers = {CITIZEN_ASSERTION_HEADER: self.portal.citizen_assertion(
+            subject, event.type, dossier=event.subject, event_id=event.id)}
+        await publish_event(broker.publisher(outcomes_topic("portal").name), event, headers=headers)
+        self.counts[f"rated_{value}"] += 1
 
 
-def _outcome(action: Action, data: DossierAssigned) -> EventData:
+def _outcome(action: Action, data: DossierAssigned, electronic: bool = False) -> EventData:
     unit, step = data.unit_code, data.step
     match action.kind:
         case "started":
             return StepStarted(unit_code=unit, step=step)
         case "completed":
-            return StepCompleted(unit_code=unit, step=step, result_ref=f"KQ-{step}")
+            return StepCompleted(unit_code=unit, step=step, result_ref=f"KQ-{step}", result_electronic=electronic)
         case "supplement-requested":
             return SupplementRequested(unit_code=unit, step=step, missing_documents=("Bản sao giấy tờ còn thiếu",))
         case "supplement-provided":

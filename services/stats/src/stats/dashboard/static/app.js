@@ -10,7 +10,7 @@ const FIGURES = [
   ["rejected", "Từ chối"], ["withdrawn", "Rút hồ sơ"], ["on_time_rate", "Tỉ lệ đúng hạn"],
   ["online_rate", "Tỉ lệ trực tuyến"],
 ];
-const state = { unit: null, busy: false };
+const state = { unit: null, indexUnit: null, busy: false };
 const $ = (sel) => document.querySelector(sel);
 
 function todayVN() {
@@ -57,12 +57,15 @@ function renderFigures(target, figures) {
 async function refreshProvince() {
   const p = period();
   const today = todayVN();
-  const [todays, chosen, ranking, overdue] = await Promise.all([
+  const [todays, chosen, ranking, overdue, index, indexRanking] = await Promise.all([
     getJSON(`/v1/stats/summary?from=${today}&to=${today}`),
     getJSON(`/v1/stats/summary?from=${p.from}&to=${p.to}`),
     getJSON(`/v1/stats/units?from=${p.from}&to=${p.to}&sort=on_time_rate`),
     getJSON(`/v1/stats/overdue?limit=50`),
+    getJSON(`/v1/stats/index?from=${p.from}&to=${p.to}`),
+    getJSON(`/v1/stats/index/units?from=${p.from}&to=${p.to}`),
   ]);
+  renderIndex(index, indexRanking);
   renderFigures("#today", todays);
   renderFigures("#period-figures", chosen);
   const body = $("#ranking tbody");
@@ -82,6 +85,54 @@ async function refreshProvince() {
   renderOverdue("#overdue tbody", overdue, true);
   await inlineSVG("#timeseries-chart", `/dashboard/charts/timeseries.svg?from=${p.from}&to=${p.to}`);
   if (state.unit) await refreshUnit();
+}
+
+function points(value) {
+  return value === null || value === undefined ? "—" : value.toLocaleString("vi-VN", { maximumFractionDigits: 2 });
+}
+
+// One row per component, grouped: its rate, the counts behind it and its points out of its maximum.
+function renderComponents(target, index) {
+  const body = $(target + " tbody");
+  body.replaceChildren();
+  for (const group of index.groups) {
+    group.components.forEach((c, i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.component = c.key;
+      tr.dataset.points = c.points === null ? "" : String(c.points);
+      const name = cell(i === 0 ? `${group.name} (${points(group.points)}/${points(group.max_points)})` : "");
+      tr.append(name, cell(c.name), cell(c.rate === null ? "chưa có dữ liệu" : fmt("x_rate", c.rate), "num"),
+        cell(`${c.numerator.toLocaleString("vi-VN")}/${c.denominator.toLocaleString("vi-VN")}`, "num"),
+        cell(`${points(c.points)}/${points(c.max_points)}`, "num"));
+      body.append(tr);
+    });
+  }
+}
+
+function renderIndex(index, ranking) {
+  $("#index-table").textContent = index.table;
+  $("#index-total").textContent = points(index.total);
+  $("#index-total").dataset.total = index.total === null ? "" : String(index.total);
+  renderComponents("#index-province", index);
+  const body = $("#index-ranking tbody");
+  body.replaceChildren();
+  ranking.forEach((row, i) => {
+    const tr = document.createElement("tr");
+    tr.tabIndex = 0;
+    tr.dataset.unit = row.unit;
+    tr.dataset.total = row.total === null ? "" : String(row.total);
+    tr.append(cell(String(i + 1), "num"), cell(`${row.name} (${row.unit})`), cell(points(row.total), "num"));
+    const open = () => {
+      state.indexUnit = row.unit;
+      $("#index-unit").hidden = false;
+      $("#index-unit-title").textContent = `${row.name} (${row.unit}): ${points(row.total)} điểm`;
+      renderComponents("#index-unit", row);
+    };
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+    body.append(tr);
+    if (state.indexUnit === row.unit) open();  // the opened unit follows the refresh
+  });
 }
 
 function renderOverdue(target, rows, withUnit) {
