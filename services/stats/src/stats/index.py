@@ -33,11 +33,14 @@ MEASURES = {
 }
 
 
-class Component(BaseModel):
+class _Scored(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     key: str
     name: str
     points: float = Field(gt=0)
+
+
+class Component(_Scored):
     measure: str
 
     @model_validator(mode="after")
@@ -47,11 +50,7 @@ class Component(BaseModel):
         return self
 
 
-class Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    key: str
-    name: str
-    points: float = Field(gt=0)
+class Group(_Scored):
     components: tuple[Component, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
