@@ -134,8 +134,6 @@ class ServiceSettings(BaseSettings):
         15.0, gt=0, description="How long shutdown waits for in-flight messages before handing them back"
     )
     log_level: str = Field("INFO")
-    catalogue_refresh_s: float = Field(10.0, gt=0, description="How often the service looks for a newer "
-                                       "procedure catalogue version (`lienthong catalogue import`)")
 
 
 class Deployment(BaseSettings):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from stats.index import ScoringTable, score, scoring_table
 from stats.projection import Summary
-from stats.rollups import FACTS
+from stats.projection import FACTS
 
 
 def test_the_shipped_table_is_decision_766s_five_groups_of_100_points():

@@ -51,8 +51,9 @@ def generate(seed: int = 2025, base: Catalogue | None = None) -> dict[str, Proce
                          if field in ("Đất đai", "Xây dựng") else
                          {"name": "Cập nhật cơ sở dữ liệu cư trú", "unit": "CATINH", "days": 2})
         fee = rng.choice([0, 0, 20_000, 50_000, 100_000, 200_000, 500_000])
-        procedures[f"{1 if commune else 2}.{i:06d}"] = Procedure(
-            code=f"{1 if commune else 2}.{i:06d}",
+        code = f"{1 if commune else 2}.{i:06d}"
+        procedures[code] = Procedure(
+            code=code,
             name=f"{rng.choice(ACTIONS)} {rng.choice(OBJECTS)} lĩnh vực {field.lower()}",
             level="commune" if commune else "province", field=field, online=online,
             channels=("online", "direct", "postal") if online == "full" else

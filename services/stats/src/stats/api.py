@@ -72,16 +72,20 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
                 **score(rollups.figures(rows, basis, start, end, today()), rollups.facts(rows, basis, start, end),
                         table)}
 
-    @router.get("/stats/index/units", dependencies=[require(STATS_READ)],
-                summary="Every unit's service index for a period, best first")
-    async def index_ranking(start: Start, end: End) -> list[dict]:
+    async def rows_by_unit(start: date, end: date) -> dict[str, list[dict]]:
+        """Every unit's rows for a ranking (nothing is due later than today yet)."""
         _check_range(start, end)
         by_unit: dict[str, list[dict]] = defaultdict(list)
         for row in await store.ranking_rows(start, min(end, today())):
             by_unit[row["unit"]].append(row)
+        return by_unit
+
+    @router.get("/stats/index/units", dependencies=[require(STATS_READ)],
+                summary="Every unit's service index for a period, best first")
+    async def index_ranking(start: Start, end: End) -> list[dict]:
         units = catalogue().units
         ranked = []
-        for unit, rows in by_unit.items():
+        for unit, rows in (await rows_by_unit(start, end)).items():
             summary = rollups.figures(rows, "any", start, end, today())
             if unit in units and summary.received + summary.resolved:
                 ranked.append({"unit": unit, "name": units[unit].name, "level": units[unit].level,
@@ -126,15 +130,11 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
         sort: Literal["on_time_rate", "overdue", "received"] = "on_time_rate",
         basis: Basis = "dossiers",
     ) -> list[dict]:
-        _check_range(start, end)
         kind: rollups.Basis = "step" if basis == "steps" else "any"  # a unit's own figures
-        by_unit: dict[str, list[dict]] = defaultdict(list)
-        for row in await store.ranking_rows(start, min(end, today())):  # nothing is due later yet
-            by_unit[row["unit"]].append(row)
         units = catalogue().units
         ranked = [{"unit": unit, "name": units[unit].name, "level": units[unit].level,
                    **rollups.figures(rows, kind, start, end, today()).as_dict()}
-                  for unit, rows in by_unit.items() if unit in units]
+                  for unit, rows in (await rows_by_unit(start, end)).items() if unit in units]
         ranked = [r for r in ranked if r["received"] or r["in_progress"] or r["resolved"] or r["rejected"]
                   or r["withdrawn"]]
         if sort == "on_time_rate":  # worst first; units with nothing resolved last

@@ -32,6 +32,9 @@ from lienthong.contracts.dossier import (
 )
 
 CLOSED = {"resolved", "rejected", "withdrawn"}
+# The service index's facts (`stats.index`), counted per dossier like the figures.
+FACTS = ("digitised", "fee_due", "fee_exempt", "paid_online", "paid_counter", "result_electronic",
+         "rated_very_satisfied", "rated_satisfied", "rated_unsatisfied")
 
 
 def apply(doc: dict[str, Any] | None, event: CloudEvent) -> dict[str, Any] | None:
@@ -154,8 +157,7 @@ class Summary:
 def count_facts(items: Iterable[dict[str, Any]], start: date, end: date) -> dict[str, int]:
     """The service index's facts over work items, one by one: the definition `rollups.facts` is tested against."""
     lo, hi = start.isoformat(), end.isoformat()
-    counts = dict.fromkeys(("digitised", "fee_due", "fee_exempt", "paid_online", "paid_counter", "result_electronic",
-                            "rated_very_satisfied", "rated_satisfied", "rated_unsatisfied"), 0)
+    counts = dict.fromkeys(FACTS, 0)
     for item in items:
         if lo <= item["received_day"] <= hi:
             counts["digitised"] += bool(item.get("digitised"))

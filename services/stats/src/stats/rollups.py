@@ -30,14 +30,12 @@ from datetime import date, timedelta
 from typing import Any, Iterable, Literal
 
 from lienthong.catalogue import catalogue
-from stats.projection import Summary
+from stats.projection import FACTS, Summary
 
 Basis = Literal["recv", "any", "step"]
 BASES: tuple[Basis, ...] = ("recv", "any", "step")
 COUNTERS = ("received_online", "received_direct", "received_postal", "resolved_on_time", "resolved_late",
             "rejected", "withdrawn", "due_passed", "due_passed_closed")
-FACTS = ("digitised", "fee_due", "fee_exempt", "paid_online", "paid_counter", "result_electronic",
-         "rated_very_satisfied", "rated_satisfied", "rated_unsatisfied")
 ITEM_FIELDS = ("received_day", "channel", "closed_day", "status", "on_time", "due_date")
 FACT_FIELDS = ("digitised", "fee", "paid", "paid_day", "result_electronic", "rating", "rated_day")
 TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over units

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lienthong.catalogue import Catalogue, Procedure, StepUnitRole, Unit
+from lienthong.catalogue import Procedure, StepUnitRole, Unit
 
 # Column key -> header as the file names it (matched without regard to case, accents' composition or spacing).
 COLUMNS: dict[str, str] = {
@@ -247,7 +247,3 @@ def write_file(procedures: Iterable[Procedure], path: Path) -> None:
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
-
-def catalogue_with(procedures: dict[str, Procedure], base: Catalogue) -> Catalogue:
-    """The province's units with these procedures."""
-    return Catalogue(units=base.units, procedures=procedures)
