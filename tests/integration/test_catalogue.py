@@ -25,6 +25,8 @@ from lienthong.contracts.envelope import new_event
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE
 from lienthong_tools.catalogue_gen import generate
+from notify.main import bootstrap as bootstrap_notify
+from notify.settings import NotifySettings
 from routing.main import bootstrap as bootstrap_routing
 from routing.settings import RoutingSettings
 from tests.integration.kafka_reader import read_records
@@ -82,17 +84,25 @@ async def test_import_is_whole_and_versions_are_filed_and_routed_without_a_resta
     assert [v["_id"] for v in await versions.history()] == [1]
 
     intake_app = bootstrap_intake(IntakeSettings(rate_burst=1000, catalogue_refresh_s=0.3), infra.kafka, mongo).app
+    notify_app = bootstrap_notify(NotifySettings(group_id=f"notify-cat-{uuid.uuid4().hex[:6]}", start_from="latest",
+                                                 catalogue_refresh_s=0.3), infra.kafka, mongo).app
     routing_app = bootstrap_routing(RoutingSettings(group_id=f"routing-cat-{uuid.uuid4().hex[:6]}",
                                                     start_from="latest", tick_interval_s=3600), infra.kafka, mongo).app
     body = {"procedure_code": NEW, "receiving_unit": UNIT,
             "documents": [{"kind": "to-khai", "name": "t.pdf", "sha256": "a" * 64}]}
     try:
         async with LifespanManager(intake_app, startup_timeout=60), LifespanManager(routing_app, startup_timeout=60), \
+                LifespanManager(notify_app, startup_timeout=60), \
                 httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(intake_app),
-                                  base_url="http://intake") as http:
+                                  base_url="http://intake") as http, \
+                httpx.AsyncClient(headers=EVERYTHING, transport=httpx.ASGITransport(notify_app),
+                                  base_url="http://notify") as notify:
             await asyncio.sleep(3)  # routing's new group gets its partitions
             refused_body = await http.post("/v1/dossiers", json=submission(**body))
             assert refused_body.status_code == 422, refused_body.text
+            subscription = {"url": "https://agency.example/hooks", "unit_codes": [UNIT], "procedure_codes": [NEW]}
+            unknown = await notify.post("/v1/subscriptions", json=subscription)
+            assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "procedure_codes"
 
             # Version 2 brings the new procedure: intake takes it within its refresh, no restart.
             v2 = tmp_path / "v2.csv"
@@ -104,6 +114,12 @@ async def test_import_is_whole_and_versions_are_filed_and_routed_without_a_resta
                     break
                 await asyncio.sleep(0.2)
             assert filed.status_code == 201, filed.text
+            for _ in range(50):  # notify follows the catalogue too: an agency may subscribe to the new procedure
+                subscribed = await notify.post("/v1/subscriptions", json=subscription)
+                if subscribed.status_code == 201:
+                    break
+                await asyncio.sleep(0.2)
+            assert subscribed.status_code == 201, subscribed.text
             submitted, assigned = await assignment_of(infra, filed.json()["dossier_code"])
             assert submitted.data.catalogue_version == 2
             assert assigned.data.step_name == "Xác nhận (phiên bản 2)" and assigned.data.unit_code == UNIT

@@ -4,6 +4,7 @@ when every event is delivered again."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import random
 import uuid
@@ -172,23 +173,28 @@ def expected(truths: list[Truth], start: date, end: date, unit: str | None = Non
     }
 
 
-def expected_index(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict:
-    """The index counted dossier by dossier: each component's numerator and denominator, its points, the total."""
+def members(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict[str, tuple[list, list]]:
+    """Each component's numerator and denominator, dossier by dossier."""
     ts = [t for t in truths if unit is None or unit in (t.unit, t.competent)]
     within = lambda day: day is not None and start <= day <= end  # noqa: E731
     received = [t for t in ts if within(t.received)]
     resolved = [t for t in ts if t.outcome == "resolved" and within(t.closed)]
     paid = [t for t in ts if t.paid and within(t.paid_day)]
     rated = [t for t in ts if t.rating and within(t.rated_day)]
-    measured = {
-        "public_progress": (len(received), len(received)),
-        "on_time": (sum(bool(t.on_time) for t in resolved), len(resolved)),
-        "online_filing": (sum(t.channel == "online" for t in received), len(received)),
-        "online_payment": (sum(t.paid == "online" for t in paid), len(paid)),
-        "satisfied": (sum(t.rating != "unsatisfied" for t in rated), len(rated)),
-        "digitised": (sum(t.digitised for t in received), len(received)),
-        "electronic_result": (sum(t.e_result for t in resolved), len(resolved)),
+    return {
+        "public_progress": (received, received),
+        "on_time": ([t for t in resolved if t.on_time], resolved),
+        "online_filing": ([t for t in received if t.channel == "online"], received),
+        "online_payment": ([t for t in paid if t.paid == "online"], paid),
+        "satisfied": ([t for t in rated if t.rating != "unsatisfied"], rated),
+        "digitised": ([t for t in received if t.digitised], received),
+        "electronic_result": ([t for t in resolved if t.e_result], resolved),
     }
+
+
+def expected_index(truths: list[Truth], start: date, end: date, unit: str | None = None) -> dict:
+    """The index counted dossier by dossier: each component's numerator and denominator, its points, the total."""
+    measured = {k: (len(n), len(d)) for k, (n, d) in members(truths, start, end, unit).items()}
     weights = {"public_progress": 18, "on_time": 20, "online_filing": 12, "online_payment": 10, "satisfied": 18,
                "digitised": 11, "electronic_result": 11}  # Decision 766 as stats/data/index-766.json reads it
     points = {k: weights[k] * n / d for k, (n, d) in measured.items() if d}
@@ -263,6 +269,36 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         assert index_of(hoangson) == expected_index(truths, *PERIOD, unit="HOANGSON")
         totals = [r["total"] for r in by_index if r["total"] is not None]
         assert totals == sorted(totals, reverse=True)  # best first
+
+        for unit in (None, "HOANGSON"):  # the dossiers behind each component are the ones counted one by one
+            scope = {"unit": unit} if unit else {}
+            for key, (numerator, denominator) in members(truths, *PERIOD, unit).items():
+                listed = await http.get("/v1/stats/index/dossiers",
+                                        params={**params, **scope, "component": key, "which": "all", "limit": 1000})
+                assert listed.status_code == 200, listed.text
+                body = listed.json()
+                assert {d["code"] for d in body["dossiers"]} == {t.code for t in denominator}, key
+                assert {d["code"] for d in body["dossiers"] if d["counted"]} == {t.code for t in numerator}, key
+                assert (body["numerator"], body["denominator"]) == (len(numerator), len(denominator))
+        short = (await http.get("/v1/stats/index/dossiers", params={**params, "component": "on_time"})).json()
+        late = {t.code for t in members(truths, *PERIOD)["on_time"][1] if not t.on_time}
+        assert late and {d["code"] for d in short["dossiers"]} == late  # the default: the ones short of it
+        assert all(d["procedure_name"] and d["closed_day"] > d["due_date"] for d in short["dossiers"])
+        unknown = await http.get("/v1/stats/index/dossiers", params={**params, "component": "nope"})
+        assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "component"
+
+        exported = list(csv.DictReader(io.StringIO((await http.get("/v1/stats/index.csv", params=params)).text)))
+        truth = expected_index(truths, *PERIOD)
+        assert {r["component"]: (int(r["numerator"]), int(r["denominator"])) for r in exported if r["component"]} \
+            == {k: v[:2] for k, v in truth["components"].items()}
+        assert float(exported[-1]["points"]) == truth["total"] and exported[-1]["group"] == "total"
+        sheet = openpyxl.load_workbook(io.BytesIO((await http.get(
+            "/v1/stats/index/units.xlsx", params=params)).content)).active
+        header = [c.value for c in sheet[1]]
+        by_unit = {r[header.index("unit")]: dict(zip(header, r, strict=True))
+                   for r in sheet.iter_rows(min_row=2, values_only=True)}
+        assert by_unit["HOANGSON"]["total"] == expected_index(truths, *PERIOD, unit="HOANGSON")["total"]
+        assert by_unit["HOANGSON"]["on_time"] == expected_index(truths, *PERIOD, unit="HOANGSON")["components"]["on_time"][2]
 
         series = (await http.get("/v1/stats/timeseries", params={**params, "interval": "week"})).json()
         assert [(b["from"], b["to"]) for b in series] == [("2019-12-02", "2019-12-08"), ("2019-12-09", "2019-12-13")]

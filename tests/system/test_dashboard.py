@@ -187,6 +187,19 @@ async def test_dashboard_shows_the_province_live_while_the_simulator_runs(infra)
             await page.wait_for_selector("#index-unit:not([hidden]) tbody tr")
             opened = await page.eval_on_selector_all("#index-unit tbody tr", "rs => rs.map(r => r.dataset.points)")
             assert opened == [_number(c["points"]) for g in by_score[0]["groups"] for c in g["components"]]
+            # A component opened into the dossiers short of it, as the API lists them (the province's most short).
+            components = [c for g in index["groups"] for c in g["components"]]
+            worst = max(components, key=lambda c: c["denominator"] - c["numerator"])
+            await page.click(f"#index-province tbody tr[data-component={worst['key']}]")
+            await page.wait_for_selector(f"#index-dossiers[data-component={worst['key']}]:not([hidden])")
+            behind = (await api.get("/v1/stats/index/dossiers", params={**period, "component": worst["key"]})).json()
+            print("dossiers behind", worst["key"], ":", behind["count"], "of", behind["denominator"])
+            assert behind["count"] == worst["denominator"] - worst["numerator"] > 0
+            assert await page.get_attribute("#index-dossiers", "data-count") == str(behind["count"])
+            listed = await page.eval_on_selector_all("#index-dossiers tbody tr",
+                                                     "rs => rs.map(r => r.cells[0].textContent)")
+            assert listed == [d["code"] for d in behind["dossiers"]]
+            assert "hồ sơ chưa đạt" in await page.inner_text("#index-dossiers-title")
             assert "Mức độ hài lòng" in await page.inner_text("#index-province")
             await page.screenshot(path=str(ARTIFACTS / "dashboard-index.png"), full_page=True)
 

@@ -136,6 +136,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO")
 
 
+class CatalogueReaderSettings(ServiceSettings):
+    """A service that follows the procedure catalogue the province imports (intake files under it; notify and stats
+    name its procedures)."""
+
+    catalogue_refresh_s: float = Field(10.0, gt=0, description="How often the service looks for a newer procedure "
+                                       "catalogue version (`lienthong catalogue import`)")
+
+
 class Deployment(BaseSettings):
     """Where this process runs. Outside `local`, a service refuses to start with a development key."""
 

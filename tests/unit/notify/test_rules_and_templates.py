@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
 
 from tests.personal import stand_in
 from lienthong.calendar import VN_TZ
-from lienthong.catalogue import catalogue
+from lienthong.catalogue import Catalogue, Procedure, Step, catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from lienthong.contracts.dossier import (
     Applicant,
     DossierAssigned,
@@ -161,3 +163,21 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body():
 
     expected = hmac.new(b"s" * 32, b"1700000000." + b'{"a":1}', hashlib.sha256).hexdigest()
     assert signature("s" * 32, "1700000000", b'{"a":1}') == "sha256=" + expected
+
+
+def test_a_procedure_of_an_imported_catalogue_version_is_named_in_the_message():
+    """Procedures come from the catalogue the province imported (`LiveCatalogue.current`), not only the release's."""
+    imported = Procedure(code="9.000001", name="Cấp giấy xác nhận thử nghiệm", level="commune", field="Hộ tịch",
+                         online="full", channels=("online",), required_documents=("to-khai",),
+                         steps=(Step(name="Xác nhận", unit="competent_commune", days=2),))
+    live = LiveCatalogue()
+    live.current = Catalogue(units=live.base.units, procedures={imported.code: imported})
+    follows = Composer(live, tracking_url="https://dvc.example/{code}", unit_email="{code}@thanhhoa.gov.vn",
+                       apology_working_days=3, today=lambda: TODAY)
+    facts = replace(FACTS, procedure_code=imported.code)
+    ev = event(SUBMITTED.model_copy(update={"procedure_code": imported.code}), seq=1)
+    email = follows.compose(next(d for d in plan(ev, RULES, facts, [], citizen=CITIZEN) if d.channel == "email"),
+                            ev, facts, CITIZEN)
+    assert imported.name in email.body
+    assert follows.context(event(SUBMITTED, seq=1), FACTS, private=True)["procedure"] \
+        == catalogue().procedures["HT-KH"].name  # a procedure the import left out keeps its built-in name

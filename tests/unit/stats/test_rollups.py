@@ -27,7 +27,7 @@ from lienthong.contracts.dossier import (
     StepCompleted,
 )
 from lienthong.contracts.envelope import new_event
-from stats import rollups
+from stats import index, rollups
 from stats.projection import apply, count_facts, summarize
 
 START = date(2025, 7, 1)
@@ -179,3 +179,24 @@ def test_a_chain_counts_once_for_the_citizen_and_once_per_step_for_the_units():
     assert totals[(day.isoformat(), rollups.PROVINCE, "recv.received_online")] == 1  # the citizen: once
     assert totals[(day.isoformat(), rollups.PROVINCE, "step.received_online")] == 3  # the units: per step
     assert totals[(day.isoformat(), rollups.procedure_slot("DD-CN"), "online.received_online")] == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), lo=st.integers(0, 60), length=st.integers(0, 60))
+def test_the_dossiers_behind_each_component_are_the_ones_its_rate_counts(seed, lo, length):
+    """`index.dossiers_behind` (dossier documents, one by one) gives every component's numerator and denominator as
+    scored from the rows, for the province, each level and each unit."""
+    docs, rows, _ = build(seed, 60)
+    start = START + timedelta(days=lo)
+    end = start + timedelta(days=length)
+    levels = {level: {u for u, known in catalogue().units.items() if known.level == level}
+              for level in ("commune", "province")}
+    scopes = [(rollups.PROVINCE, "recv", lambda u: True)]
+    scopes += [(rollups.level_slot(level), "recv", units.__contains__) for level, units in levels.items()]
+    scopes += [(unit, "any", unit.__eq__) for unit in UNITS]
+    for slot, basis, in_scope in scopes:
+        mine = [r for r in rows if r["unit"] == slot]
+        summary, facts = rollups.figures(mine, basis, start, end), rollups.facts(mine, basis, start, end)
+        for measure, rate in index.MEASURES.items():
+            behind = index.dossiers_behind(docs, measure, basis, in_scope, start, end)
+            assert (sum(meets for _, meets in behind), len(behind)) == rate(summary, facts), (slot, measure)

@@ -3,15 +3,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lienthong.settings import ServiceSettings
+from lienthong.settings import CatalogueReaderSettings
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(CatalogueReaderSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore")
 
     http_port: int = Field(8081, ge=1, le=65535)
-    catalogue_refresh_s: float = Field(10.0, gt=0, description="How often intake looks for a newer procedure "
-                                       "catalogue version (`lienthong catalogue import`)")
     group_id: str = Field("intake", description="Kafka consumer group of intake.submissions (its purge deletes "
                           "only what this group has taken in)")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger request bodies get 413")

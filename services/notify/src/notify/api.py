@@ -16,6 +16,7 @@ from lienthong.auth import CITIZEN_ASSERTION_HEADER, OPT_OUT, SUBSCRIBE, Caller,
 from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 
 from lienthong.catalogue import catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from lienthong.contracts import EVENT_TYPES
 from lienthong.contracts.types import Contract
 from notify.store import NotifyStore
@@ -28,15 +29,15 @@ class SubscriptionRequest(Contract):
     url: AnyHttpUrl = Field(description="Where the CloudEvents are POSTed (https)")
     event_types: tuple[str, ...] = Field((), max_length=50, description="Dossier event types; empty = all")
     unit_codes: tuple[str, ...] = Field((), max_length=500, description="Units (event's or receiving); empty = all")
-    procedure_codes: tuple[str, ...] = Field((), max_length=200, description="Procedures; empty = all")
+    procedure_codes: tuple[str, ...] = Field((), max_length=200, description="Procedures (of the catalogue in use); "
+                                             "empty = all")
     secret: str | None = Field(None, min_length=32, max_length=128,
                                description="HMAC key for X-Signature; generated when omitted")
 
-    @field_validator("event_types", "unit_codes", "procedure_codes")
+    @field_validator("event_types", "unit_codes")
     @classmethod
     def _known(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        known = {"event_types": DOSSIER_EVENT_TYPES, "unit_codes": catalogue().units,
-                 "procedure_codes": catalogue().procedures}[info.field_name]
+        known = {"event_types": DOSSIER_EVENT_TYPES, "unit_codes": catalogue().units}[info.field_name]
         if unknown := [v for v in value if v not in known]:
             raise ValueError(f"unknown {info.field_name.replace('_', ' ')}: {', '.join(unknown)}")
         return value
@@ -53,14 +54,18 @@ def public(doc: dict) -> dict:
 
 
 def build_router(store: NotifyStore, subscriptions: Subscriptions, allow_http: bool,
-                 assertions: Verifier) -> APIRouter:
+                 assertions: Verifier, live: LiveCatalogue | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notify"])
+    live = live or LiveCatalogue()
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe an agency system to dossier events")
     async def subscribe(request: SubscriptionRequest, caller: Caller = require(SUBSCRIBE)) -> dict:
         if not request.unit_codes and "*" not in caller.units or not all(map(caller.may_act_for, request.unit_codes)):
             raise HTTPException(403, detail=[{"field": "unit_codes", "type": "forbidden",
                                               "message": "subscribe only to the units this client acts for"}])
+        if unknown := [c for c in request.procedure_codes if live.procedure(c) is None]:
+            raise HTTPException(422, detail=[{"field": "procedure_codes", "type": "unknown_procedure",
+                                              "message": f"unknown procedure codes: {', '.join(unknown)}"}])
         if request.url.scheme != "https" and not allow_http:
             raise HTTPException(422, detail=[{"field": "url", "type": "https_required",
                                               "message": "webhook URLs must use https"}])

@@ -16,6 +16,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, S
 from lienthong.tracking import TrackingSettings
 from lienthong.calendar import add_working_days
 from lienthong.catalogue import Catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from lienthong.contracts import CloudEvent, to_json
 from lienthong.masking import mask_citizen_id, mask_name
 from lienthong.contracts.dossier import Applicant
@@ -58,7 +59,7 @@ def vn_date(day: date | None) -> str:
 class Composer:
     def __init__(
         self,
-        catalogue: Catalogue,
+        catalogue: Catalogue | LiveCatalogue,
         *,
         tracking_url: str,
         unit_email: str,
@@ -66,7 +67,8 @@ class Composer:
         today: Callable[[], date],
         templates_dir: Path | None = None,
     ) -> None:
-        self.catalogue = catalogue
+        # the newest version the province imported, for procedures' names (units are the same in every version)
+        self.catalogue = catalogue if isinstance(catalogue, LiveCatalogue) else LiveCatalogue(base=catalogue)
         self.tracking_url = tracking_url
         self.tracking = TrackingSettings()
         self.unit_email = unit_email
@@ -112,9 +114,9 @@ class Composer:
     def context(self, event: CloudEvent, dossier: DossierFacts | None, citizen: Applicant | None = None, *,
                 private: bool) -> dict[str, Any]:
         data = event.data
-        units = self.catalogue.units
+        units = self.catalogue.base.units
         unit_code = getattr(data, "unit_code", None) or (dossier.receiving_unit if dossier else None)
-        procedure = self.catalogue.procedures.get(dossier.procedure_code) if dossier else None
+        procedure = self.catalogue.procedure(dossier.procedure_code) if dossier else None
         due = getattr(data, "due_date", None) or (dossier.due_date if dossier else None)
         return {
             "code": event.subject,

@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 
 from lienthong.auth import CitizenAssertionSettings, Verifier
 from lienthong.calendar import today_vn
-from lienthong.catalogue import catalogue
+from lienthong.catalogue.versions import CatalogueVersions, LiveCatalogue
 from lienthong.contracts import CloudEvent
 from lienthong.contracts.notification import SubscriberDisabled
 from lienthong.personaldata import PersonalDataSettings, Vault
@@ -57,7 +57,8 @@ def bootstrap(settings: NotifySettings | None = None, kafka: KafkaSettings | Non
         "webhook": WebhookChannel(http, subscriptions.target, allow_private=settings.allow_private_webhooks),
     }
     now = clock or (lambda: datetime.now(UTC))
-    composer = Composer(catalogue(), tracking_url=settings.tracking_url, unit_email=settings.unit_email,
+    live = LiveCatalogue(CatalogueVersions(db))  # procedures' names in messages, and in subscriptions' filters
+    composer = Composer(live, tracking_url=settings.tracking_url, unit_email=settings.unit_email,
                         apology_working_days=settings.apology_working_days, today=lambda: today_vn(now()),
                         templates_dir=settings.templates_dir)
 
@@ -83,17 +84,24 @@ def bootstrap(settings: NotifySettings | None = None, kafka: KafkaSettings | Non
         RETRY_BACKLOG.set(lag[NOTIFICATION_RETRY.name])
 
     backlog = Periodic("retry_backlog", 15.0, measure_backlog)
+    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
+
+    async def start() -> None:
+        await live.refresh()
+        await backlog.start()
+        await catalogue_refresh.start()
 
     async def stop() -> None:
+        await catalogue_refresh.stop()
         await backlog.stop()
         await http.aclose()
         await client.close()
 
     app = create_app("notify", broker, description="Tells citizens, units and subscribed agency systems what "
                      "happened, once, on the right channel.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[backlog.start], on_shutdown=[stop])
+                     on_startup=[start], on_shutdown=[stop])
     app.include_router(api.build_router(store, subscriptions, settings.allow_http_webhooks,
-                                    Verifier(CitizenAssertionSettings())))
+                                    Verifier(CitizenAssertionSettings()), live))
     return Service("notify", app, broker, notifier)
 
 

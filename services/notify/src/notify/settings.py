@@ -5,10 +5,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from lienthong.settings import ServiceSettings
+from lienthong.settings import CatalogueReaderSettings
 
 
-class NotifySettings(ServiceSettings):
+class NotifySettings(CatalogueReaderSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
 
     http_port: int = Field(8083, ge=1, le=65535)

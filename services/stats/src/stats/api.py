@@ -17,8 +17,9 @@ from openpyxl import Workbook
 
 from lienthong.calendar import VN_TZ
 from lienthong.catalogue import catalogue
+from lienthong.catalogue.versions import LiveCatalogue
 from stats import rollups
-from stats.index import ScoringTable, score, scoring_table
+from stats.index import PER_DOSSIER, ScoringTable, dossiers_behind, score, scoring_table
 from stats.store import ProjectionStore
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9]{1,15}-\d{6}-\d{4,6}$"
@@ -26,6 +27,7 @@ Start = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")
 End = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
 UnitCode = Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9]{1,15}$", description="Receiving or competent unit")]
 Level = Literal["commune", "province"] | None
+Format = Annotated[Literal["csv", "xlsx"], Path(description="csv, or xlsx for an Excel sheet")]
 Basis = Annotated[Literal["dossiers", "steps"], Query(
     description="dossiers: each dossier once (a chain counts once, as the citizen sees it); steps: each step at "
                 "the unit that held it (a chain counts once per step, as units are judged)")]
@@ -44,11 +46,13 @@ def _slot(unit: str | None, level: str | None) -> str:
 
 
 def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | None = None,
-                 lookups_per_minute: int = 30, table: ScoringTable | None = None) -> APIRouter:
+                 lookups_per_minute: int = 30, table: ScoringTable | None = None,
+                 live: LiveCatalogue | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1")
     secrets = tracking_settings or TrackingSettings()
     lookups = LookupLimit(lookups_per_minute)
     table = table or scoring_table()
+    live = live or LiveCatalogue()
 
     async def rows_of(start: date, end: date, unit: str | None, level: str | None) -> list[dict]:
         _check_range(start, end)
@@ -92,36 +96,74 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
                                **score(summary, rollups.facts(rows, "any", start, end), table)})
         return sorted(ranked, key=lambda r: (r["total"] is None, -(r["total"] or 0), r["unit"]))
 
+    @router.get("/stats/index.{fmt}", dependencies=[require(STATS_READ)],
+                summary="The service index as CSV or an Excel sheet: a row per component, then the total")
+    async def service_index_export(fmt: Format, start: Start, end: End, unit: UnitCode = None,
+                                   level: Level = None) -> Response:
+        scored = await service_index(start, end, unit, level)
+        scope = {k: scored[k] for k in ("from", "to", "unit", "level", "table")}
+        rows = [{**scope, "group": g["key"], "group_name": g["name"], "component": c["key"],
+                 "component_name": c["name"], **{k: c[k] for k in COMPONENT_FIGURES}}
+                for g in scored["groups"] for c in g["components"]]
+        rows.append({**scope, "group": "total", "group_name": "Tổng điểm", "component": "", "component_name": "",
+                     **dict.fromkeys(COMPONENT_FIGURES), "points": scored["total"], "max_points": scored["max_points"]})
+        return export(rows, f"lienthong-chiso-{_scope_name(scope)}-{scope['from']}-{scope['to']}", fmt)
+
+    @router.get("/stats/index/units.{fmt}", dependencies=[require(STATS_READ)],
+                summary="The units ranked by the service index as CSV or an Excel sheet: a row per unit with its "
+                        "total and each component's points")
+    async def index_ranking_export(fmt: Format, start: Start, end: End) -> Response:
+        rows = [{"rank": rank, "unit": r["unit"], "name": r["name"], "level": r["level"], "total": r["total"],
+                 **{c["key"]: c["points"] for g in r["groups"] for c in g["components"]}}
+                for rank, r in enumerate(await index_ranking(start, end), start=1)]
+        return export(rows, f"lienthong-chiso-donvi-{start.isoformat()}-{end.isoformat()}", fmt)
+
+    @router.get("/stats/index/dossiers", dependencies=[require(STATS_READ)],
+                summary="The dossiers behind one component of the index: those short of it (default), those "
+                        "counted in its numerator, or all of its denominator",
+                responses={422: {"description": "Unknown component, unit or period"}})
+    async def index_dossiers(
+        component: Annotated[str, Query(max_length=64, description="A component's key, as `/v1/stats/index` "
+                                                                   "names it")],
+        start: Start, end: End, unit: UnitCode = None, level: Level = None,
+        which: Annotated[Literal["short", "counted", "all"], Query(
+            description="short: in the denominator, not the numerator; counted: in the numerator")] = "short",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict:
+        _check_range(start, end)
+        chosen = table.component(component)
+        if chosen is None:
+            keys = [c.key for g in table.groups for c in g.components]
+            raise HTTPException(422, detail=[{"field": "component", "type": "unknown_component",
+                                              "message": f"one of: {', '.join(keys)}"}])
+        units = catalogue().units
+        if unit is not None and unit not in units:
+            raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
+        scope = [unit] if unit is not None else [u for u, known in units.items() if known.level == level] \
+            if level is not None else None
+        docs = await store.dossiers_between(PER_DOSSIER[chosen.measure][0], start.isoformat(), end.isoformat(),
+                                            scope)
+        behind = dossiers_behind(docs, chosen.measure, _basis("dossiers", unit),
+                                 (lambda u: True) if scope is None else set(scope).__contains__, start, end)
+        listed = [(doc, meets) for doc, meets in behind if which == "all" or meets == (which == "counted")]
+        listed.sort(key=lambda pair: (pair[0].get(PER_DOSSIER[chosen.measure][0]) or "", pair[0]["_id"]))
+        return {"component": chosen.key, "name": chosen.name, "from": start.isoformat(), "to": end.isoformat(),
+                "unit": unit, "level": level, "which": which, "numerator": sum(meets for _, meets in behind),
+                "denominator": len(behind), "count": len(listed), "truncated": len(listed) > limit,
+                "dossiers": [_dossier_row(doc, meets, live) for doc, meets in listed[:limit]]}
+
     @router.get("/stats/summary", dependencies=[require(STATS_READ)], summary="Figures for a period, as the province reports them")
     async def summary(start: Start, end: End, unit: UnitCode = None, level: Level = None,
                       basis: Basis = "dossiers") -> dict:
         return await figures(start, end, unit, level, basis)
 
-    @router.get("/stats/summary.csv", dependencies=[require(STATS_READ)], summary="The same figures as CSV (one header row, one value row)")
-    async def summary_csv(start: Start, end: End, unit: UnitCode = None, level: Level = None,
-                          basis: Basis = "dossiers") -> Response:
+    @router.get("/stats/summary.{fmt}", dependencies=[require(STATS_READ)],
+                summary="The same figures as CSV or an Excel sheet, for the periodic report (one header row, one "
+                        "value row)")
+    async def summary_export(fmt: Format, start: Start, end: End, unit: UnitCode = None, level: Level = None,
+                             basis: Basis = "dossiers") -> Response:
         row = await figures(start, end, unit, level, basis)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerow(row)
-        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.csv"'})
-
-    @router.get("/stats/summary.xlsx", dependencies=[require(STATS_READ)], summary="The same figures as an Excel sheet, for the periodic report")
-    async def summary_xlsx(start: Start, end: End, unit: UnitCode = None, level: Level = None,
-                           basis: Basis = "dossiers") -> Response:
-        row = await figures(start, end, unit, level, basis)
-        book = Workbook()
-        sheet = book.active
-        sheet.title = "Tong hop"
-        sheet.append(list(row))
-        sheet.append(list(row.values()))
-        out = io.BytesIO()
-        book.save(out)
-        return Response(out.getvalue(),
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f'attachment; filename="{_filename(row)}.xlsx"'})
+        return export([row], f"lienthong-{_scope_name(row)}-{row['from']}-{row['to']}", fmt)
 
     @router.get("/stats/units", dependencies=[require(STATS_READ)], summary="Ranking of units for a period")
     async def units_ranking(
@@ -210,8 +252,47 @@ def today() -> date:
     return datetime.now(VN_TZ).date()
 
 
-def _filename(row: dict) -> str:
-    return f"lienthong-{row['unit'] or row['level'] or 'tinh'}-{row['from']}-{row['to']}"
+def _scope_name(scope: dict) -> str:
+    return scope["unit"] or scope["level"] or "tinh"
+
+
+COMPONENT_FIGURES = ("numerator", "denominator", "rate", "points", "max_points")
+# What a listed dossier shows: where and when, and the facts the index reads (no personal data is projected).
+DOSSIER_FIELDS = ("procedure", "receiving_unit", "competent_unit", "channel", "status", "received_day", "due_date",
+                  "closed_day", "on_time", "digitised", "fee", "paid", "paid_day", "result_electronic", "rating",
+                  "rated_day")
+
+
+def procedure_name(live: LiveCatalogue, code: str) -> str | None:
+    known = live.procedure(code)
+    return known.name if known else None
+
+
+def _dossier_row(doc: dict, meets: bool, live: LiveCatalogue) -> dict:
+    return {"code": doc["_id"], **{k: doc.get(k) for k in DOSSIER_FIELDS},
+            "procedure_name": procedure_name(live, doc["procedure"]), "counted": meets}
+
+
+def export(rows: list[dict], filename: str, fmt: str) -> Response:
+    """Rows as a CSV file or an Excel sheet (a header row of the first row's keys), as a download."""
+    columns = list(rows[0]) if rows else []
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Tong hop"
+    sheet.append(columns)
+    for row in rows:
+        sheet.append([row.get(c) for c in columns])
+    data = io.BytesIO()
+    book.save(data)
+    return Response(data.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'})
 
 
 def _check_range(start: date, end: date) -> None:

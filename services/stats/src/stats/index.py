@@ -10,14 +10,16 @@ what it had no occasion to do; each component says whether it was measured.
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stats.projection import Summary
+from stats.rollups import Basis, work_items
 
 # measure -> (numerator, denominator) from a period's figures and facts
 MEASURES = {
@@ -30,6 +32,31 @@ MEASURES = {
                                f["rated_very_satisfied"] + f["rated_satisfied"] + f["rated_unsatisfied"]),
     "digitised": lambda s, f: (f["digitised"], s.received),
     "electronic_result": lambda s, f: (f["result_electronic"], s.resolved),
+}
+
+
+Item = dict[str, Any]  # a dossier as `rollups.work_items` gives it
+SATISFIED = ("very_satisfied", "satisfied")
+
+
+def _always(item: Item) -> bool:
+    return True
+
+
+def _resolved(item: Item) -> bool:
+    return item["status"] == "resolved"
+
+
+# measure -> (the dossier's day that puts it in a period, whether it counts in the denominator, whether it meets
+# the numerator): MEASURES dossier by dossier, to show the dossiers behind a component (tested against MEASURES).
+PER_DOSSIER: dict[str, tuple[str, Callable[[Item], bool], Callable[[Item], bool]]] = {
+    "public_progress": ("received_day", _always, _always),
+    "on_time": ("closed_day", _resolved, lambda i: bool(i["on_time"])),
+    "online_filing": ("received_day", _always, lambda i: i["channel"] == "online"),
+    "online_payment": ("paid_day", lambda i: bool(i["paid"]), lambda i: i["paid"] == "online"),
+    "satisfied": ("rated_day", lambda i: bool(i["rating"]), lambda i: i["rating"] in SATISFIED),
+    "digitised": ("received_day", _always, lambda i: bool(i["digitised"])),
+    "electronic_result": ("closed_day", _resolved, lambda i: bool(i["result_electronic"])),
 }
 
 
@@ -70,6 +97,9 @@ class ScoringTable(BaseModel):
     def points(self) -> float:
         return sum(g.points for g in self.groups)
 
+    def component(self, key: str) -> Component | None:
+        return next((c for g in self.groups for c in g.components if c.key == key), None)
+
 
 @cache
 def scoring_table(path: str | None = None) -> ScoringTable:
@@ -102,3 +132,19 @@ def score(summary: Summary, facts: dict[str, int], table: ScoringTable) -> dict[
 
 def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
+
+
+def dossiers_behind(docs: Iterable[dict[str, Any]], measure: str, basis: Basis, in_scope: Callable[[str], bool],
+                    start: date, end: date) -> list[tuple[dict[str, Any], bool]]:
+    """The dossiers in a component's denominator for a scope and period, each with whether it meets the numerator:
+    `basis` and `in_scope` as the figures count them (the province or a level on `recv`, a unit on `any`)."""
+    day_field, counts, meets = PER_DOSSIER[measure]
+    lo, hi = start.isoformat(), end.isoformat()
+    out = []
+    for doc in docs:
+        for unit, item in work_items(doc, basis):
+            day = item.get(day_field)
+            if in_scope(unit) and day is not None and lo <= day <= hi and counts(item):
+                out.append((doc, meets(item)))
+                break  # once per dossier, whichever of its units is in scope
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.staticfiles import StaticFiles
 from pymongo import AsyncMongoClient
 
+from lienthong.catalogue.versions import CatalogueVersions, LiveCatalogue
 from lienthong.messaging import make_broker, park_record
 from lienthong.service import Service, Periodic, create_app, serve
 from lienthong.settings import KafkaSettings, MongoSettings, refuse_development_secrets, shared_secrets
@@ -26,7 +27,9 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     refuse_development_secrets("stats", {**shared_secrets(kafka)})
     broker = make_broker("stats", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
-    store = ProjectionStore(database(client, mongo))
+    db = database(client, mongo)
+    store = ProjectionStore(db)
+    live = LiveCatalogue(CatalogueVersions(db))  # procedures' names in the dossier lists
     window = Window(Projector(store), lambda record, reason: park_record(broker, record, "stats", reason),
                     max_events=settings.window_max_events, fresh_s=settings.window_fresh_s,
                     bulk_events=settings.window_bulk_events, idle_s=settings.window_idle_s,
@@ -35,21 +38,25 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     flusher = Periodic("window_flush", settings.window_fresh_s / 4, window.flush_if_due)
     monitor = TopicMonitor(kafka)
     sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
+    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
 
     async def start() -> None:
+        await live.refresh()
         await flusher.start()
         await sampler.start()
+        await catalogue_refresh.start()
 
     async def stop() -> None:
         await flusher.stop()  # a window not yet stored is handed back: its offsets were not committed
         await sampler.stop()
+        await catalogue_refresh.stop()
         await client.close()
 
     app = create_app("stats", broker, description="Projects the dossier event stream into MongoDB and serves the "
                      "province's figures and the operators' dashboard.", readiness={"mongo": lambda: ping(client)},
                      on_startup=[start], on_shutdown=[stop])
-    app.include_router(api.build_router(store, table=scoring_table(settings.index_table)))
-    app.include_router(dashboard_routes.build_router(store, monitor))
+    app.include_router(api.build_router(store, table=scoring_table(settings.index_table), live=live))
+    app.include_router(dashboard_routes.build_router(store, monitor, live))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC), name="dashboard-static")
     return Service("stats", app, broker, window)
 

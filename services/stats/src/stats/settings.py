@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lienthong.settings import ServiceSettings
+from lienthong.settings import CatalogueReaderSettings
 
 
-class StatsSettings(ServiceSettings):
+class StatsSettings(CatalogueReaderSettings):
     model_config = SettingsConfigDict(env_prefix="STATS_", extra="ignore")
 
     http_port: int = Field(8084, ge=1, le=65535)

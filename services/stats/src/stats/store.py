@@ -160,6 +160,15 @@ class ProjectionStore:
         cursor = (await self.collection()).find(match, projection=fields).sort("due_date", 1).limit(limit)
         return await cursor.to_list(None)
 
+    async def dossiers_between(self, day_field: str, lo: str, hi: str, units: list[str] | None) -> list[dict[str, Any]]:
+        """Dossiers whose `day_field` (or day received: an item closes no earlier than received) is in [lo, hi], at
+        `units` (received or competent there; None: all), without their packed lists. A scan on FerretDB."""
+        period = {"$gte": lo, "$lte": hi}
+        match: dict[str, Any] = {"$or": [{day_field: period}, {"received_day": period}]}
+        if units is not None:
+            match = {"$and": [match, {"$or": [{"receiving_unit": {"$in": units}}, {"competent_unit": {"$in": units}}]}]}
+        return await (await self.collection()).find(match, projection={"packed": 0}).to_list(None)
+
     async def tracking(self, code: str) -> dict[str, Any] | None:
         doc = await (await self.collection()).find_one({"_id": code})
         return None if doc is None else _dossier_from(doc)

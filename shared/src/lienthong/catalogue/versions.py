@@ -101,6 +101,10 @@ class LiveCatalogue:
         self.version = latest["_id"]
         log.info("catalogue_version_in_use", version=self.version, procedures=len(self.current.procedures))
 
+    def procedure(self, code: str) -> Procedure | None:
+        """A procedure as the newest version has it, or as built in (one since removed keeps its name)."""
+        return self.current.procedures.get(code) or self.base.procedures.get(code)
+
     async def at(self, version: int) -> Catalogue:
         known = self._known.get(version)
         if known is None:

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from lienthong.calendar import today_vn, working_days_between
-from stats.api import timeseries_of
+from lienthong.catalogue.versions import LiveCatalogue
+from stats.api import procedure_name, timeseries_of
 from stats.dashboard import charts
 from stats.dashboard.topics import TopicMonitor
 from stats.store import ProjectionStore
@@ -20,7 +21,8 @@ STATIC = Path(__file__).parent / "static"
 SVG = "image/svg+xml; charset=utf-8"
 
 
-def build_router(store: ProjectionStore, monitor: TopicMonitor) -> APIRouter:
+def build_router(store: ProjectionStore, monitor: TopicMonitor, live: LiveCatalogue | None = None) -> APIRouter:
+    live = live or LiveCatalogue()
     router = APIRouter()
 
     @router.get("/dashboard", include_in_schema=False, dependencies=[require(STATS_READ)])
@@ -55,7 +57,8 @@ def build_router(store: ProjectionStore, monitor: TopicMonitor) -> APIRouter:
     ) -> list[dict]:
         today = today_vn()
         docs = await store.overdue(today.isoformat(), unit, limit)
-        return [{"code": d["_id"], "procedure": d["procedure"], "unit": d.get("current_unit") or d["receiving_unit"],
+        return [{"code": d["_id"], "procedure": d["procedure"],
+                 "procedure_name": procedure_name(live, d["procedure"]), "unit": d.get("current_unit") or d["receiving_unit"],
                  "step": d.get("step"), "due_date": d["due_date"],
                  "working_days_late": working_days_between(date.fromisoformat(d["due_date"]), today)}
                 for d in docs]

@@ -91,8 +91,34 @@ function points(value) {
   return value === null || value === undefined ? "—" : value.toLocaleString("vi-VN", { maximumFractionDigits: 2 });
 }
 
-// One row per component, grouped: its rate, the counts behind it and its points out of its maximum.
-function renderComponents(target, index) {
+// The dossiers short of one component (in its denominator, not its numerator), for the province or a unit.
+async function showBehind(unit, component, name) {
+  const p = period();
+  const scope = unit ? `&unit=${unit}` : "";
+  const behind = await getJSON(`/v1/stats/index/dossiers?component=${component}&from=${p.from}&to=${p.to}${scope}`);
+  const figure = $("#index-dossiers");
+  figure.hidden = false;
+  figure.dataset.component = component;
+  figure.dataset.count = String(behind.count);
+  $("#index-dossiers-title").textContent =
+    `${name} — ${unit || "toàn tỉnh"}: ${behind.count.toLocaleString("vi-VN")} hồ sơ chưa đạt ` +
+    `(${behind.numerator.toLocaleString("vi-VN")}/${behind.denominator.toLocaleString("vi-VN")} đạt)`;
+  const body = $("#index-dossiers tbody");
+  body.replaceChildren();
+  for (const d of behind.dossiers) {
+    const tr = document.createElement("tr");
+    const procedure = cell(d.procedure_name || d.procedure);
+    procedure.title = d.procedure;
+    tr.append(cell(d.code), procedure, cell(d.receiving_unit), cell(d.received_day), cell(d.due_date),
+      cell(d.closed_day || "—"));
+    body.append(tr);
+  }
+  $("#index-dossiers-more").textContent = behind.truncated ? `Hiển thị ${behind.dossiers.length} hồ sơ đầu tiên.` : "";
+}
+
+// One row per component, grouped: its rate, the counts behind it and its points out of its maximum; a row opens
+// the dossiers short of it.
+function renderComponents(target, index, unit) {
   const body = $(target + " tbody");
   body.replaceChildren();
   for (const group of index.groups) {
@@ -104,6 +130,10 @@ function renderComponents(target, index) {
       tr.append(name, cell(c.name), cell(c.rate === null ? "chưa có dữ liệu" : fmt("x_rate", c.rate), "num"),
         cell(`${c.numerator.toLocaleString("vi-VN")}/${c.denominator.toLocaleString("vi-VN")}`, "num"),
         cell(`${points(c.points)}/${points(c.max_points)}`, "num"));
+      tr.tabIndex = 0;
+      const open = () => showBehind(unit, c.key, c.name);
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
       body.append(tr);
     });
   }
@@ -113,7 +143,7 @@ function renderIndex(index, ranking) {
   $("#index-table").textContent = index.table;
   $("#index-total").textContent = points(index.total);
   $("#index-total").dataset.total = index.total === null ? "" : String(index.total);
-  renderComponents("#index-province", index);
+  renderComponents("#index-province", index, null);
   const body = $("#index-ranking tbody");
   body.replaceChildren();
   ranking.forEach((row, i) => {
@@ -126,7 +156,7 @@ function renderIndex(index, ranking) {
       state.indexUnit = row.unit;
       $("#index-unit").hidden = false;
       $("#index-unit-title").textContent = `${row.name} (${row.unit}): ${points(row.total)} điểm`;
-      renderComponents("#index-unit", row);
+      renderComponents("#index-unit", row, row.unit);
     };
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
@@ -142,7 +172,9 @@ function renderOverdue(target, rows, withUnit) {
     const tr = document.createElement("tr");
     tr.append(cell(d.code));
     if (withUnit) tr.append(cell(d.unit));
-    tr.append(cell(d.procedure), cell(d.step === null ? "—" : String(d.step + 1)), cell(d.due_date),
+    const procedure = cell(d.procedure_name || d.procedure);
+    procedure.title = d.procedure;
+    tr.append(procedure, cell(d.step === null ? "—" : String(d.step + 1)), cell(d.due_date),
       cell(String(d.working_days_late), "num warn"));
     body.append(tr);
   }
