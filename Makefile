@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ## Install uv (if missing) and the locked workspace.
 setup:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages --compile-bytecode
 
 ## Infrastructure (local Kafka + FerretDB) and the four services, until Ctrl-C.
 run: setup

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -149,9 +150,20 @@ def _kafka_check(broker: KafkaBroker) -> ReadinessCheck:
     return check
 
 
+def tune_gc(gen0_threshold: int) -> None:
+    """A batch of events keeps a few hundred thousand small objects alive, and with CPython's default threshold
+    (a young collection every 700 allocations) the collector walks them again and again: validating 129k lifecycle
+    events kept in a list took 13.1 us each at 700, 5.6 us at 50,000, 4.6 us with no collection (one run,
+    2026-12-06). Our garbage is almost all freed by reference counting; the collector is for the rare cycle.
+    What exists at start-up (modules, the app) lives as long as the process: frozen out of every collection."""
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, 20, 100)
+
+
 def serve(app: Any, settings: ServiceSettings) -> None:
     """Run under uvicorn with our logging; SIGTERM and Ctrl-C both shut down gracefully."""
     configure_logging(settings.log_level)
+    tune_gc(settings.gc_gen0_threshold)
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -134,6 +134,8 @@ class ServiceSettings(BaseSettings):
         15.0, gt=0, description="How long shutdown waits for in-flight messages before handing them back"
     )
     log_level: str = Field("INFO")
+    gc_gen0_threshold: int = Field(50_000, ge=700, description="Allocations between two young-generation garbage "
+                                   "collections (CPython's default: 700; see `lienthong.service.tune_gc`)")
 
 
 class CatalogueReaderSettings(ServiceSettings):
