@@ -296,3 +296,56 @@ async def test_two_writers_storing_groups_at_once_share_one_unit_day_without_gap
         assert {k: s.code for k, s in stored.items()} == {s.key: s.code for s, _ in results}
     finally:
         await client.close()
+
+
+async def test_the_outbox_holds_what_kafka_has_not_acknowledged_and_hints_are_written_behind(infra):
+    """A dossier is stored with an outbox entry (inserted first) and leaves the outbox when marked published; a
+    new process finds what is left there, and dossiers an older release stored with `published: false`; an entry
+    whose dossier never came is removed once an hour old. A process that stopped before writing its counter hints
+    leaves the next one to retry from the older hint: codes stay consecutive, none reused."""
+    from datetime import UTC, datetime, timedelta
+
+    from intake.store import DossierStore, NewDossier
+    from lienthong.contracts.envelope import new_event
+    from lienthong.contracts.dossier import StepStarted
+    from lienthong.store import database, make_client
+
+    client = make_client(infra.mongo)
+    try:
+        db = database(client, infra.mongo.model_copy(update={"database": f"outbox_{uuid.uuid4().hex[:8]}"}))
+        unit, now = "QUANGNHAM", datetime.now(UTC)
+
+        def new(n: int) -> list[NewDossier]:
+            return [NewDossier(f"outbox:{uuid.uuid4().hex}", unit, now, lambda code: new_event(
+                StepStarted(unit_code=unit, step=0), subject=code, source="/test", seq=1)) for _ in range(n)]
+
+        first = DossierStore(db)
+        await first.setup()
+        made = [s for s, _ in await first.create_many(new(10))]
+        assert not any(s.published for s in made)
+        assert {e["_id"] for e in await db["intake_outbox"].find({}).to_list(None)} == {s.key for s in made}
+        await first.mark_published_many([s.key for s in made[:7]])
+        assert [s.published for s in (await first.find_many([s.key for s in made])).values()].count(True) == 7
+        await first.flush_hints()
+        more = [s for s, _ in await first.create_many(new(5))]  # stored, then the process stops: no hints written
+
+        old, young = {"_id": "outbox:orphan-old", "at": now - timedelta(hours=2)}, {"_id": "outbox:orphan-young", "at": now}
+        await db["intake_outbox"].insert_many([old, young])
+        legacy = {"_id": "legacy:1", "code": f"{unit}-251201-0001", "unit": unit, "day": "251201", "seq": 1,
+                  "event": made[0].event.model_dump_json(), "published": False}
+        await db["intake_dossiers"].insert_one(legacy)
+
+        second = DossierStore(db)  # the next process
+        left = await second.unpublished()
+        assert {s.key for s in left} == {s.key for s in made[7:] + more} | {"legacy:1"}
+        held = {e["_id"] for e in await db["intake_outbox"].find({}).to_list(None)}
+        assert "outbox:orphan-old" not in held and "outbox:orphan-young" in held
+        await second.mark_published_many([s.key for s in left])
+        assert await second.unpublished() == []
+        assert (await db["intake_dossiers"].find_one({"_id": "legacy:1"}))["published"] is True
+
+        after = [s for s, _ in await second.create_many(new(3))]  # from a hint 5 behind: retries, no reuse
+        seqs = sorted(int(s.code.rsplit("-", 1)[1]) for s in made + more + after)
+        assert seqs == list(range(1, 19))
+    finally:
+        await client.close()

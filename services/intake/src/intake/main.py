@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 from pymongo import AsyncMongoClient
@@ -44,6 +45,7 @@ def bootstrap(
     broker.include_router(handlers.build_router(intake, settings.group_id))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
     catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
+    code_hints = Periodic("code_hints", 1.0, store.flush_hints)
     purge = Periodic("submissions_purge", settings.purge_interval_s,
                      lambda: purge_consumed(kafka, settings.group_id, INTAKE_SUBMISSIONS.name))
 
@@ -52,6 +54,7 @@ def bootstrap(
         await live.refresh()  # file under the newest version from the first dossier
         await intake.recover()
         await catalogue_refresh.start()
+        await code_hints.start()
         await relay.start()
         await purge.start()
 
@@ -60,6 +63,9 @@ def bootstrap(
         await catalogue_refresh.stop()
         await relay.stop()
         await intake.drain()
+        await code_hints.stop()
+        with contextlib.suppress(Exception):  # hints only: the next process then retries from an older one
+            await store.flush_hints()
         await client.close()
 
     app = create_app(
