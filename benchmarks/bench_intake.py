@@ -9,6 +9,7 @@ ingestion submissions/s (from intake.submissions to dossier.submitted on dossier
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import random
 import sys
@@ -31,7 +32,7 @@ CLOSED_LOOP_S = 10
 CONCURRENCY = 32
 OFFERED_RPS = 40
 OFFERED_S = 10
-KAFKA_BATCH = 3000
+KAFKA_BATCH = int(os.environ.get("BENCH_KAFKA_RECORDS", "3000"))
 
 
 def body(unit: str) -> dict:
