@@ -287,6 +287,12 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
         unknown = await http.get("/v1/stats/index/dossiers", params={**params, "component": "nope"})
         assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "component"
 
+        months = (await http.get("/v1/stats/index/timeseries", params={
+            "from": "2019-11-25", "to": "2019-12-31", "unit": "HOANGSON"})).json()
+        assert [(m["from"], m["to"]) for m in months] == [("2019-11-25", "2019-11-30"), ("2019-12-01", "2019-12-31")]
+        assert months[0]["total"] is None  # nothing to measure before the dossiers
+        assert index_of(months[1]) == expected_index(truths, date(2019, 12, 1), date(2019, 12, 31), unit="HOANGSON")
+
         exported = list(csv.DictReader(io.StringIO((await http.get("/v1/stats/index.csv", params=params)).text)))
         truth = expected_index(truths, *PERIOD)
         assert {r["component"]: (int(r["numerator"]), int(r["denominator"])) for r in exported if r["component"]} \

@@ -76,6 +76,16 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
                 **score(rollups.figures(rows, basis, start, end, today()), rollups.facts(rows, basis, start, end),
                         table)}
 
+    @router.get("/stats/index/timeseries", dependencies=[require(STATS_READ)],
+                summary="The service index per month (or week, or day) of a period, each opened into its components")
+    async def index_timeseries(start: Start, end: End, unit: UnitCode = None, level: Level = None,
+                               interval: Literal["day", "week", "month"] = "month") -> list[dict]:
+        rows = await rows_of(start, end, unit, level)
+        basis = _basis("dossiers", unit)
+        return [{"from": a.isoformat(), "to": b.isoformat(), "unit": unit, "level": level,
+                 **score(rollups.figures(rows, basis, a, b, today()), rollups.facts(rows, basis, a, b), table)}
+                for a, b in _buckets(start, end, interval)]
+
     async def rows_by_unit(start: date, end: date) -> dict[str, list[dict]]:
         """Every unit's rows for a ranking (nothing is due later than today yet)."""
         _check_range(start, end)
