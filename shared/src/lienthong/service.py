@@ -54,16 +54,20 @@ class Service(Generic[Core]):
 class Periodic:
     """A background job run every `interval_s` while the service is up; a failed round is logged, not fatal."""
 
-    def __init__(self, name: str, interval_s: float, job: Hook) -> None:
+    def __init__(self, name: str, interval_s: float, job: Hook, *, immediately: bool = False) -> None:
         self.name = name
         self.interval_s = interval_s
         self.job = job
+        self.immediately = immediately  # a first round at start, without holding the start up
         self._task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
         log = get_logger(self.name)
+        first = self.immediately
         while True:
-            await asyncio.sleep(self.interval_s)
+            if not first:
+                await asyncio.sleep(self.interval_s)
+            first = False
             try:
                 await self.job()
             except Exception as exc:  # the store or the broker may be briefly down: next round

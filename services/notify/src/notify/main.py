@@ -84,10 +84,9 @@ def bootstrap(settings: NotifySettings | None = None, kafka: KafkaSettings | Non
         RETRY_BACKLOG.set(lag[NOTIFICATION_RETRY.name])
 
     backlog = Periodic("retry_backlog", 15.0, measure_backlog)
-    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
+    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh, immediately=True)
 
     async def start() -> None:
-        await live.refresh()
         await backlog.start()
         await catalogue_refresh.start()
 

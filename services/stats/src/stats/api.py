@@ -56,9 +56,7 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
 
     async def rows_of(start: date, end: date, unit: str | None, level: str | None) -> list[dict]:
         _check_range(start, end)
-        if unit is not None and unit not in catalogue().units:
-            raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
-        if unit is not None and level is not None and catalogue().units[unit].level != level:
+        if _units_in_scope(unit, level) == []:
             return []  # the unit is not of that level: nothing of it counts
         return await store.slot_rows(end.isoformat(), _slot(unit, level))
 
@@ -146,11 +144,7 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
             keys = [c.key for g in table.groups for c in g.components]
             raise HTTPException(422, detail=[{"field": "component", "type": "unknown_component",
                                               "message": f"one of: {', '.join(keys)}"}])
-        units = catalogue().units
-        if unit is not None and unit not in units:
-            raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
-        scope = [unit] if unit is not None else [u for u, known in units.items() if known.level == level] \
-            if level is not None else None
+        scope = _units_in_scope(unit, level)
         docs = await store.dossiers_between(PER_DOSSIER[chosen.measure][0], start.isoformat(), end.isoformat(),
                                             scope)
         behind = dossiers_behind(docs, chosen.measure, _basis("dossiers", unit),
@@ -260,6 +254,16 @@ class LookupLimit:
 def today() -> date:
     """The province's today: in progress and overdue are never counted as of a later day."""
     return datetime.now(VN_TZ).date()
+
+
+def _units_in_scope(unit: str | None, level: str | None) -> list[str] | None:
+    """The units a scope covers: one unit, a level's, or None for the whole province."""
+    units = catalogue().units
+    if unit is not None:
+        if unit not in units:
+            raise HTTPException(422, detail=[{"field": "unit", "type": "unknown_unit", "message": "no such unit"}])
+        return [unit] if level is None or units[unit].level == level else []
+    return None if level is None else [u for u, known in units.items() if known.level == level]
 
 
 def _scope_name(scope: dict) -> str:

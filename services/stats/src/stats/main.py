@@ -38,10 +38,9 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     flusher = Periodic("window_flush", settings.window_fresh_s / 4, window.flush_if_due)
     monitor = TopicMonitor(kafka)
     sampler = Periodic("topic_monitor", settings.dashboard_sample_s, monitor.sample)
-    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
+    catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh, immediately=True)
 
     async def start() -> None:
-        await live.refresh()
         await flusher.start()
         await sampler.start()
         await catalogue_refresh.start()
