@@ -63,11 +63,10 @@ class Periodic:
 
     async def _loop(self) -> None:
         log = get_logger(self.name)
-        first = self.immediately
+        wait = 0.0 if self.immediately else self.interval_s
         while True:
-            if not first:
-                await asyncio.sleep(self.interval_s)
-            first = False
+            await asyncio.sleep(wait)
+            wait = self.interval_s
             try:
                 await self.job()
             except Exception as exc:  # the store or the broker may be briefly down: next round
@@ -174,5 +173,6 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         port=settings.http_port,
         log_config=None,  # keep our structlog handlers
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 5,
-        access_log=False,  # loop and HTTP parser: uvloop and httptools, installed with us (intake +10-14% under wrk)
+        access_log=False,
+        # loop and HTTP parser: uvicorn's "auto" picks uvloop and httptools, installed with us (intake +10-14%)
     )

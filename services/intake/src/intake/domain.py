@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from lienthong.calendar import VN_TZ, due_date
 from lienthong.catalogue import Catalogue
@@ -68,7 +67,6 @@ def check(submission: DossierSubmission, cat: Catalogue) -> list[RuleError]:
     return errors
 
 
-@lru_cache(maxsize=256)  # a group's filings share one reception time, and the store asks for it several times each
 def dossier_day(received_at: datetime) -> str:
     """The yyMMdd part of the dossier code: the local (Vietnam) reception date."""
     return received_at.astimezone(VN_TZ).strftime("%y%m%d")

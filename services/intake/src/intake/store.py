@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,6 +45,15 @@ class NewDossier:
     received_at: datetime
     build_event: Callable[[str], CloudEvent]  # the dossier's `dossier.submitted`, given its code
     fingerprint: str | None = None
+
+    @cached_property
+    def day(self) -> str:
+        return dossier_day(self.received_at)
+
+    @cached_property
+    def counter(self) -> str:
+        """Its unit-day counter's id (codes are numbered per unit and day)."""
+        return f"{self.unit}-{self.day}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ class DossierStore:
         """Store new dossiers under the next free codes, many in one insert. A key stored meanwhile by another
         writer comes back as (existing, False). Whatever the store answers to the insert, what it then holds
         decides: a dossier whose key is absent lost its number to another writer and tries the next one."""
-        counters = {_counter(n) for n in new}
+        counters = {n.counter for n in new}
         await self._enter_outbox([n.key for n in new])
         try:
             results, stored_up_to = await self._insert(new, counters)
@@ -142,7 +152,7 @@ class DossierStore:
                 break
             attempt = []
             for n in pending:
-                counter_id, day = _counter(n), dossier_day(n.received_at)
+                counter_id, day = n.counter, n.day
                 seq = self._next_seq[counter_id]
                 self._next_seq[counter_id] = seq + 1
                 code = dossier_code(n.unit, day, seq)
@@ -162,7 +172,7 @@ class DossierStore:
                 ours = mine.event.id == stored.event.id
                 results[n.key] = (mine, ours)
                 if ours:
-                    stored_up_to[_counter(n)] = max(stored_up_to.get(_counter(n), 0), seq)
+                    stored_up_to[n.counter] = max(stored_up_to.get(n.counter, 0), seq)
         else:
             raise RuntimeError(f"could not allocate dossier codes for {len(pending)} dossiers")
         return results, stored_up_to
@@ -184,10 +194,6 @@ class DossierStore:
         legacy = await self.dossiers.find({"published": False}).limit(limit).to_list(limit)
         self._legacy |= {doc["_id"] for doc in legacy}
         return [s for s in found.values() if not s.published] + [_stored(doc, False) for doc in legacy]
-
-
-def _counter(n: NewDossier) -> str:
-    return f"{n.unit}-{dossier_day(n.received_at)}"
 
 
 def _document(stored: StoredDossier, unit: str, day: str, seq: int) -> dict:

@@ -161,10 +161,12 @@ class ProjectionStore:
         return await cursor.to_list(None)
 
     async def dossiers_between(self, day_field: str, lo: str, hi: str, units: list[str] | None) -> list[dict[str, Any]]:
-        """Dossiers whose `day_field` (or day received: an item closes no earlier than received) is in [lo, hi], at
-        `units` (received or competent there; None: all), without their packed lists. A scan on FerretDB."""
+        """Dossiers whose `day_field` is in [lo, hi] (for `closed_day`, or the day received: an item closes no earlier
+        than received), at `units` (received or competent there; None: all), without their packed lists. A scan on
+        FerretDB."""
         period = {"$gte": lo, "$lte": hi}
-        match: dict[str, Any] = {"$or": [{day_field: period}, {"received_day": period}]}
+        days = [day_field, "received_day"] if day_field == "closed_day" else [day_field]
+        match: dict[str, Any] = {"$or": [{day: period} for day in days]}
         if units is not None:
             match = {"$and": [match, {"$or": [{"receiving_unit": {"$in": units}}, {"competent_unit": {"$in": units}}]}]}
         return await (await self.collection()).find(match, projection={"packed": 0}).to_list(None)

@@ -27,6 +27,12 @@ function cell(text, cls) {
   if (cls) td.className = cls;
   return td;
 }
+// A procedure by its name (from the catalogue in use), its code on hover.
+function procedureCell(d) {
+  const td = cell(d.procedure_name || d.procedure);
+  td.title = d.procedure;
+  return td;
+}
 async function getJSON(url) {
   const resp = await fetch(url, { cache: "no-store" });
   if (!resp.ok) throw new Error(`${url}: ${resp.status}`);
@@ -107,9 +113,7 @@ async function showBehind(unit, component, name) {
   body.replaceChildren();
   for (const d of behind.dossiers) {
     const tr = document.createElement("tr");
-    const procedure = cell(d.procedure_name || d.procedure);
-    procedure.title = d.procedure;
-    tr.append(cell(d.code), procedure, cell(d.receiving_unit), cell(d.received_day), cell(d.due_date),
+    tr.append(cell(d.code), procedureCell(d), cell(d.receiving_unit), cell(d.received_day), cell(d.due_date),
       cell(d.closed_day || "—"));
     body.append(tr);
   }
@@ -172,9 +176,7 @@ function renderOverdue(target, rows, withUnit) {
     const tr = document.createElement("tr");
     tr.append(cell(d.code));
     if (withUnit) tr.append(cell(d.unit));
-    const procedure = cell(d.procedure_name || d.procedure);
-    procedure.title = d.procedure;
-    tr.append(procedure, cell(d.step === null ? "—" : String(d.step + 1)), cell(d.due_date),
+    tr.append(procedureCell(d), cell(d.step === null ? "—" : String(d.step + 1)), cell(d.due_date),
       cell(String(d.working_days_late), "num warn"));
     body.append(tr);
   }
