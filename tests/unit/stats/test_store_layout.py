@@ -4,6 +4,7 @@ projector wrote it, a reader of one slot gets that slot's days, and the fields q
 from __future__ import annotations
 
 import random
+import zlib
 
 from lienthong.catalogue import catalogue
 from stats import rollups
@@ -31,6 +32,13 @@ def test_a_packed_dossier_reads_back_whole_with_its_query_fields_on_top():
     for field in ("_id", "seq", "closed_day", "due_date", "current_unit", "receiving_unit", "procedure", "status"):
         assert stored.get(field) == doc.get(field)
     assert _dossier_from(stored) == doc
+
+
+def test_a_dossier_stored_compressed_by_an_earlier_release_still_reads_back():
+    doc = a_dossier()
+    stored = _packed_dossier(doc)
+    earlier = {**stored, "packed": zlib.compress(stored["packed"], 1)}
+    assert _dossier_from(earlier) == doc
 
 
 def test_slots_share_a_few_rows_and_each_reads_back_alone():
