@@ -103,18 +103,29 @@ class Fold:
     where: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # row id -> (month, group, partition)
     changed: set[str] = field(default_factory=set)
     poison: list[Poison] = field(default_factory=list)
-    _row_ids: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (month, slot, partition) -> row id
+    # per partition, day and slot: the deltas of the row the slot's day is in, and the prefix of its cells' paths
+    # (the fold's inner loop; a day's slot has ~20 fields, named once here)
+    _places: dict[int, dict[str, dict[str, tuple[list[tuple[int, str, str, int]], str]]]] = field(
+        default_factory=dict)
 
     def add(self, cells: dict[rollups.Cell, int], partition: int, offset: int) -> None:
-        rows = self._row_ids
+        days = self._places.get(partition)
+        if days is None:
+            days = self._places[partition] = {}
         for (day, slot, field_), n in cells.items():
-            key = (day[:7], slot, partition)
-            rid = rows.get(key)
-            if rid is None:
-                group = (day[:7], row_group(slot), partition)
-                rid = rows[key] = row_id(*group)
-                self.where[rid] = group
-            self.deltas[rid].append((offset, slot, path_of(day, slot, field_), n))
+            slots = days.get(day)
+            if slots is None:
+                slots = days[day] = {}
+            place = slots.get(slot)
+            if place is None:
+                place = slots[slot] = self._place(day, slot, partition)
+            place[0].append((offset, slot, place[1] + field_, n))
+
+    def _place(self, day: str, slot: str, partition: int) -> tuple[list[tuple[int, str, str, int]], str]:
+        group = (day[:7], row_group(slot), partition)
+        rid = row_id(*group)
+        self.where[rid] = group
+        return self.deltas[rid], path_of(day, slot, "")
 
 
 def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int],
