@@ -11,6 +11,7 @@ counted as resolved in stats; filed -> resolved in stats (the whole chain: three
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # left on the lifecycle (millions of events), and the figures would measure its catch-up, not the steady stream.
 os.environ["BENCH_ENV"] = "bench-e2e"
 from bench_intake import body  # noqa: E402
-from common import TOKEN, environment, kafka_as, percentile, service  # noqa: E402
+from common import TOKEN, CpuMeter, environment, kafka_as, our_processes, percentile, service  # noqa: E402
 
 from lienthong.contracts import parse_event, to_json  # noqa: E402
 from lienthong.contracts.dossier import StepCompleted  # noqa: E402
@@ -45,6 +46,7 @@ E2E_WAIT_S = float(os.environ.get("E2E_WAIT_S", "120"))  # after the last filing
 # not answered yet queues inside httpx's pool, whose scan is quadratic in the queue: at 200/s the load generator
 # itself spent 100% of a core there and stopped sending, while the services sat idle (seen with py-spy).
 E2E_CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
+CONNECTIONS_PER_POOL = 4
 CHAIN = "LT-KS-TT-BHYT"
 
 
@@ -59,16 +61,22 @@ class Run:
         self.filing_done = False
 
     async def file(self) -> None:
-        limits = httpx.Limits(max_connections=E2E_CONNECTIONS, max_keepalive_connections=E2E_CONNECTIONS)
-        in_flight = asyncio.Semaphore(E2E_CONNECTIONS)
-        async with httpx.AsyncClient(base_url="http://127.0.0.1:38081", headers=TOKEN, timeout=30,
-                                     limits=limits) as http:
+        # Several small pools rather than one of E2E_CONNECTIONS: httpcore scans its whole pool for every request
+        # (is_idle, has_expired: a getpeername call per connection), which with 64 connections took two thirds of
+        # this process's CPU, a quarter of the machine's (py-spy), taken from the services under test.
+        pools = max(1, E2E_CONNECTIONS // CONNECTIONS_PER_POOL)
+        limits = httpx.Limits(max_connections=CONNECTIONS_PER_POOL, max_keepalive_connections=CONNECTIONS_PER_POOL)
+        in_flight = asyncio.Semaphore(pools * CONNECTIONS_PER_POOL)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(httpx.AsyncClient(
+                base_url="http://127.0.0.1:38081", headers=TOKEN, timeout=30, limits=limits)) for _ in range(pools)]
+
             async def one(i: int) -> None:
                 sent = time.perf_counter()  # the schedule's time: waiting for a connection counts as latency
                 payload = body("HACTHANH") | {"procedure_code": CHAIN}
                 try:
                     async with in_flight:
-                        resp = await http.post("/v1/dossiers", json=payload)
+                        resp = await clients[i % pools].post("/v1/dossiers", json=payload)
                 except httpx.HTTPError as exc:
                     self.failed.append(type(exc).__name__)
                     return
@@ -142,7 +150,7 @@ class Run:
             await consumer.stop()
 
 
-async def measure(stats_group: str) -> dict[str, float]:
+async def measure(stats_group: str, cpu: CpuMeter) -> dict[str, float]:
     for _ in range(600):  # stats first replays what the bench topics already hold
         if sum((await consumer_lag(kafka_as(), stats_group, [DOSSIER_LIFECYCLE.name])).values()) == 0:
             break
@@ -150,11 +158,13 @@ async def measure(stats_group: str) -> dict[str, float]:
     run = Run(stats_group)
     background = [asyncio.create_task(run.agencies()), asyncio.create_task(run.observe())]
     await asyncio.sleep(2)  # both readers positioned at the end
+    cpu.start()
     await run.file()
     try:
         await asyncio.wait_for(run.done.wait(), timeout=SECONDS + E2E_WAIT_S)
     except TimeoutError:
         pass  # reported below: the dossiers stats had not counted as resolved by then
+    cpu.stop()
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
@@ -178,13 +188,14 @@ def main() -> None:
     shutil.rmtree(env.kafka.state, ignore_errors=True)
     database, suffix = f"bench_e2e_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     stats_group = f"stats-e2e-{suffix}"
-    with environment(), ExitStack() as services:
+    with environment() as servers, ExitStack() as services:
         services.enter_context(service("intake", 38081, database, INTAKE_RATE_BURST="100000",
                                        INTAKE_RATE_PER_UNIT_PER_S="100000"))
         services.enter_context(service("routing", 38082, database, ROUTING_START_FROM="latest",
                                        ROUTING_GROUP_ID=f"routing-e2e-{suffix}"))
         stats = services.enter_context(service("stats", 38084, database, STATS_GROUP_ID=stats_group))
-        figures = asyncio.run(measure(stats_group))
+        cpu = CpuMeter(our_processes(servers))
+        figures = asyncio.run(measure(stats_group, cpu))
         metrics = httpx.get(f"{stats}/metrics", headers=TOKEN).text
     print(f"| end to end (one run): {figures['n']} dossiers of {CHAIN} filed at {RATE:g}/s offered "
           f"({figures['rate']:.1f}/s accepted, {figures['failed']} not accepted {figures['failures'] or ''}, "
@@ -199,6 +210,9 @@ def main() -> None:
     print(f"| filed -> resolved in stats (three units, eight events) | {figures['chain_p50']:.0f} ms | "
           f"{figures['chain_p99']:.0f} ms |")
     print(f"\nstats' batches over the whole run (its catch-up included): {phases(metrics)}")
+    print(f"\nWhere the CPU goes, from the first filing until the last is counted in stats (this machine has "
+          f"{os.cpu_count()} cores: {os.cpu_count() * 1000 / RATE:.0f} ms of CPU per dossier at {RATE:g}/s):\n")
+    print(cpu.table(figures["n"], "dossier"))
 
 
 def phases(metrics: str) -> str:

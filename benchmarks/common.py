@@ -69,3 +69,49 @@ def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[s
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux `/proc/<pid>/stat`, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def our_processes(env: Environment) -> dict[str, int]:
+    """The pids of this benchmark's processes: its servers, the services it started (`python -m <name>.main`) and
+    itself (load generator, agencies, observers)."""
+    pids = {"kafka": env.kafka.pid(), "ferretdb": env.mongo.pid(), "benchmark": os.getpid()}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"-m" in argv[:-1] and argv[argv.index(b"-m") + 1].endswith(b".main"):
+            pids[argv[argv.index(b"-m") + 1].decode().removesuffix(".main")] = int(proc.name)
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
+class CpuMeter:
+    """CPU seconds each process uses between `start` and `stop`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._at = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        self.used = {name: cpu_seconds(pid) - self._at[name] for name, pid in self.pids.items()}
+
+    def table(self, per: int, what: str) -> str:
+        """A Markdown table: CPU seconds per process, per `what` (ms) and share of the whole."""
+        total = sum(self.used.values())
+        lines = [f"| process | CPU s | ms per {what} | share |", "|---|---|---|---|"]
+        for name, seconds in sorted(self.used.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {seconds:.1f} | {seconds * 1000 / per:.1f} | {seconds / total:.0%} |")
+        lines.append(f"| all | {total:.1f} | {total * 1000 / per:.1f} | |")
+        return "\n".join(lines)
+
