@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 # left on the lifecycle (millions of events), and the figures would measure its catch-up, not the steady stream.
 os.environ["BENCH_ENV"] = "bench-e2e"
 from bench_intake import body  # noqa: E402
-from common import TOKEN, CpuMeter, environment, kafka_as, our_processes, percentile, service  # noqa: E402
+from common import (TOKEN, CpuMeter, environment, kafka_as, our_processes, percentile, service, store_commands,  # noqa: E402
+                    store_table)
 
 from lienthong.contracts import parse_event, to_json  # noqa: E402
 from lienthong.contracts.dossier import StepCompleted  # noqa: E402
@@ -150,7 +152,7 @@ class Run:
             await consumer.stop()
 
 
-async def measure(stats_group: str, cpu: CpuMeter) -> dict[str, float]:
+async def measure(stats_group: str, cpu: CpuMeter, bases: dict[str, str]) -> dict[str, Any]:
     for _ in range(600):  # stats first replays what the bench topics already hold
         if sum((await consumer_lag(kafka_as(), stats_group, [DOSSIER_LIFECYCLE.name])).values()) == 0:
             break
@@ -159,12 +161,14 @@ async def measure(stats_group: str, cpu: CpuMeter) -> dict[str, float]:
     background = [asyncio.create_task(run.agencies()), asyncio.create_task(run.observe())]
     await asyncio.sleep(2)  # both readers positioned at the end
     cpu.start()
+    commands = {name: store_commands(base) for name, base in bases.items()}
     await run.file()
     try:
         await asyncio.wait_for(run.done.wait(), timeout=SECONDS + E2E_WAIT_S)
     except TimeoutError:
         pass  # reported below: the dossiers stats had not counted as resolved by then
     cpu.stop()
+    commands = {"before": commands, "after": {name: store_commands(base) for name, base in bases.items()}}
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
@@ -172,7 +176,7 @@ async def measure(stats_group: str, cpu: CpuMeter) -> dict[str, float]:
     received = [run.visible[(c, "submitted")] - run.filed[c] for c in codes]
     resolved = [run.visible[(c, "resolved")] - run.answered[c] for c in codes]
     chain = [run.visible[(c, "resolved")] - run.filed[c] for c in codes]
-    return {"rate": len(run.filed) / run.filing_seconds, "n": len(run.filed), "failed": len(run.failed),
+    return {"commands": commands, "rate": len(run.filed) / run.filing_seconds, "n": len(run.filed), "failed": len(run.failed),
             "failures": dict(Counter(run.failed)),
             "unseen": len(run.filed) - len(codes),
             **{f"{name}_{q}": percentile(values, p) * 1000 if values else float("nan") for name, values in
@@ -189,13 +193,13 @@ def main() -> None:
     database, suffix = f"bench_e2e_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     stats_group = f"stats-e2e-{suffix}"
     with environment() as servers, ExitStack() as services:
-        services.enter_context(service("intake", 38081, database, INTAKE_RATE_BURST="100000",
-                                       INTAKE_RATE_PER_UNIT_PER_S="100000"))
-        services.enter_context(service("routing", 38082, database, ROUTING_START_FROM="latest",
-                                       ROUTING_GROUP_ID=f"routing-e2e-{suffix}"))
+        intake = services.enter_context(service("intake", 38081, database, INTAKE_RATE_BURST="100000",
+                                                INTAKE_RATE_PER_UNIT_PER_S="100000"))
+        routing = services.enter_context(service("routing", 38082, database, ROUTING_START_FROM="latest",
+                                                 ROUTING_GROUP_ID=f"routing-e2e-{suffix}"))
         stats = services.enter_context(service("stats", 38084, database, STATS_GROUP_ID=stats_group))
         cpu = CpuMeter(our_processes(servers))
-        figures = asyncio.run(measure(stats_group, cpu))
+        figures = asyncio.run(measure(stats_group, cpu, {"intake": intake, "routing": routing, "stats": stats}))
         metrics = httpx.get(f"{stats}/metrics", headers=TOKEN).text
     print(f"| end to end (one run): {figures['n']} dossiers of {CHAIN} filed at {RATE:g}/s offered "
           f"({figures['rate']:.1f}/s accepted, {figures['failed']} not accepted {figures['failures'] or ''}, "
@@ -213,6 +217,8 @@ def main() -> None:
     print(f"\nWhere the CPU goes, from the first filing until the last is counted in stats (this machine has "
           f"{os.cpu_count()} cores: {os.cpu_count() * 1000 / RATE:.0f} ms of CPU per dossier at {RATE:g}/s):\n")
     print(cpu.table(figures["n"], "dossier"))
+    print("\nStore commands over the same time, by the store's time (as each service measured it):\n")
+    print(store_table(figures["commands"]["before"], figures["commands"]["after"], figures["n"], "dossier"))
 
 
 def phases(metrics: str) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from lienthong.auth import OPS_READ, OPT_OUT, STATS_READ, SUBMIT, SUBSCRIBE, LocalIssuer
 from lienthong_tools.infra.environment import Environment
 from lienthong_tools.infra.paths import state_dir
@@ -114,4 +116,32 @@ class CpuMeter:
             lines.append(f"| {name} | {seconds:.1f} | {seconds * 1000 / per:.1f} | {seconds / total:.0%} |")
         lines.append(f"| all | {total:.1f} | {total * 1000 / per:.1f} | |")
         return "\n".join(lines)
+
+
+def store_commands(base: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """A service's store commands so far, from its /metrics: (command, collection) -> (count, seconds)."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for line in httpx.get(f"{base}/metrics", headers=TOKEN, timeout=10).text.splitlines():
+        for metric, at in (("lienthong_store_commands_total{", 0), ("lienthong_store_command_seconds_total{", 1)):
+            if line.startswith(metric):
+                labels = dict(part.split("=", 1) for part in line[len(metric):line.index("}")].split(","))
+                key = (labels["command"].strip('"'), labels["collection"].strip('"'))
+                out.setdefault(key, [0.0, 0.0])[at] = float(line.rsplit(" ", 1)[1])
+    return {key: (count, seconds) for key, (count, seconds) in out.items()}
+
+
+def store_table(before: dict[str, dict], after: dict[str, dict], per: int, what: str) -> str:
+    """Store commands each service sent between two `store_commands` readings, per `what`, by the store's time."""
+    rows = []
+    for service, now in after.items():
+        for key, (count, seconds) in now.items():
+            count0, seconds0 = before.get(service, {}).get(key, (0.0, 0.0))
+            if count > count0:
+                rows.append((seconds - seconds0, service, *key, count - count0))
+    lines = [f"| service | command | collection | per {what} | store ms per {what} |", "|---|---|---|---|---|"]
+    for seconds, service, command, collection, count in sorted(rows, reverse=True):
+        lines.append(f"| {service} | {command} | {collection or '-'} | {count / per:.2f} | {seconds * 1000 / per:.2f} |")
+    total = sum(r[-1] for r in rows)
+    lines.append(f"| all | | | {total / per:.2f} | {sum(r[0] for r in rows) * 1000 / per:.2f} |")
+    return "\n".join(lines)
 

@@ -63,3 +63,27 @@ async def test_concurrent_update_commands_from_many_clients_are_all_answered(inf
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_every_store_command_is_counted_with_its_time_by_command_and_collection(infra):
+    from prometheus_client import REGISTRY
+
+    client = make_client(infra.mongo)
+
+    def seen(command: str, collection: str) -> tuple[float, float]:
+        labels = {"command": command, "collection": collection}
+        return (REGISTRY.get_sample_value("lienthong_store_commands_total", labels) or 0.0,
+                REGISTRY.get_sample_value("lienthong_store_command_seconds_total", labels) or 0.0)
+
+    try:
+        docs = await _collection(infra, client)
+        before = {c: seen(c, docs.name) for c in ("insert", "find", "update")}
+        await docs.insert_many([{"_id": f"d{i}"} for i in range(3)])
+        await docs.insert_one({"_id": "d3"})
+        assert len(await docs.find({}).to_list(None)) == 4
+        await docs.update_one({"_id": "d1"}, {"$set": {"v": 1}})
+        after = {c: seen(c, docs.name) for c in ("insert", "find", "update")}
+        assert {c: after[c][0] - before[c][0] for c in after} == {"insert": 2, "find": 1, "update": 1}
+        assert all(after[c][1] > before[c][1] for c in after)  # each took some time
+    finally:
+        await client.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lienthong.settings import MongoSettings
@@ -20,7 +21,40 @@ def make_client(settings: MongoSettings | None = None) -> AsyncMongoClient:
         w="majority",
         tz_aware=True,
         appname="lienthong",
+        event_listeners=[COMMAND_METRICS],
     )
+
+
+class CommandMetrics(monitoring.CommandListener):
+    """Every command sent to the store, counted with the time it took, by command and collection (our own names:
+    no value of a document is a label). The store's cost is per command, so the round trips per dossier are what
+    capacity planning reads (`benchmarks/bench_e2e.py` prints them)."""
+
+    def __init__(self) -> None:
+        self.commands = Counter("lienthong_store_commands", "Commands sent to the store", ["command", "collection"])
+        self.seconds = Counter("lienthong_store_command_seconds", "Seconds the store took to answer commands",
+                               ["command", "collection"])
+        self._labels: dict[int, tuple[str, str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        collection = target if isinstance(target, str) else event.command.get("collection", "")
+        self._labels[event.request_id] = (event.command_name, collection if isinstance(collection, str) else "")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._count(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._count(event.request_id, event.duration_micros)
+
+    def _count(self, request_id: int, micros: int) -> None:
+        labels = self._labels.pop(request_id, None)
+        if labels is not None:
+            self.commands.labels(*labels).inc()
+            self.seconds.labels(*labels).inc(micros / 1e6)
+
+
+COMMAND_METRICS = CommandMetrics()
 
 
 def database(client: AsyncMongoClient, settings: MongoSettings | None = None) -> AsyncDatabase:
