@@ -260,9 +260,9 @@ def tick(wf: Workflow, today: date, warn_days: int = 1) -> Decision:
     events: list[EventData] = []
     warned = set(wf.warned)
     for key, due, step in ((f"step:{wf.step}", wf.step_due, wf.step), ("dossier", wf.due_date, None)):
-        if due is None:
-            continue
-        if today > due and f"overdue:{key}" not in warned:
+        if due is None or f"overdue:{key}" in warned:
+            continue  # once overdue, nothing more to say (a clock run late, or out of order, warns no "due soon")
+        if today > due:
             warned.add(f"overdue:{key}")
             events.append(DossierOverdue(unit_code=wf.unit, step=step, due_date=due))
         elif today <= due and add_working_days(today, warn_days) >= due and f"soon:{key}" not in warned:
