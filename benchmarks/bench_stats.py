@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 import volume  # noqa: E402
-from common import ISSUER, TOKEN, kafka_as, KAFKA, MONGO, environment, service  # noqa: E402
+from common import ISSUER, TOKEN, kafka_as, KAFKA, MONGO, environment, services  # noqa: E402
 
 from lienthong_tools.infra.paths import state_dir  # noqa: E402
 from lienthong.messaging import partitions_of  # noqa: E402
@@ -43,6 +43,7 @@ from stats import rollups  # noqa: E402
 from stats.rebuild import rebuild  # noqa: E402
 from stats.store import ProjectionStore  # noqa: E402
 
+INSTANCES = int(os.environ.get("BENCH_STATS_INSTANCES", "1"))
 PERIOD = {"from": volume.FIRST.isoformat(), "to": volume.LAST.isoformat()}
 FIGURES = ("received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
            "resolved_late", "in_progress", "overdue")
@@ -176,8 +177,11 @@ def main() -> None:
         group = f"stats-bench-{uuid.uuid4().hex[:6]}"
         progress("stats service catching up")
         started = time.perf_counter()
-        with service("stats", 18084, db_name, STATS_GROUP_ID=group) as base:
-            ready = time.perf_counter() - started  # the process started, its consumer may be reading already
+        # BENCH_STATS_INSTANCES processes in one consumer group, started together (the partitions shared out among
+        # them); the first one's figures and phases are read
+        with services("stats", [18084 + 10 * i for i in range(INSTANCES)], db_name, STATS_GROUP_ID=group) as bases:
+            base = bases[0]
+            ready = time.perf_counter() - started  # the processes started, their consumers may be reading already
             caught_up = asyncio.run(until_no_lag(group, 1800, started))
             catch_up_phases = phases_of(base)
             check("catch-up", figures_of(base), volume.expected(first))
@@ -212,7 +216,8 @@ def main() -> None:
     print("| stats benchmark | figure |")
     print("|---|---|")
     print(f"| bare aiokafka consumer, read + JSON-decode {len(first):,} lifecycle events | {bare:,.0f} events/s |")
-    print(f"| stats service from offset 0 to exact figures, same log | {rate:,.0f} events/s ({caught_up:.1f} s) |")
+    print(f"| stats service ({INSTANCES} process(es) in one group) from offset 0 to exact figures, same log | "
+          f"{rate:,.0f} events/s ({caught_up:.1f} s) |")
     print(f"| ratio stats / bare consumer (target >= 20%) | {100 * rate / bare:.1f}% |")
     from_ready = len(first) / (caught_up - ready)
     print(f"| the same from the service's readiness ({ready:.1f} s after its launch; the bare consumer's time "

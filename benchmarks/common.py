@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,6 +50,22 @@ def environment() -> Iterator[Environment]:
 
 @contextmanager
 def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[str]:
+    with services(name, [port], database, **extra_env) as bases:
+        yield bases[0]
+
+
+@contextmanager
+def services(name: str, ports: list[int], database: str, **extra_env: str) -> Iterator[list[str]]:
+    """Instances of one service, one per port, started together (one consumer group if they share its id)."""
+    with ExitStack() as started:
+        procs = [started.enter_context(_launch(name, port, database, **extra_env)) for port in ports]
+        for base, log in procs:
+            wait_ready(name, base, log, timeout_s=60)
+        yield [base for base, _ in procs]
+
+
+@contextmanager
+def _launch(name: str, port: int, database: str, **extra_env: str) -> Iterator[tuple[str, Path]]:
     env = {
         **os.environ,
         **kafka_as(name).as_env(),
@@ -61,11 +77,10 @@ def service(name: str, port: int, database: str, **extra_env: str) -> Iterator[s
         **extra_env,
     }
     base = f"http://127.0.0.1:{port}"
-    log = Path(f"/tmp/bench-{name}.log")
+    log = Path(f"/tmp/bench-{name}-{port}.log")
     log.unlink(missing_ok=True)
     with service_process(name, env, log):
-        wait_ready(name, base, log, timeout_s=60)
-        yield base
+        yield base, log
 
 
 def percentile(values: list[float], q: float) -> float:
