@@ -43,6 +43,7 @@ from stats import rollups  # noqa: E402
 from stats.rebuild import rebuild  # noqa: E402
 from stats.store import ProjectionStore  # noqa: E402
 
+MONTH = {"from": "2025-10-01", "to": "2025-10-31"}
 INSTANCES = int(os.environ.get("BENCH_STATS_INSTANCES", "1"))
 PERIOD = {"from": volume.FIRST.isoformat(), "to": volume.LAST.isoformat()}
 FIGURES = ("received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
@@ -135,6 +136,13 @@ async def query_latencies(db_name: str) -> dict[str, float]:
         "ranking of all units, whole months": ("/v1/stats/units", PERIOD),
         "ranking, 15 Aug - 20 Nov (two cut months)": ("/v1/stats/units", {"from": "2025-08-15", "to": "2025-11-20"}),
         "timeseries by month": ("/v1/stats/timeseries", {**PERIOD, "interval": "month"}),
+        "service index, province, one month": ("/v1/stats/index", MONTH),
+        # the dossier documents themselves (a scan on FerretDB), not the rows
+        "dossiers behind online filing, province, one month": ("/v1/stats/index/dossiers",
+                                                               {**MONTH, "component": "online_filing"}),
+        "dossiers behind online filing, one unit, one month": ("/v1/stats/index/dossiers",
+                                                               {**MONTH, "component": "online_filing",
+                                                                "unit": "HACTHANH"}),
     }
     out = {}
     try:
