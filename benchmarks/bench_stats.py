@@ -118,7 +118,8 @@ def check(what: str, got: Counter, want: Counter) -> None:
 
 
 async def query_latencies(db_name: str) -> dict[str, float]:
-    """Median of 5 of each query the API serves, over the rebuilt projections (in-process ASGI, no consumer)."""
+    """Each query the API serves, over the rebuilt projections (in-process ASGI, no consumer): the median of 5, or
+    one run of those that read the dossier documents."""
     from fastapi import FastAPI
 
     from lienthong.auth import Verifier
@@ -150,11 +151,11 @@ async def query_latencies(db_name: str) -> dict[str, float]:
                                      headers=TOKEN) as http:
             for name, (path, params) in queries.items():
                 times = []
-                for _ in range(5):
+                for _ in range(1 if "/dossiers" in path else 5):  # a scan of every dossier on FerretDB: once
                     started = time.perf_counter()
                     (await http.get(path, params=params)).raise_for_status()
                     times.append(time.perf_counter() - started)
-                out[name] = sorted(times)[2]
+                out[f"{name} ({'median of 5' if len(times) == 5 else 'one run'})"] = sorted(times)[len(times) // 2]
     finally:
         await client.close()
     return out
@@ -242,7 +243,7 @@ def main() -> None:
         one, many = rebuilds[1]["seconds"], rebuilds[max(rebuilds)]["seconds"]
         print(f"| rebuild, {max(rebuilds)} workers vs 1, same run | {one / many:.2f}x faster |")
     for name, seconds in latencies.items():
-        print(f"| {name}, over the rebuilt projections (median of 5) | {seconds * 1000:.0f} ms |")
+        print(f"| {name}, over the rebuilt projections | {seconds * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":
