@@ -60,6 +60,10 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
             return []  # the unit is not of that level: nothing of it counts
         return await store.slot_rows(end.isoformat(), _slot(unit, level))
 
+    def index_over(rows: list[dict], basis: rollups.Basis, start: date, end: date) -> dict:
+        """The index scored from rows over [start, end]."""
+        return score(rollups.figures(rows, basis, start, end, today()), rollups.facts(rows, basis, start, end), table)
+
     async def figures(start: date, end: date, unit: str | None, level: str | None, basis: str) -> dict:
         rows = await rows_of(start, end, unit, level)
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level, "basis": basis,
@@ -69,10 +73,8 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
                 summary="The service index (Decision 766's five groups) for a period, opened into its components")
     async def service_index(start: Start, end: End, unit: UnitCode = None, level: Level = None) -> dict:
         rows = await rows_of(start, end, unit, level)
-        basis = _basis("dossiers", unit)
         return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit, "level": level,
-                **score(rollups.figures(rows, basis, start, end, today()), rollups.facts(rows, basis, start, end),
-                        table)}
+                **index_over(rows, _basis("dossiers", unit), start, end)}
 
     @router.get("/stats/index/timeseries", dependencies=[require(STATS_READ)],
                 summary="The service index per month (or week, or day) of a period, each opened into its components")
@@ -81,8 +83,7 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
         rows = await rows_of(start, end, unit, level)
         basis = _basis("dossiers", unit)
         return [{"from": a.isoformat(), "to": b.isoformat(), "unit": unit, "level": level,
-                 **score(rollups.figures(rows, basis, a, b, today()), rollups.facts(rows, basis, a, b), table)}
-                for a, b in _buckets(start, end, interval)]
+                 **index_over(rows, basis, a, b)} for a, b in _buckets(start, end, interval)]
 
     async def rows_by_unit(start: date, end: date) -> dict[str, list[dict]]:
         """Every unit's rows for a ranking (nothing is due later than today yet)."""

@@ -209,8 +209,8 @@ async def _write(collection: AsyncCollection, inserts: list[dict[str, Any]], rep
 _PACKED_LISTS = ("units", "steps", "timeline")
 
 
-def _pack(value: Any, *, compress: bool = True) -> bytes:
-    return zlib.compress(orjson.dumps(value), 1) if compress else orjson.dumps(value)
+def _pack(value: Any) -> bytes:
+    return zlib.compress(orjson.dumps(value), 1)
 
 
 def _unpack(blob: bytes) -> Any:
@@ -234,7 +234,7 @@ def _row_from(doc: dict[str, Any]) -> Row:
 
 def _packed_dossier(doc: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in doc.items() if k not in _PACKED_LISTS},
-            "packed": _pack({k: doc[k] for k in _PACKED_LISTS if k in doc}, compress=False)}
+            "packed": orjson.dumps({k: doc[k] for k in _PACKED_LISTS if k in doc})}
 
 
 def _dossier_from(doc: dict[str, Any]) -> dict[str, Any]:
