@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 
 import pytest
 
@@ -37,6 +38,50 @@ async def test_two_writers_racing_for_each_version_one_wins_and_the_other_is_tol
             for code in codes:
                 winner = "b" if code in lost_a else "a"
                 assert now[code].applied[-1] == f"{winner}{round_}" and now[code].version == round_ + 2
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwhile(infra):
+    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_behind_{uuid.uuid4().hex[:4]}"})
+    clients = [make_client(mongo), make_client(mongo)]
+    try:
+        a, b = (WorkflowStore(c[mongo.database]) for c in clients)
+        codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 31)]
+        records = {code: Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0, outbox=[f"e-{code}"])
+                   for code in codes}
+        for step in range(6):  # six versions, no head written: more than one probe round past a missing head
+            for record in records.values():
+                record.applied.append(f"a{step}")
+            assert await a.save_many(records.values()) == set()
+        assert await a.docs.count_documents({}) == 0
+        seen = await b.load_many(codes)
+        assert {r.version for r in seen.values()} == {6} and all(r.applied[-1] == "a5" for r in seen.values())
+        assert set(await a.due(date(2099, 1, 1))) == set(codes), "the ticker sees heads not yet written"
+
+        published = {code: records[code].writer for code in codes[:20]}
+        await a.write_behind(published)
+        heads = {d["_id"]: d for d in await a.docs.find({}).to_list(None)}
+        assert {h["version"] for h in heads.values()} == {6}
+        assert [c for c in codes if heads[c]["outbox"]] == codes[20:], "published outboxes cleared on the way"
+        assert sorted(d["_id"] for d in await a.versions.find({}).to_list(None)) == sorted(
+            f"{c}@6" for c in codes), "versions behind a stored head deleted; the newest kept"
+
+        # Another writer moves a dossier on while the first one's head is behind again: neither write goes back.
+        moved = await b.load_many(codes[:1])
+        moved[codes[0]].applied.append("b")
+        assert await b.save_many(moved.values()) == set()
+        again = await a.load_many(codes[:1])
+        assert again[codes[0]].version == 7 and again[codes[0]].applied[-1] == "b"
+        again[codes[0]].applied.append("a-after-b")
+        assert await a.save_many(again.values()) == set()
+        await a.write_behind({})
+        await b.write_behind({})  # b's head (version 7) is older than the stored one (8): dropped
+        head = await a.docs.find_one({"_id": codes[0]})
+        assert head["version"] == 8 and head["applied"][-1] == "a-after-b"
+        assert (await b.load(codes[0])).version == 8
+        assert await a.versions.count_documents({"code": codes[0]}) == 1
     finally:
         for c in clients:
             await c.close()

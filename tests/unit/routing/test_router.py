@@ -51,7 +51,7 @@ class MemoryStore:
         self.lose -= lost
         return lost
 
-    async def clear_outboxes(self, published):
+    async def write_behind(self, published):
         for code, writer in published.items():
             if self.docs[code].writer == writer:
                 self.docs[code].outbox = []
@@ -116,7 +116,7 @@ async def test_a_batch_is_read_at_once_and_each_dossier_routed_once_despite_rede
     await router.handle(batch)  # and in a later batch
     assert len(out.work) == 20
     assert all(r.outbox for r in store.docs.values()), "clearing the outboxes is written behind"
-    await router.clear_published()
+    await router.write_behind()
     assert not any(r.outbox for r in store.docs.values()) and router.published == {}
 
 

@@ -86,15 +86,15 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from, settings.max_batch))
     ticker = Periodic("deadline_ticker", settings.tick_interval_s, lambda: router.tick_due(today_vn(router.clock())))
-    clearer = Periodic("outbox_clearer", settings.outbox_clear_interval_s, router.clear_published)
+    clearer = Periodic("write_behind", settings.outbox_clear_interval_s, router.write_behind)
 
     async def stop() -> None:
         await ticker.stop()
         await clearer.stop()
         try:
-            await router.clear_published()  # the broker has stopped: nothing more gets published
-        except PyMongoError as exc:  # the store is away: the next reader publishes those outboxes again
-            log.warning("outbox_clear_failed", error=type(exc).__name__)
+            await router.write_behind()  # the broker has stopped: nothing more gets published
+        except PyMongoError as exc:  # the store is away: loads find the versions, and publish their outboxes again
+            log.warning("write_behind_failed", error=type(exc).__name__)
         await client.close()
 
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "

@@ -1,5 +1,5 @@
 """Applies inputs to dossiers in batches: load the batch's dossiers at once, decide each input in pure code (in
-order per dossier), store states + outboxes in a few writes, publish, clear the outboxes."""
+order per dossier), store states + outboxes in a few writes, publish; heads and cleared outboxes are written behind."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from routing.store import ConcurrentUpdate, Record, WorkflowStore
 SOURCE = "/services/routing"
 Publish = Callable[..., Awaitable[Any]]  # (event, no_confirm=True) -> the acknowledgement to await
 TICK_BATCH = 500
-MAX_UNCLEARED = 5000  # published outboxes whose clearing waits for the next write-behind
+MAX_UNCLEARED = 5000  # published outboxes whose clearing (and their heads) wait for the next write-behind
 PHASE_SECONDS = phase_histogram("routing")
 BATCH_SIZE = Histogram("lienthong_routing_batch_size", "Inputs per routed batch", buckets=(1, 5, 20, 50, 100, 200, 500))
 log = structlog.get_logger("routing")
@@ -175,19 +175,17 @@ class Router:
         for record in outboxes:
             self.published[record.workflow.code] = record.writer
         if len(self.published) >= MAX_UNCLEARED:
-            await self.clear_published()
+            await self.write_behind()
             clock.lap("clear")
         BATCH_SIZE.observe(len(pending))
         return lost
 
-    async def clear_published(self) -> None:
-        """Write behind what was published: clear those outboxes in the store, in bulk. Until then, a crash only
-        means the next reader publishes them again; their events carry deterministic ids, so consumers recognise
-        the copies."""
+    async def write_behind(self) -> None:
+        """Write behind the heads of the dossiers written since the last round, and clear the outboxes published
+        meanwhile, in bulk. Until then, a crash only means the next reader publishes them again; their events
+        carry deterministic ids, so consumers recognise the copies."""
         snapshot = dict(self.published)
-        if not snapshot:
-            return
-        await self.store.clear_outboxes(snapshot)
+        await self.store.write_behind(snapshot)
         for code, writer in snapshot.items():
             if self.published.get(code) == writer:
                 del self.published[code]
