@@ -10,9 +10,9 @@ import asyncio
 import uuid
 
 import pytest
-from pymongo import UpdateOne
+from pymongo import IndexModel, UpdateOne
 
-from lienthong.store import make_client
+from lienthong.store import create_query_indexes, make_client
 
 pytestmark = pytest.mark.integration
 
@@ -85,5 +85,20 @@ async def test_every_store_command_is_counted_with_its_time_by_command_and_colle
         after = {c: seen(c, docs.name) for c in ("insert", "find", "update")}
         assert {c: after[c][0] - before[c][0] for c in after} == {"insert": 2, "find": 1, "update": 1}
         assert all(after[c][1] > before[c][1] for c in after)  # each took some time
+    finally:
+        await client.close()
+
+
+async def test_query_indexes_are_created_only_where_the_server_answers_from_them(infra):
+    client = make_client(infra.mongo)
+    try:
+        docs = await _collection(infra, client)
+        await docs.insert_one({"_id": "d1", "day": "2025-12-01"})
+        ferretdb = "ferretdbVersion" in await client.admin.command("buildInfo")
+        await docs.create_index([("day", 1)], name="day")  # as an earlier release made it everywhere
+        created = await create_query_indexes(docs, [IndexModel([("day", 1)], name="day")])
+        names = {index["name"] for index in await (await docs.list_indexes()).to_list(None)}
+        # FerretDB on SQLite would maintain the index on every write and never read it; MongoDB reads it.
+        assert (created, names) == ((False, {"_id_"}) if ferretdb else (True, {"_id_", "day"}))
     finally:
         await client.close()

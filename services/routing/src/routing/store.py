@@ -16,7 +16,7 @@ the head, a few at a time, and takes the newest. Versions from a head's version 
 so the versions a load looks for have no gap: a version is deleted only once a head at a later version is stored.
 
 `tick_on` is the first day the deadline clock may have something to say about a dossier (due-soon, overdue), so the
-ticker reads only the dossiers due for a look (an index on MongoDB).
+ticker reads only the dossiers due for a look (an index on MongoDB; FerretDB scans, see `create_query_indexes`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from lienthong.store import MAX_UPDATES_PER_COMMAND, bulk_update
+from lienthong.store import MAX_UPDATES_PER_COMMAND, bulk_update, create_query_indexes
 from routing.workflow import Workflow, next_tick_day
 
 _WORKFLOW = TypeAdapter(Workflow)
@@ -77,7 +77,7 @@ class WorkflowStore:
         self.superseded: set[str] = set()  # version ids older than a newer version this process wrote
 
     async def ensure_indexes(self) -> None:
-        await self.docs.create_index([("tick_on", ASCENDING)], name="tick_on")
+        await create_query_indexes(self.docs, [IndexModel([("tick_on", ASCENDING)], name="tick_on")])
 
     async def load(self, code: str) -> Record | None:
         return (await self.load_many([code])).get(code)

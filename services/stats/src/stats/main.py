@@ -41,6 +41,7 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh, immediately=True)
 
     async def start() -> None:
+        await store.create_indexes()
         await flusher.start()
         await sampler.start()
         await catalogue_refresh.start()

@@ -119,6 +119,7 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
             done = await asyncio.gather(*(asyncio.wrap_future(pool.submit(_load_partitions, kafka, mongo, target,
                                                                           share)) for share in shares if share))
         replayed, folded = sum(n for n, _ in done), max((f for _, f in done), default=0.0)
+        await fresh.create_indexes()  # after the bulk load: building an index once beats updating it per insert
         previous = await live.switch_to(target)
         consumer.assign(partitions)
         for tp in partitions:

@@ -8,8 +8,9 @@ no renameCollection with dropTarget):
   includes), its cells one compressed field (`{slot: {"d05.recv.received_online": n}}`);
 - `<c>_partitions`: one document per partition with the first month it has rows for.
 
-Every lookup is by `_id` (FerretDB indexes nothing else; our FerretDB build answers `_id: {$in: [...]}` through
-that index too), so a batch of dossiers or rows is one query.
+Every lookup by the projector is by `_id` (FerretDB indexes nothing else; our FerretDB build answers
+`_id: {$in: [...]}` through that index too), so a batch of dossiers or rows is one query. The readers' listings by
+day and the overdue list have indexes on MongoDB (`create_indexes`) and scan on FerretDB.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from datetime import date
 from typing import Any
 
 import orjson
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lienthong.store import BULK_CHUNK
+from lienthong.store import BULK_CHUNK, create_query_indexes
 from stats import rollups
 from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
@@ -58,6 +59,15 @@ class ProjectionStore:
     def _named(self, suffix: str = "") -> AsyncCollection:
         assert self._active is not None, "prepare() first"
         return self.db[self._active + suffix]
+
+    async def create_indexes(self) -> bool:
+        """The readers' indexes on the active dossier collection (the listings by day and the overdue list), where
+        the server uses them (`create_query_indexes`: MongoDB, not FerretDB)."""
+        return await create_query_indexes(await self.collection(), [
+            IndexModel([("received_day", ASCENDING)], name="received_day"),
+            IndexModel([("closed_day", ASCENDING)], name="closed_day"),
+            IndexModel([("closed_day", ASCENDING), ("due_date", ASCENDING)], name="open_by_due_date"),
+        ])
 
     async def switch_to(self, name: str) -> str:
         """Point every reader and writer at `name`; returns the collection it replaced."""
