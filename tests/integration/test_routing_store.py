@@ -12,7 +12,7 @@ import pytest
 
 from lienthong.catalogue import catalogue
 from lienthong.store import make_client
-from routing.store import Record, WorkflowStore
+from routing.store import Record, WorkflowStore, _body
 from routing.workflow import start
 from tests.unit.routing.test_workflow import submitted
 
@@ -60,11 +60,13 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         assert {r.version for r in seen.values()} == {6} and all(r.applied[-1] == "a5" for r in seen.values())
         assert set(await a.due(date(2099, 1, 1))) == set(codes), "the ticker sees heads not yet written"
 
-        published = {code: records[code].writer for code in codes[:20]}
+        published = {code: records[code].version for code in codes[:20]}
         await a.write_behind(published)
         heads = {d["_id"]: d for d in await a.docs.find({}).to_list(None)}
-        assert {h["version"] for h in heads.values()} == {6}
-        assert [c for c in codes if heads[c]["outbox"]] == codes[20:], "published outboxes cleared on the way"
+        assert {h["version"] for h in heads.values()} == {6} and "workflow" not in heads[codes[0]], "small heads"
+        reread = await WorkflowStore(clients[1][mongo.database]).load_many(codes)
+        assert [c for c in codes if reread[c].outbox] == codes[20:], "published outboxes are not published again"
+        assert all(reread[c].applied[-1] == "a5" and reread[c].version == 6 for c in codes)
         assert sorted(d["_id"] for d in await a.versions.find({}).to_list(None)) == sorted(
             f"{c}@6" for c in codes), "versions behind a stored head deleted; the newest kept"
 
@@ -79,9 +81,31 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         await a.write_behind({})
         await b.write_behind({})  # b's head (version 7) is older than the stored one (8): dropped
         head = await a.docs.find_one({"_id": codes[0]})
-        assert head["version"] == 8 and head["applied"][-1] == "a-after-b"
-        assert (await b.load(codes[0])).version == 8
+        assert head["version"] == 8
+        assert ((await b.load(codes[0])).version, (await b.load(codes[0])).applied[-1]) == (8, "a-after-b")
         assert await a.versions.count_documents({"code": codes[0]}) == 1
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_a_head_an_earlier_release_wrote_is_read_and_then_replaced_by_a_small_one(infra):
+    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_legacy_{uuid.uuid4().hex[:4]}"})
+    client = make_client(mongo)
+    try:
+        store = WorkflowStore(client[mongo.database])
+        code = "HACTHANH-251201-0001"
+        record = Record(start(code, submitted("HT-KS"), catalogue()).workflow, 2, applied=["x"], outbox=[])
+        # As the previous release left it: the whole state in the head, the version documents behind it deleted.
+        await store.docs.insert_one({"_id": code, **_body(record, "old"), "version": 2})
+        loaded = await store.load(code)
+        assert (loaded.version, loaded.applied, loaded.outbox) == (2, ["x"], [])
+        loaded.applied.append("y")
+        assert await store.save_many([loaded]) == set()
+        await store.write_behind({})
+        head = await store.docs.find_one({"_id": code})
+        assert head["version"] == 3 and "workflow" not in head and "applied" not in head
+        again = await store.load(code)
+        assert (again.version, again.applied) == (3, ["x", "y"])
+    finally:
+        await client.close()

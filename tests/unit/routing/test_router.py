@@ -52,8 +52,8 @@ class MemoryStore:
         return lost
 
     async def write_behind(self, published):
-        for code, writer in published.items():
-            if self.docs[code].writer == writer:
+        for code, version in published.items():
+            if self.docs[code].version == version:
                 self.docs[code].outbox = []
 
     async def due(self, today):

@@ -41,7 +41,7 @@ from routing.store import ConcurrentUpdate, Record, WorkflowStore
 SOURCE = "/services/routing"
 Publish = Callable[..., Awaitable[Any]]  # (event, no_confirm=True) -> the acknowledgement to await
 TICK_BATCH = 500
-MAX_UNCLEARED = 5000  # published outboxes whose clearing (and their heads) wait for the next write-behind
+MAX_UNCLEARED = 5000  # published outboxes whose marks (and their heads) wait for the next write-behind
 PHASE_SECONDS = phase_histogram("routing")
 BATCH_SIZE = Histogram("lienthong_routing_batch_size", "Inputs per routed batch", buckets=(1, 5, 20, 50, 100, 200, 500))
 log = structlog.get_logger("routing")
@@ -124,9 +124,9 @@ class Router:
         self.publish_alert = publish_alert
         self.clock = clock or (lambda: datetime.now(UTC))
         self.locks = KeyedLocks()  # one batch at a time per dossier within this process
-        # Dossiers whose stored outbox this process has published but not yet cleared (code -> the token of the
-        # write that holds it): clearing is written behind, in bulk, or by the dossier's next write.
-        self.published: dict[str, str] = {}
+        # Dossiers whose stored outbox this process has published, not yet marked so in the store (code -> the
+        # version that holds it): written behind, in bulk.
+        self.published: dict[str, int] = {}
 
     async def handle(self, inputs: Sequence[Input]) -> None:
         """Apply a batch of inputs, in order per dossier: read the batch's dossiers at once, decide in pure code,
@@ -150,7 +150,7 @@ class Router:
 
     async def _round(self, pending: list[Input], records: dict[str, Record], clock: PhaseClock) -> set[str]:
         for code, record in records.items():
-            if record.outbox and self.published.get(code) == record.writer:
+            if record.outbox and self.published.get(code) == record.version:
                 record.outbox = []  # published already; only its clearing is still to be written
         batch = _Batch(records)
         versions = {item.event.data.catalogue_version for item in pending if isinstance(item, Submitted)
@@ -173,7 +173,7 @@ class Router:
         await self._publish(outboxes, [(alert, agency) for alert, agency in batch.alerts if alert.subject not in lost])
         clock.lap("publish")
         for record in outboxes:
-            self.published[record.workflow.code] = record.writer
+            self.published[record.workflow.code] = record.version
         if len(self.published) >= MAX_UNCLEARED:
             await self.write_behind()
             clock.lap("clear")
@@ -181,13 +181,13 @@ class Router:
         return lost
 
     async def write_behind(self) -> None:
-        """Write behind the heads of the dossiers written since the last round, and clear the outboxes published
+        """Write behind the heads of the dossiers written since the last round, and mark the outboxes published
         meanwhile, in bulk. Until then, a crash only means the next reader publishes them again; their events
         carry deterministic ids, so consumers recognise the copies."""
         snapshot = dict(self.published)
         await self.store.write_behind(snapshot)
-        for code, writer in snapshot.items():
-            if self.published.get(code) == writer:
+        for code, version in snapshot.items():
+            if self.published.get(code) == version:
                 del self.published[code]
 
     async def on_submitted(self, event: CloudEvent) -> None:
