@@ -151,3 +151,26 @@ async def test_any_interleaving_of_two_writers_and_their_rounds_loads_the_newest
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_a_writer_whose_dossier_has_no_head_yet_creates_it_and_keeps_the_versions_until_then(infra):
+    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_nohead_{uuid.uuid4().hex[:4]}"})
+    clients = [make_client(mongo), make_client(mongo)]
+    try:
+        a, b = (WorkflowStore(c[mongo.database]) for c in clients)
+        code = "HACTHANH-251201-0001"
+        assert await a.save_many([Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0)]) == set()
+        moved = await b.load_many([code])  # a's head is not written yet: b finds the version
+        moved[code].applied.append("b")
+        assert await b.save_many(moved.values()) == set()
+        await b.write_behind({code: 2})  # b's head update finds no head: b creates it
+        assert (await b.docs.find_one({"_id": code}))["version"] == 2
+        assert [d["_id"] for d in await b.versions.find({}).to_list(None)] == [f"{code}@2"]
+        await a.write_behind({})  # a's head (version 1) is refused: the stored one is newer
+        head = await a.docs.find_one({"_id": code})
+        assert (head["version"], head["published"]) == (2, 2)
+        loaded = await a.load(code)
+        assert (loaded.version, loaded.applied[-1], loaded.outbox) == (2, "b", [])
+    finally:
+        for c in clients:
+            await c.close()

@@ -155,39 +155,47 @@ class WorkflowStore:
 
     async def write_behind(self, published: dict[str, int]) -> None:
         """Write the heads of the dossiers written since the last round, and the versions whose outboxes were
-        published (`published`: code -> version); then delete the versions the heads have passed. A failure leaves
-        it all for the next round (the heads stay behind meanwhile; loads find the versions)."""
+        published (`published`: code -> version); then delete the versions the stored heads have passed. A failure
+        leaves it all for the next round (the heads stay behind meanwhile; loads find the versions)."""
         heads, superseded = dict(self.heads), set(self.superseded)
-        new = [{"_id": code, **head.fields, "published": published.get(code, 0)} for code, head in heads.items()
-               if head.new]
-        refused = set()
+        new = {code: {"_id": code, **head.fields, "published": published.get(code, 0)}
+               for code, head in heads.items() if head.new}
         if new:
-            try:
-                await self.docs.insert_many(new, ordered=False)
-            except ConnectionFailure:
-                raise
-            except PyMongoError:  # another writer's head (a dossier this process started first): updated below
-                refused = {doc["_id"] for doc in new}
-        ops = [UpdateOne({"_id": code, "version": {"$lt": head.fields["version"]}},
-                         {"$set": head.fields, "$max": {"published": published.get(code, 0)}, "$unset": _WHOLE_STATE})
-               for code, head in heads.items() if not head.new or code in refused]
+            with contextlib.suppress(PyMongoError):  # unless the store is away, what it holds is read back below
+                await self.docs.insert_many(list(new.values()), ordered=False)
+        ops = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items() if not head.new]
         # Published marks only move forward, whatever version the head is at (a newer version keeps its outbox).
         ops += [UpdateOne({"_id": code}, {"$max": {"published": version}}) for code, version in published.items()
                 if code not in heads]
         await bulk_update(self.docs, ops)
-        if refused:  # a head missing altogether (its first writer died before writing it) is created
-            held = {doc["_id"] for doc in await self.docs.find({"_id": {"$in": list(refused)}},
-                                                              projection={"_id": 1}).to_list(None)}
-            with contextlib.suppress(PyMongoError):  # another writer created it meanwhile
-                missing = [doc for doc in new if doc["_id"] not in held]
-                if missing:
-                    await self.docs.insert_many(missing, ordered=False)
+        # Read back: a head missing (its first writer has not written it, or died first) is created, one refused
+        # as new by an older head brought forward, and only versions behind a stored head deleted.
+        codes = {*heads, *(vid.rsplit("@", 1)[0] for vid in superseded)}
+        stored = {doc["_id"]: doc["version"] for doc in await self.docs.find(
+            {"_id": {"$in": list(codes)}}, projection={"version": 1}).to_list(None)}
+        missing = [{"_id": code, **head.fields, "published": published.get(code, 0)}
+                   for code, head in heads.items() if code not in stored]
+        if missing:
+            with contextlib.suppress(PyMongoError):  # another writer created some meanwhile: the next round sees
+                await self.docs.insert_many(missing, ordered=False)
+                stored.update((doc["_id"], doc["version"]) for doc in missing)
+        behind = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items()
+                  if stored.get(code, head.fields["version"]) < head.fields["version"]]
+        if behind:
+            await bulk_update(self.docs, behind)
         for code, head in heads.items():
             if self.heads.get(code) is head:  # not written again meanwhile
                 del self.heads[code]
-        if superseded:  # each is older than a head stored above
-            await self.versions.delete_many({"_id": {"$in": list(superseded)}})
-            self.superseded -= superseded
+        passed = {vid for vid in superseded if int(vid.rsplit("@", 1)[1]) < stored.get(vid.rsplit("@", 1)[0], 0)}
+        if passed:
+            await self.versions.delete_many({"_id": {"$in": list(passed)}})
+            self.superseded -= passed
+
+
+def _forward(code: str, fields: dict[str, Any], published: int) -> UpdateOne:
+    """A head moved to a newer version, never back (an earlier release's whole state dropped from it)."""
+    return UpdateOne({"_id": code, "version": {"$lt": fields["version"]}},
+                     {"$set": fields, "$max": {"published": published}, "$unset": _WHOLE_STATE})
 
 
 def _version_id(code: str, version: int) -> str:
