@@ -5,7 +5,10 @@ atomic: this is what the version documents are for)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
@@ -19,11 +22,20 @@ from tests.unit.routing.test_workflow import submitted
 pytestmark = pytest.mark.integration
 
 
-async def test_two_writers_racing_for_each_version_one_wins_and_the_other_is_told(infra):
-    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_race_{uuid.uuid4().hex[:4]}"})
-    clients = [make_client(mongo), make_client(mongo)]
+@contextlib.asynccontextmanager
+async def routing_stores(infra, n: int = 2) -> AsyncIterator[list[WorkflowStore]]:
+    """`n` routing stores on one fresh database, each with a client of its own (as separate processes would be)."""
+    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_routing_{uuid.uuid4().hex[:6]}"})
+    clients = [make_client(mongo) for _ in range(n)]
     try:
-        stores = [WorkflowStore(c[mongo.database]) for c in clients]
+        yield [WorkflowStore(c[mongo.database]) for c in clients]
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_two_writers_racing_for_each_version_one_wins_and_the_other_is_told(infra):
+    async with routing_stores(infra) as stores:
         codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 101)]
         first = [Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0) for code in codes]
         assert await stores[0].save_many(first) == set()
@@ -38,16 +50,10 @@ async def test_two_writers_racing_for_each_version_one_wins_and_the_other_is_tol
             for code in codes:
                 winner = "b" if code in lost_a else "a"
                 assert now[code].applied[-1] == f"{winner}{round_}" and now[code].version == round_ + 2
-    finally:
-        for c in clients:
-            await c.close()
 
 
 async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwhile(infra):
-    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_behind_{uuid.uuid4().hex[:4]}"})
-    clients = [make_client(mongo), make_client(mongo)]
-    try:
-        a, b = (WorkflowStore(c[mongo.database]) for c in clients)
+    async with routing_stores(infra, 3) as (a, b, reader):
         codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 31)]
         records = {code: Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0, outbox=[f"e-{code}"])
                    for code in codes}
@@ -64,7 +70,7 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         await a.write_behind(published)
         heads = {d["_id"]: d for d in await a.docs.find({}).to_list(None)}
         assert {h["version"] for h in heads.values()} == {6} and "workflow" not in heads[codes[0]], "small heads"
-        reread = await WorkflowStore(clients[1][mongo.database]).load_many(codes)
+        reread = await reader.load_many(codes)
         assert [c for c in codes if reread[c].outbox] == codes[20:], "published outboxes are not published again"
         assert all(reread[c].applied[-1] == "a5" and reread[c].version == 6 for c in codes)
         assert sorted(d["_id"] for d in await a.versions.find({}).to_list(None)) == sorted(
@@ -84,16 +90,10 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         assert head["version"] == 8
         assert ((await b.load(codes[0])).version, (await b.load(codes[0])).applied[-1]) == (8, "a-after-b")
         assert await a.versions.count_documents({"code": codes[0]}) == 1
-    finally:
-        for c in clients:
-            await c.close()
 
 
 async def test_a_head_an_earlier_release_wrote_is_read_and_then_replaced_by_a_small_one(infra):
-    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_legacy_{uuid.uuid4().hex[:4]}"})
-    client = make_client(mongo)
-    try:
-        store = WorkflowStore(client[mongo.database])
+    async with routing_stores(infra, 1) as (store,):
         code = "HACTHANH-251201-0001"
         record = Record(start(code, submitted("HT-KS"), catalogue()).workflow, 2, applied=["x"], outbox=[])
         # As the previous release left it: the whole state in the head, the version documents behind it deleted.
@@ -107,21 +107,15 @@ async def test_a_head_an_earlier_release_wrote_is_read_and_then_replaced_by_a_sm
         assert head["version"] == 3 and "workflow" not in head and "applied" not in head
         again = await store.load(code)
         assert (again.version, again.applied) == (3, ["x", "y"])
-    finally:
-        await client.close()
 
 
 async def test_any_interleaving_of_two_writers_and_their_rounds_loads_the_newest_version(infra):
     """Steps and write-behind rounds of two writers in a random order (seeded): after each, a reader that starts
     cold finds every dossier at the newest version won, with its state: heads behind, versions deleted behind
     stored heads, and published marks never hide a version's place."""
-    import random
-
     rng = random.Random(20261207)
-    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_mix_{uuid.uuid4().hex[:4]}"})
-    clients = [make_client(mongo) for _ in range(3)]
-    try:
-        writers = [WorkflowStore(c[mongo.database]) for c in clients[:2]]
+    async with routing_stores(infra, 3) as (first, second, reader):
+        writers = [first, second]
         codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 13)]
         assert await writers[0].save_many(
             [Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0) for code in codes]) == set()
@@ -145,19 +139,13 @@ async def test_any_interleaving_of_two_writers_and_their_rounds_loads_the_newest
                     newest[code] = (record.version, list(record.applied), [f"event-{turn}"])
                     if rng.random() < 0.5:
                         published[w][code] = record.version
-            cold = await WorkflowStore(clients[2][mongo.database]).load_many(codes)
+            cold = await reader.load_many(codes)
             expected = {c: (v, applied, [] if marked[c] >= v else outbox) for c, (v, applied, outbox) in newest.items()}
             assert {c: (r.version, r.applied, r.outbox) for c, r in cold.items()} == expected, turn
-    finally:
-        for c in clients:
-            await c.close()
 
 
 async def test_a_writer_whose_dossier_has_no_head_yet_creates_it_and_keeps_the_versions_until_then(infra):
-    mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_nohead_{uuid.uuid4().hex[:4]}"})
-    clients = [make_client(mongo), make_client(mongo)]
-    try:
-        a, b = (WorkflowStore(c[mongo.database]) for c in clients)
+    async with routing_stores(infra) as (a, b):
         code = "HACTHANH-251201-0001"
         assert await a.save_many([Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0)]) == set()
         moved = await b.load_many([code])  # a's head is not written yet: b finds the version
@@ -171,6 +159,3 @@ async def test_a_writer_whose_dossier_has_no_head_yet_creates_it_and_keeps_the_v
         assert (head["version"], head["published"]) == (2, 2)
         loaded = await a.load(code)
         assert (loaded.version, loaded.applied[-1], loaded.outbox) == (2, "b", [])
-    finally:
-        for c in clients:
-            await c.close()
