@@ -4,7 +4,6 @@ a crash between the write and the publication, the deadline ticker's reads. Mill
 from __future__ import annotations
 
 import copy
-import uuid
 from datetime import date, datetime, timedelta
 
 from hypothesis import example, given, settings, strategies as st
@@ -40,13 +39,13 @@ class MemoryStore:
         return (await self.load_many([code])).get(code)
 
     async def save_many(self, records):
-        lost, writer = set(), uuid.uuid4().hex
+        lost = set()
         for r in records:
             stored = self.docs.get(r.workflow.code)
             if r.workflow.code in self.lose or (stored.version if stored else 0) != r.version:
                 lost.add(r.workflow.code)
                 continue
-            r.version, r.writer = r.version + 1, writer
+            r.version += 1
             self.docs[r.workflow.code] = copy.deepcopy(r)
         self.lose -= lost
         return lost

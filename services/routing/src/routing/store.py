@@ -56,7 +56,6 @@ class Record:
     applied: list[str] = field(default_factory=list)
     outbox: list[str] = field(default_factory=list)  # CloudEvents JSON, in order
     refused: dict[str, str] = field(default_factory=dict)  # outcomes the workflow refused: id -> why
-    writer: str = ""  # the token of the batch that wrote it last
 
     def seen(self, event_id: str) -> bool:
         """Applied or refused before: a redelivery changes nothing and alerts no one again."""
@@ -65,8 +64,8 @@ class Record:
 
 @dataclass
 class _Head:
-    """A head to write behind: the newest version this process wrote, and whether the dossier has a stored head yet
-    (this process wrote its first version: an insert will do)."""
+    """A head to write behind: the newest version this process wrote, and whether the dossier is new (this process
+    wrote its first version: no head to update, the round inserts one)."""
 
     fields: dict[str, Any]  # version, tick_on, status, updated_at
     new: bool
@@ -77,7 +76,7 @@ class WorkflowStore:
         self.docs = db["routing_workflows"]  # the heads
         self.versions = db["routing_versions"]
         self.heads: dict[str, _Head] = {}  # written behind
-        self.superseded: set[str] = set()  # version ids older than a newer version this process wrote
+        self.superseded: set[tuple[str, int]] = set()  # (code, version) older than a version this process wrote
 
     async def ensure_indexes(self) -> None:
         await create_query_indexes(self.docs, [IndexModel([("tick_on", ASCENDING)], name="tick_on")])
@@ -148,9 +147,8 @@ class WorkflowStore:
             fields = {k: bodies[code][k] for k in ("version", "tick_on", "status", "updated_at")}
             self.heads[code] = _Head(fields, new=record.version == 0 or (pending is not None and pending.new))
             if record.version > 0:
-                self.superseded.add(_version_id(code, record.version))
+                self.superseded.add((code, record.version))
             record.version += 1
-            record.writer = writer
         return lost
 
     async def write_behind(self, published: dict[str, int]) -> None:
@@ -158,37 +156,32 @@ class WorkflowStore:
         published (`published`: code -> version); then delete the versions the stored heads have passed. A failure
         leaves it all for the next round (the heads stay behind meanwhile; loads find the versions)."""
         heads, superseded = dict(self.heads), set(self.superseded)
-        new = {code: {"_id": code, **head.fields, "published": published.get(code, 0)}
-               for code, head in heads.items() if head.new}
-        if new:
-            with contextlib.suppress(PyMongoError):  # unless the store is away, what it holds is read back below
-                await self.docs.insert_many(list(new.values()), ordered=False)
         ops = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items() if not head.new]
         # Published marks only move forward, whatever version the head is at (a newer version keeps its outbox).
         ops += [UpdateOne({"_id": code}, {"$max": {"published": version}}) for code, version in published.items()
                 if code not in heads]
         await bulk_update(self.docs, ops)
-        # Read back: a head missing (its first writer has not written it, or died first) is created, one refused
-        # as new by an older head brought forward, and only versions behind a stored head deleted.
-        codes = {*heads, *(vid.rsplit("@", 1)[0] for vid in superseded)}
+        # Read back: a head missing (a new dossier's, or one whose first writer has not written it or died first) is
+        # created, one another writer stored at an older version brought forward, and only versions behind a
+        # stored head deleted.
+        codes = {*heads, *(code for code, _ in superseded)}
         stored = {doc["_id"]: doc["version"] for doc in await self.docs.find(
             {"_id": {"$in": list(codes)}}, projection={"version": 1}).to_list(None)}
         missing = [{"_id": code, **head.fields, "published": published.get(code, 0)}
                    for code, head in heads.items() if code not in stored]
         if missing:
-            with contextlib.suppress(PyMongoError):  # another writer created some meanwhile: the next round sees
+            with contextlib.suppress(PyMongoError):  # what did not go in stays pending for the next round
                 await self.docs.insert_many(missing, ordered=False)
                 stored.update((doc["_id"], doc["version"]) for doc in missing)
-        behind = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items()
-                  if stored.get(code, head.fields["version"]) < head.fields["version"]]
-        if behind:
-            await bulk_update(self.docs, behind)
-        for code, head in heads.items():
-            if self.heads.get(code) is head:  # not written again meanwhile
+        passed = {(code, version) for code, version in superseded if version < stored.get(code, 0)}
+        behind = [code for code, head in heads.items() if code in stored and stored[code] < head.fields["version"]]
+        if behind:  # the head another writer stored at an older version, after this one's version was won
+            await bulk_update(self.docs, [_forward(c, heads[c].fields, published.get(c, 0)) for c in behind])
+        for code, head in heads.items():  # done, unless written again meanwhile or still missing (next round)
+            if self.heads.get(code) is head and code in stored:
                 del self.heads[code]
-        passed = {vid for vid in superseded if int(vid.rsplit("@", 1)[1]) < stored.get(vid.rsplit("@", 1)[0], 0)}
         if passed:
-            await self.versions.delete_many({"_id": {"$in": list(passed)}})
+            await self.versions.delete_many({"_id": {"$in": [_version_id(*v) for v in passed]}})
             self.superseded -= passed
 
 
@@ -204,7 +197,7 @@ def _version_id(code: str, version: int) -> str:
 
 def _record(doc: dict[str, Any]) -> Record:
     return Record(_WORKFLOW.validate_python(doc["workflow"]), doc["version"], doc["applied"], doc["outbox"],
-                  doc.get("refused", {}), doc.get("writer", ""))
+                  doc.get("refused", {}))
 
 
 def _body(record: Record, writer: str) -> dict[str, Any]:
