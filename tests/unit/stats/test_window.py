@@ -47,7 +47,8 @@ def fetch(first: int, n: int) -> tuple[list[Positioned], list[ConsumerRecord]]:
 
 
 def window(store: MemoryStore, **limits: float) -> Window:
-    options = {"max_events": 1000, "fresh_s": 10.0, "bulk_events": 2, "idle_s": 0.05, "max_wait_s": 10.0, **limits}
+    options = {"max_events": 1000, "fresh_s": 10.0, "bulk_events": 2, "idle_s": 0.05, "max_wait_s": 10.0, "poll_s": 0.03,
+               **limits}
     return Window(Projector(store), lambda record, reason: asyncio.sleep(0), **options)
 
 
@@ -107,3 +108,21 @@ async def test_a_rebalance_stores_the_window_first_or_drops_it_uncommitted():
     await w.add(*fetch(0, 2), consumer)
     await w.on_partitions_revoked({TP})
     assert CODE not in failing.dossiers and consumer.commits == [{TP: 2}] and w.items == []
+
+
+async def test_a_pause_waits_for_a_poll_after_a_long_staging(monkeypatch):
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, idle_s=0.05, poll_s=0.05)
+    stage = w.projector.stage
+
+    async def slow_stage(items):  # noqa: ANN001, ANN202 - a large fetch takes longer to fold than idle_s
+        await asyncio.sleep(0.08)
+        await stage(items)
+
+    monkeypatch.setattr(w.projector, "stage", slow_stage)
+    await w.add(*fetch(0, 2), consumer)
+    await w.flush_if_due()  # idle_s has passed since the fetch arrived, but the next one was not asked for yet
+    assert consumer.commits == [] and store.dossier_writes == 0
+    await asyncio.sleep(0.06)  # a poll's time and nothing came
+    await w.flush_if_due()
+    assert consumer.commits == [{TP: 2}]

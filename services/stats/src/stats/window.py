@@ -6,7 +6,8 @@ by the rate events arrive at:
 - a window that stays small (under `bulk_events` by the time it is `fresh_s` old: the steady stream of a working
   day, up to thousands of events a second) is projected then, so figures are fresh within a fraction of a second;
 - a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
-  (no fetch brought anything for `idle_s`, and the broker had nothing more when last asked) or once it is
+  (no fetch brought anything for `idle_s`, the consumer has polled again since it took the last one in, and the
+  broker had nothing more when last asked) or once it is
   `max_wait_s` old, so the burst is written once;
 - and always once it holds `max_events`, or before its partitions are given up in a rebalance.
 A burst's window is folded fetch by fetch as it grows (`Projector.stage`), so once the stream pauses only its
@@ -36,15 +37,16 @@ RETRY_S = 1.0
 
 class Window(ConsumerRebalanceListener):
     def __init__(self, projector: Projector, park: Callable[[ConsumerRecord, str], Awaitable[None]], *,
-                 max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float) -> None:
+                 max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float,
+                 poll_s: float = 0.2) -> None:
         self.projector, self.park = projector, park
         self.max_events, self.fresh_s, self.bulk_events = max_events, fresh_s, bulk_events
-        self.idle_s, self.max_wait_s = idle_s, max_wait_s
+        self.idle_s, self.max_wait_s, self.poll_s = idle_s, max_wait_s, poll_s
         self.items: list[Positioned] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.ends: dict[TopicPartition, int] = {}  # the next offset to commit per partition once stored
         self.opened_at: float | None = None
-        self.added_at = 0.0
+        self.added_at = self.taken_at = 0.0  # when the last fetch arrived, and when it had been taken in (staged)
         self.consumer: Any = None
         self.lock = asyncio.Lock()
 
@@ -64,6 +66,7 @@ class Window(ConsumerRebalanceListener):
                 await self._flush_until_stored()
             elif len(self.items) >= self.bulk_events:  # a burst: it waits for a pause, its fold need not
                 await self.projector.stage(self.items[self.projector.staged_events:])
+            self.taken_at = time.monotonic()
 
     async def flush_if_due(self) -> None:
         """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
@@ -76,7 +79,11 @@ class Window(ConsumerRebalanceListener):
         age = now - self.opened_at if self.opened_at is not None else 0.0
         if len(self.items) < self.bulk_events:
             return age >= self.fresh_s
-        return age >= self.max_wait_s or (now - self.added_at >= self.idle_s and not self._more_at_broker())
+        # The pause counts from the last fetch's arrival, so it overlaps that fetch's staging; but it is only taken
+        # once the consumer has asked for more since (a whole poll after the staging ended): a long staging is not
+        # the stream pausing, and the records that came meanwhile are next in line.
+        return age >= self.max_wait_s or (now - self.added_at >= self.idle_s and now - self.taken_at >= self.poll_s
+                                          and not self._more_at_broker())
 
     def _more_at_broker(self) -> bool:
         """Whether the last fetch responses saw records past the window (the stream has not paused: we were busy
