@@ -208,3 +208,32 @@ def test_a_staging_that_does_not_cover_the_batch_is_not_used():
     asyncio.run(Projector(clean).project(log))
     assert store.dossiers == clean.dossiers
     assert {i: r.cells for i, r in store.rows.items()} == {i: r.cells for i, r in clean.rows.items()}
+
+
+async def test_the_event_loop_keeps_running_while_a_window_is_folded(monkeypatch):
+    """A large window folds for seconds; meanwhile the consumer's heartbeats and the health endpoints run on the
+    same loop, so the fold must not hold it."""
+    import time
+
+    from stats import projector as module
+
+    fold = module._fold
+
+    def slow_fold(*args):  # noqa: ANN002, ANN202 - the CPU a window of 100,000 events takes, without yielding
+        time.sleep(0.3)
+        return fold(*args)
+
+    monkeypatch.setattr(module, "_fold", slow_fold)
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beating = asyncio.create_task(heartbeat())
+    store = MemoryStore()
+    await Projector(store).project(log_of(seed=1, dossiers=5))
+    beating.cancel()
+    assert ticks >= 10 and store.dossiers  # the loop ran throughout, and the window was stored

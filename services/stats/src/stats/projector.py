@@ -19,6 +19,7 @@ Why this is exact under any crash, whatever the store answers:
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
@@ -167,6 +168,15 @@ def _fold(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str,
     return fold
 
 
+async def folded(by_partition: dict[int, list[Positioned]], stored: dict[str, dict[str, Any]], exact: set[int],
+                 fold: Fold | None = None) -> Fold:
+    """`_fold` in a worker thread: a large window is seconds of pure Python, and the event loop must meanwhile keep
+    the consumer's heartbeats going (a member silent past its session timeout is expelled, and would fold the same
+    window again after every rejoin) and answer /healthz, /readyz and /metrics. The fold touches only what the
+    projector owns, under the window's lock."""
+    return await asyncio.to_thread(_fold, by_partition, stored, exact, fold)
+
+
 def _by_partition(items: list[Positioned]) -> dict[int, list[Positioned]]:
     by_partition: dict[int, list[Positioned]] = defaultdict(list)
     for item in items:
@@ -291,7 +301,7 @@ class Projector:
         await self._load_flush_marks(states)
         staged.exact |= {p for p in fresh if by_partition[p][0].offset <= states[p].flushed}
         clock.lap("load")
-        _fold(by_partition, staged.stored, staged.exact, staged.fold)
+        await folded(by_partition, staged.stored, staged.exact, staged.fold)
         clock.lap("fold")
         for p, its in by_partition.items():
             staged.by_partition.setdefault(p, []).extend(its)
@@ -349,13 +359,13 @@ class Projector:
             # half-way: its rows may hold part of the batch, so each event's deltas are kept apart.
             exact = {p for p, its in by_partition.items() if its[0].offset <= states[p].flushed}
             clock.lap("load")
-            fold = _fold(by_partition, stored, exact)
+            fold = await folded(by_partition, stored, exact)
             clock.lap("fold")
         rows = await self._rows(fold.where, states)
         overlap = {p for rid, (_, _, p) in fold.where.items()
                    if p not in exact and rows[rid].pos >= by_partition[p][0].offset}
         if overlap:  # a row written past our position by another writer: fold those partitions event by event
-            fold = _fold(by_partition, stored, exact | overlap)
+            fold = await folded(by_partition, stored, exact | overlap)
             rows = await self._rows(fold.where, states)
         dirty = []
         for rid, ds in fold.deltas.items():
