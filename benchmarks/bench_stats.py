@@ -2,7 +2,7 @@
 
 1. catch-up: a fresh lifecycle log of the seeds' five months at 1/20 scale (~129k events); a bare aiokafka consumer
    that reads and JSON-decodes it (the physical ceiling), then the stats service (its own process) from offset 0
-   until its figures are exact; the ratio of the two rates;
+   until its figures are exact; the ratio of the two rates; the longest its /healthz took meanwhile;
 2. burst: with stats caught up, ~26k events of two days' filings at once; seconds from the last one written until the stats
    group has no lag (its offsets are committed only after the effects are stored);
 3. rebuild: the full five-month volume (522,706 dossiers, ~2.58M events) added to the log, then `lienthong stats
@@ -19,9 +19,12 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -70,6 +73,29 @@ async def bare_consumer(total: int) -> float:
         elapsed = time.perf_counter() - started
         await consumer.stop()
     return total / elapsed
+
+
+@contextmanager
+def health_waits(base: str) -> Iterator[list[float]]:
+    """Seconds each /healthz took, polled every 50 ms while the block runs: how long the service's event loop is
+    held (its consumer's heartbeats wait as long)."""
+    waits: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            asked = time.perf_counter()
+            httpx.get(f"{base}/healthz", timeout=60)
+            waits.append(time.perf_counter() - asked)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield waits
+    finally:
+        done.set()
+        poller.join()
 
 
 async def until_no_lag(group: str, timeout: float, started: float) -> float:
@@ -191,7 +217,8 @@ def main() -> None:
         with services("stats", [18084 + 10 * i for i in range(INSTANCES)], db_name, STATS_GROUP_ID=group) as bases:
             base = bases[0]
             ready = time.perf_counter() - started  # the processes started, their consumers may be reading already
-            caught_up = asyncio.run(until_no_lag(group, 1800, started))
+            with health_waits(base) as waits:
+                caught_up = asyncio.run(until_no_lag(group, 1800, started))
             catch_up_phases = phases_of(base)
             check("catch-up", figures_of(base), volume.expected(first))
             # The portal re-sending a backlog: two days' filings at once (the rows of one month x slot x partition)
@@ -231,6 +258,8 @@ def main() -> None:
     from_ready = len(first) / (caught_up - ready)
     print(f"| the same from the service's readiness ({ready:.1f} s after its launch; the bare consumer's time "
           f"excludes its start too) | {from_ready:,.0f} events/s = {100 * from_ready / bare:.1f}% |")
+    print(f"| longest /healthz answer during the catch-up, polled every 50 ms once ready (the event loop held) | "
+          f"{max(waits):.2f} s |")
     print(f"| the catch-up's {catch_up_phases.pop('batches'):.0f} windows, seconds per phase | "
           + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in catch_up_phases.items()) + " |")
     print(f"| burst of {len(burst):,} events: last written -> stats lag 0 | {settled:.2f} s |")
