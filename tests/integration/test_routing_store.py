@@ -7,19 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from lienthong.catalogue import catalogue
 from lienthong.store import make_client
 from routing.store import Record, WorkflowStore, _body
-from routing.workflow import start
+from routing.workflow import start, tick
 from tests.unit.routing.test_workflow import submitted
 
 pytestmark = pytest.mark.integration
+TODAY = date(2025, 12, 1)  # the day the writers write on (tick buckets)
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +69,7 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         assert set(await a.due(date(2099, 1, 1))) == set(codes), "the ticker sees heads not yet written"
 
         published = {code: records[code].version for code in codes[:20]}
-        await a.write_behind(published)
+        await a.write_behind(published, TODAY)
         heads = {d["_id"]: d for d in await a.docs.find({}).to_list(None)}
         assert {h["version"] for h in heads.values()} == {6} and "workflow" not in heads[codes[0]], "small heads"
         reread = await reader.load_many(codes)
@@ -84,8 +86,8 @@ async def test_heads_are_written_behind_and_loads_find_the_newest_version_meanwh
         assert again[codes[0]].version == 7 and again[codes[0]].applied[-1] == "b"
         again[codes[0]].applied.append("a-after-b")
         assert await a.save_many(again.values()) == set()
-        await a.write_behind({})
-        await b.write_behind({})  # b's head (version 7) is older than the stored one (8): dropped
+        await a.write_behind({}, TODAY)
+        await b.write_behind({}, TODAY)  # b's head (version 7) is older than the stored one (8): dropped
         head = await a.docs.find_one({"_id": codes[0]})
         assert head["version"] == 8
         assert ((await b.load(codes[0])).version, (await b.load(codes[0])).applied[-1]) == (8, "a-after-b")
@@ -102,7 +104,7 @@ async def test_a_head_an_earlier_release_wrote_is_read_and_then_replaced_by_a_sm
         assert (loaded.version, loaded.applied, loaded.outbox) == (2, ["x"], [])
         loaded.applied.append("y")
         assert await store.save_many([loaded]) == set()
-        await store.write_behind({})
+        await store.write_behind({}, TODAY)
         head = await store.docs.find_one({"_id": code})
         assert head["version"] == 3 and "workflow" not in head and "applied" not in head
         again = await store.load(code)
@@ -125,7 +127,7 @@ async def test_any_interleaving_of_two_writers_and_their_rounds_loads_the_newest
         for turn in range(60):
             w = rng.randrange(2)
             if rng.random() < 0.3:
-                await writers[w].write_behind(published[w])
+                await writers[w].write_behind(published[w], TODAY)
                 for code, version in published[w].items():
                     marked[code] = max(marked[code], version)
                 published[w] = {}
@@ -151,11 +153,59 @@ async def test_a_writer_whose_dossier_has_no_head_yet_creates_it_and_keeps_the_v
         moved = await b.load_many([code])  # a's head is not written yet: b finds the version
         moved[code].applied.append("b")
         assert await b.save_many(moved.values()) == set()
-        await b.write_behind({code: 2})  # b's head update finds no head: b creates it
+        await b.write_behind({code: 2}, TODAY)  # b's head update finds no head: b creates it
         assert (await b.docs.find_one({"_id": code}))["version"] == 2
         assert [d["_id"] for d in await b.versions.find({}).to_list(None)] == [f"{code}@2"]
-        await a.write_behind({})  # a's head (version 1) is refused: the stored one is newer
+        await a.write_behind({}, TODAY)  # a's head (version 1) is refused: the stored one is newer
         head = await a.docs.find_one({"_id": code})
         assert (head["version"], head["published"]) == (2, 2)
         loaded = await a.load(code)
         assert (loaded.version, loaded.applied[-1], loaded.outbox) == (2, "b", [])
+
+
+async def stored_due(store: WorkflowStore, day: date) -> set[str]:
+    """The definition: every stored head whose clock has something to say by `day` (a scan of the heads)."""
+    return {d["_id"] for d in await store.docs.find({"tick_on": {"$lte": day.isoformat()}}).to_list(None)}
+
+
+async def test_the_ticker_finds_what_is_due_in_the_buckets_and_drops_those_that_settled(infra):
+    """Two writers move dossiers' clocks day by day as the ticker would; a cold reader that never sweeps the heads
+    finds, from the buckets alone, exactly the dossiers a scan of the heads finds due; settled buckets go."""
+    procedures = ["HT-KS", "HT-KH", "LT-KS-TT-BHYT", "TP-LLTP"]
+    async with routing_stores(infra, 3) as (a, b, reader):
+        codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 41)]
+        started = [Record(start(c, submitted(procedures[i % 4]), catalogue()).workflow, 0) for i, c in enumerate(codes)]
+        assert await a.save_many(started[:20]) == set() and await b.save_many(started[20:]) == set()
+        await a.write_behind({}, TODAY)
+        await b.write_behind({}, TODAY)
+        reader.swept_at = time.monotonic()  # the buckets alone
+        buckets_seen = []
+        for offset in range(0, 40, 3):
+            day = TODAY + timedelta(days=offset)
+            due = set(await reader.due(day))
+            assert due == await stored_due(reader, day), day
+            buckets_seen.append(await reader.ticks.count_documents({}))
+            if offset % 9:
+                continue  # no tick this time (a ticker down for days): what is due stays due, in its old buckets
+            writer = (a, b)[offset % 2]  # either process ticks what is due, as any routing instance may
+            records = await writer.load_many(sorted(due))
+            for record in records.values():
+                record.workflow = tick(record.workflow, day).workflow
+            assert await writer.save_many(records.values()) == set()
+            await writer.write_behind({}, day)
+        assert await stored_due(reader, TODAY + timedelta(days=400)) == set(), "every clock has said all it had to"
+        assert await reader.due(TODAY + timedelta(days=400)) == []
+        assert await reader.ticks.count_documents({}) == 0 < max(buckets_seen), "settled buckets are dropped"
+
+
+async def test_heads_in_no_bucket_are_swept_into_one(infra):
+    """Heads an earlier release wrote (no buckets): the first round of a process sweeps them in."""
+    async with routing_stores(infra, 2) as (sweeper, reader):
+        codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 6)]
+        for code in codes:
+            record = Record(start(code, submitted("HT-KS"), catalogue()).workflow, 1)
+            await sweeper.docs.insert_one({"_id": code, **_body(record, "old")})
+        day = TODAY + timedelta(days=60)
+        assert set(await sweeper.due(day)) == set(codes) == await stored_due(sweeper, day)
+        reader.swept_at = time.monotonic()  # no sweep of its own: the buckets the sweeper filled
+        assert set(await reader.due(day)) == set(codes)

@@ -50,7 +50,7 @@ class MemoryStore:
         self.lose -= lost
         return lost
 
-    async def write_behind(self, published):
+    async def write_behind(self, published, today):
         for code, version in published.items():
             if self.docs[code].version == version:
                 self.docs[code].outbox = []

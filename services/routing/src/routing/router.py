@@ -185,7 +185,7 @@ class Router:
         meanwhile, in bulk. Until then, a crash only means the next reader publishes them again; their events
         carry deterministic ids, so consumers recognise the copies."""
         snapshot = dict(self.published)
-        await self.store.write_behind(snapshot)
+        await self.store.write_behind(snapshot, today_vn(self.clock()))
         for code, version in snapshot.items():
             if self.published.get(code) == version:
                 del self.published[code]
