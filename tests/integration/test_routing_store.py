@@ -168,9 +168,10 @@ async def stored_due(store: WorkflowStore, day: date) -> set[str]:
     return {d["_id"] for d in await store.docs.find({"tick_on": {"$lte": day.isoformat()}}).to_list(None)}
 
 
-async def test_the_ticker_finds_what_is_due_in_the_buckets_and_drops_those_that_settled(infra):
+async def test_the_ticker_finds_what_is_due_in_the_buckets_and_drops_those_that_settled(infra, monkeypatch):
     """Two writers move dossiers' clocks day by day as the ticker would; a cold reader that never sweeps the heads
     finds, from the buckets alone, exactly the dossiers a scan of the heads finds due; settled buckets go."""
+    monkeypatch.setattr("routing.store.BUCKET_CODES", 7)  # a day's codes over several bucket documents
     procedures = ["HT-KS", "HT-KH", "LT-KS-TT-BHYT", "TP-LLTP"]
     async with routing_stores(infra, 3) as (a, b, reader):
         codes = [f"HACTHANH-251201-{i:04d}" for i in range(1, 41)]
