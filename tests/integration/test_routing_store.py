@@ -210,3 +210,11 @@ async def test_heads_in_no_bucket_are_swept_into_one(infra):
         assert set(await sweeper.due(day)) == set(codes) == await stored_due(sweeper, day)
         reader.swept_at = time.monotonic()  # no sweep of its own: the buckets the sweeper filled
         assert set(await reader.due(day)) == set(codes)
+
+
+async def test_the_tick_on_index_an_earlier_release_created_is_dropped(infra):
+    async with routing_stores(infra, 1) as (store,):
+        await store.drop_retired_indexes()  # a fresh database: nothing to drop
+        await store.docs.create_index("tick_on", name="tick_on")
+        await store.drop_retired_indexes()
+        assert "tick_on" not in await store.docs.index_information()

@@ -99,7 +99,7 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
 
     app = create_app("routing", broker, description="Decides the competent unit, drives interconnected chains and "
                      "owns the working-day clock.", readiness={"mongo": lambda: ping(client)},
-                     on_startup=[store.ensure_indexes, ticker.start, clearer.start], on_shutdown=[stop])
+                     on_startup=[store.drop_retired_indexes, ticker.start, clearer.start], on_shutdown=[stop])
     return Service("routing", app, broker, router)
 
 

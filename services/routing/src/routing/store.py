@@ -96,7 +96,7 @@ class WorkflowStore:
         self.superseded: set[tuple[str, int]] = set()  # (code, version) older than a version this process wrote
         self.swept_at: float | None = None
 
-    async def ensure_indexes(self) -> None:
+    async def drop_retired_indexes(self) -> None:
         """The `tick_on` index an earlier release created is dropped: the tick buckets replace it."""
         if "tick_on" in await self.docs.index_information():
             await self.docs.drop_index("tick_on")
