@@ -189,3 +189,58 @@ def test_a_three_node_cluster_sits_on_consecutive_ports_and_keeps_its_size(tmp_p
     assert len(Environment.from_settings(KafkaSettings(bootstrap_servers="127.0.0.1:29092"), name="c3").brokers) == 3
     with pytest.raises(RuntimeError, match="holds a 3-node Kafka cluster, not 1"):
         Environment.from_settings(KafkaSettings(bootstrap_servers="127.0.0.1:29092"), name="c3", brokers=1)
+
+
+def test_a_port_taken_between_the_check_and_the_bind_fails_fast_and_says_so(tmp_path, monkeypatch):
+    """Every test session and service here picks free ports in one range: another may bind one first. The server
+    does not always exit (a KRaft node keeps running unbound), so its log is read; a line an earlier launch left in
+    the (appended) log does not count."""
+    import time
+
+    import pytest
+
+    from lienthong_tools.infra.servers import LocalFerretDB, PortTaken
+
+    server = LocalFerretDB("ferretdb", "127.0.0.1", 20001, tmp_path)
+    server.log_file.write_text("an earlier launch: bind: address already in use\n")
+    server.log_start = server.log_file.stat().st_size
+    monkeypatch.setattr(LocalFerretDB, "pid", lambda self: 1)  # still running
+
+    async def healthy(self) -> bool:  # noqa: ANN001 - never answers
+        return False
+
+    monkeypatch.setattr(LocalFerretDB, "healthy", healthy)
+    monkeypatch.setattr("lienthong_tools.infra.servers.START_TIMEOUT_S", 1.0)
+    with pytest.raises(RuntimeError) as waited:  # the earlier line is not this launch's: it waits, then times out
+        server._wait_healthy()
+    assert not isinstance(waited.value, PortTaken)
+    with server.log_file.open("a") as log:
+        log.write("listen tcp 127.0.0.1:20001: bind: address already in use\n")
+    started = time.monotonic()
+    with pytest.raises(PortTaken):
+        server._wait_healthy()
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_kit_starts_its_servers_again_on_other_ports_when_one_was_taken(tmp_path, monkeypatch):
+    from lienthong_testkit import servers as kit
+    from lienthong_tools.infra.servers import PortTaken
+
+    tries = []
+
+    class FlakyEnvironment:
+        def __init__(self, kafka, mongo) -> None:  # noqa: ANN001
+            self.kafka, self.mongo = kafka, mongo
+            tries.append(self)
+
+        def up(self) -> None:
+            if len(tries) == 1:
+                raise PortTaken("kafka: a port was taken")
+
+        def down(self) -> None:
+            pass
+
+    monkeypatch.setattr(kit, "Environment", FlakyEnvironment)
+    env = kit._started(tmp_path)
+    assert env is tries[1] and env.kafka.state == tmp_path / "retry-1"  # a state of its own, fresh ports
+    assert (tries[0].kafka.port, tries[0].mongo.port) != (env.kafka.port, env.mongo.port)

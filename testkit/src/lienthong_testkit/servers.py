@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lienthong_tools.infra import ports
 from lienthong_tools.infra.environment import Environment
-from lienthong_tools.infra.servers import LocalFerretDB, LocalKafka
+from lienthong_tools.infra.servers import LocalFerretDB, LocalKafka, PortTaken
 from lienthong.messaging import ensure_topics
 from lienthong.settings import KafkaSettings, MongoSettings
 from lienthong.topics import all_topics
@@ -82,20 +82,36 @@ def start_servers(state: Path, *, database: str | None = None) -> Iterator[Serve
             yield _with_topics(Servers(plain, MongoSettings(uri=mongo.get_connection_url(), database=database),
                                        "testcontainers"))
         return
-    state.mkdir(parents=True, exist_ok=True)
-    env = Environment(kafka=LocalKafka("kafka", "127.0.0.1", free_ports(2), state),
-                      mongo=LocalFerretDB("ferretdb", "127.0.0.1", free_ports(1), state))
-    try:
-        env.up()
-    except Exception as exc:
-        env.down()
-        raise ServersUnavailable(f"could not start Kafka and FerretDB in {state}: {exc} "
-                                 f"(logs: {env.kafka.log_file}, {env.mongo.log_file})") from exc
+    env = _started(state)
     try:
         mongo = MongoSettings(uri=f"mongodb://{env.mongo.address}/", database=database)
         yield Servers(env.kafka.admin_settings(), mongo, "local", env)
     finally:
         env.down()
+
+
+def _started(state: Path, attempts: int = 3) -> Environment:
+    """Kafka and FerretDB on free ports. Another process of the machine may bind a chosen port before the server
+    does (every test session and service here picks ports in the same range): then again on other ports, each try
+    in a state directory of its own."""
+    attempt = 0
+    while True:
+        where = state / f"retry-{attempt}" if attempt else state
+        where.mkdir(parents=True, exist_ok=True)
+        env = Environment(kafka=LocalKafka("kafka", "127.0.0.1", free_ports(2), where),
+                          mongo=LocalFerretDB("ferretdb", "127.0.0.1", free_ports(1), where))
+        try:
+            env.up()
+            return env
+        except PortTaken as exc:
+            env.down()
+            attempt += 1
+            if attempt == attempts:
+                raise ServersUnavailable(f"could not start Kafka and FerretDB in {state}: {exc}") from exc
+        except Exception as exc:
+            env.down()
+            raise ServersUnavailable(f"could not start Kafka and FerretDB in {where}: {exc} "
+                                     f"(logs: {env.kafka.log_file}, {env.mongo.log_file})") from exc
 
 
 def _with_topics(servers: Servers) -> Servers:

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lienthong.identity import ADMIN, provision_plan, registry
@@ -47,12 +47,18 @@ def port_open(host: str, port: int) -> bool:
     return False
 
 
+class PortTaken(RuntimeError):
+    """Another program bound a port of ours between the check that it was free and the server's bind: the server
+    can start on other ports."""
+
+
 @dataclass
 class LocalServer:
     name: str
     host: str
     port: int
     state: Path
+    log_start: int = field(default=0, init=False, repr=False)  # where this launch's output begins in the log
 
     @property
     def pid_file(self) -> Path:
@@ -114,6 +120,7 @@ class LocalServer:
                                "stop it or change the port")
         if self.pid() is None:
             self.prepare()
+            self.log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
             with self.log_file.open("ab") as log:
                 proc = subprocess.Popen(
                     self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -148,6 +155,9 @@ class LocalServer:
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            if "address already in use" in self.since_launch().lower():  # a broken node may keep running
+                raise PortTaken(f"{self.name}: a port of {self.address} was taken before it could bind it; see "
+                                f"{self.log_file}")
             if self.pid() is None:
                 raise RuntimeError(f"{self.name} exited during start-up; last lines of {self.log_file}:\n{self.tail()}")
             if asyncio.run(self.healthy()):
@@ -180,6 +190,13 @@ class LocalServer:
         while _alive(pid):  # reaped, so the pid file no longer names a live process
             time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
+
+    def since_launch(self) -> str:
+        if not self.log_file.exists():
+            return ""
+        with self.log_file.open("rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
     def tail(self, lines: int = 20) -> str:
         if not self.log_file.exists():
