@@ -218,3 +218,21 @@ async def test_the_tick_on_index_an_earlier_release_created_is_dropped(infra):
         await store.docs.create_index("tick_on", name="tick_on")
         await store.drop_retired_indexes()
         assert "tick_on" not in await store.docs.index_information()
+
+
+async def test_an_idle_write_behind_round_asks_the_store_nothing(infra):
+    """The round runs every second whatever happens: with nothing pending it must not read the heads (an empty
+    `$in` made FerretDB read every head: 3.1-3.5 s a round over 100,000 heads, measured)."""
+    from lienthong.store import COMMAND_METRICS
+
+    def sent() -> float:
+        return sum(sample.value for metric in COMMAND_METRICS.commands.collect() for sample in metric.samples
+                   if sample.name.endswith("_total"))
+
+    async with routing_stores(infra, 1) as (store,):
+        code = "HACTHANH-251201-0001"
+        assert await store.save_many([Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0)]) == set()
+        await store.write_behind({}, TODAY)
+        before = sent()
+        await store.write_behind({}, TODAY)
+        assert sent() == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prometheus_client import Counter
@@ -95,3 +96,15 @@ async def bulk_update(collection: Any, ops: list[Any]) -> None:
     """`bulk_write(ops, ordered=False)` in commands of at most MAX_UPDATES_PER_COMMAND statements."""
     for start in range(0, len(ops), MAX_UPDATES_PER_COMMAND):
         await collection.bulk_write(ops[start : start + MAX_UPDATES_PER_COMMAND], ordered=False)
+
+
+READ_CHUNK = 1000  # ids per `$in` query (SQLite allows 32,766 bound values)
+
+
+async def find_by_ids(collection: Any, ids: list[str], projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The documents of `ids`, in concurrent `$in` queries of READ_CHUNK ids; none for no ids, without asking (FerretDB
+    reads the whole collection for `_id: {$in: []}`)."""
+    chunks = [ids[i:i + READ_CHUNK] for i in range(0, len(ids), READ_CHUNK)]
+    found = await asyncio.gather(*(collection.find({"_id": {"$in": chunk}}, projection=projection).to_list(None)
+                                   for chunk in chunks))
+    return [doc for docs in found for doc in docs]

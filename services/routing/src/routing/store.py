@@ -45,7 +45,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from lienthong.store import bulk_update
+from lienthong.store import bulk_update, find_by_ids
 from routing.workflow import Workflow, next_tick_day
 
 _WORKFLOW = TypeAdapter(Workflow)
@@ -106,9 +106,9 @@ class WorkflowStore:
 
     async def load_many(self, codes: Iterable[str]) -> dict[str, Record]:
         codes = list(codes)
-        if not codes:  # FerretDB scans the whole collection for `$in: []`
+        if not codes:
             return {}
-        heads = {doc["_id"]: doc for doc in await self.docs.find({"_id": {"$in": codes}}).to_list(None)}
+        heads = {doc["_id"]: doc for doc in await find_by_ids(self.docs, codes)}
         records = {code: _record(head) for code, head in heads.items() if "workflow" in head}  # an earlier release's
         newest: dict[str, dict[str, Any]] = {}
         probe = {code: heads[code]["version"] + (code in records) if code in heads else 1 for code in codes}
@@ -142,8 +142,7 @@ class WorkflowStore:
             await self._sweep(today)
         buckets = await self.ticks.find({"day": {"$lte": day}}).to_list(None)
         candidates = list(dict.fromkeys(code for bucket in buckets for code in bucket["codes"]))
-        tick_on = {doc["_id"]: doc["tick_on"] for doc in await self.docs.find(
-            {"_id": {"$in": candidates}}, projection={"tick_on": 1}).to_list(None)} if candidates else {}
+        tick_on = {doc["_id"]: doc["tick_on"] for doc in await find_by_ids(self.docs, candidates, {"tick_on": 1})}
         settled = (today - timedelta(days=SETTLED_AFTER_DAYS)).isoformat()
         dropped = [bucket["_id"] for bucket in buckets if bucket["day"] < settled
                    and all(tick_on.get(code, "") > day for code in bucket["codes"])]  # no head yet: not settled
@@ -221,9 +220,8 @@ class WorkflowStore:
         # Read back: a head missing (a new dossier's, or one whose first writer has not written it or died first) is
         # created, one another writer stored at an older version brought forward, and only versions behind a
         # stored head deleted.
-        codes = {*heads, *(code for code, _ in superseded)}
-        stored = {doc["_id"]: doc["version"] for doc in await self.docs.find(
-            {"_id": {"$in": list(codes)}}, projection={"version": 1}).to_list(None)}
+        codes = list({*heads, *(code for code, _ in superseded)})  # none on an idle round: nothing is asked
+        stored = {doc["_id"]: doc["version"] for doc in await find_by_ids(self.docs, codes, {"version": 1})}
         missing = [{"_id": code, **head.fields, "published": published.get(code, 0)}
                    for code, head in heads.items() if code not in stored]
         if missing:

@@ -15,7 +15,6 @@ day and the overdue list have indexes on MongoDB (`create_indexes`) and scan on 
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections import defaultdict
 from datetime import date
@@ -26,7 +25,7 @@ from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lienthong.store import BULK_CHUNK, create_query_indexes
+from lienthong.store import BULK_CHUNK, READ_CHUNK, create_query_indexes, find_by_ids
 from stats import rollups
 from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
@@ -34,7 +33,6 @@ ACTIVE = "active-v4"  # the pointer of this layout's collections: an older versi
 # v4: rows of grouped slots, packed, with the service index's facts; an older layout's collections are not read
 # (the v4 group replays the log into these).
 DEFAULT_COLLECTION = "stats_v4_dossiers"
-READ_CHUNK = 1000  # ids per `$in` query (SQLite allows 32,766 bound values)
 
 
 class ProjectionStore:
@@ -81,13 +79,13 @@ class ProjectionStore:
 
     # -- the projector's port ----------------------------------------------------------------------------------
     async def load_dossiers(self, codes: list[str]) -> dict[str, dict[str, Any]]:
-        return {doc["_id"]: _dossier_from(doc) for doc in await _find_ids(self._named(), codes)}
+        return {doc["_id"]: _dossier_from(doc) for doc in await find_by_ids(self._named(), codes)}
 
     async def load_rows(self, ids: list[str]) -> list[Row]:
-        return [_row_from(doc) for doc in await _find_ids(self._named("_rows"), ids)]
+        return [_row_from(doc) for doc in await find_by_ids(self._named("_rows"), ids)]
 
     async def flush_marks(self, partitions: list[int]) -> dict[int, int]:
-        docs = await _find_ids(self._named("_partitions"), [f"p{p}" for p in partitions])
+        docs = await find_by_ids(self._named("_partitions"), [f"p{p}" for p in partitions])
         return {d["partition"]: d["flushing"] for d in docs if "flushing" in d}
 
     async def mark_flushing(self, marks: dict[int, tuple[str | None, int]]) -> None:
@@ -140,7 +138,7 @@ class ProjectionStore:
             return []
         first, partitions = layout
         group = row_group(slot)
-        docs = await _find_ids(rows, [row_id(m, group, p) for m in _months(first, up_to[:7]) for p in partitions])
+        docs = await find_by_ids(rows, [row_id(m, group, p) for m in _months(first, up_to[:7]) for p in partitions])
         return [r for doc in docs for r in _days(doc["month"], slot, _slots(doc).get(slot, {})) if r["day"] <= up_to]
 
     async def ranking_rows(self, start: date, end: date) -> list[dict[str, Any]]:
@@ -151,12 +149,12 @@ class ProjectionStore:
             return []
         first, partitions = layout
         months = _months(first, end.isoformat()[:7])
-        found = await _find_ids(rows, [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
+        found = await find_by_ids(rows, [row_id(m, rollups.UNIT_MONTHS, p) for m in months for p in partitions])
         monthly: dict[str, dict[str, Any]] = defaultdict(dict)
         for doc in found:
             _add_into(monthly[doc["month"]], _nested(_slots(doc).get(rollups.UNIT_MONTHS, {})))
         cut = [m for m in rollups.cut_months(start, end) if m in monthly]
-        docs = await _find_ids(rows, [row_id(m, g, p) for m in cut for g in unit_groups() for p in partitions])
+        docs = await find_by_ids(rows, [row_id(m, g, p) for m in cut for g in unit_groups() for p in partitions])
         days = [r for doc in docs for unit, cells in _slots(doc).items() if unit in monthly[doc["month"]]
                 for r in _days(doc["month"], unit, cells)]
         return rollups.ranking_rows(monthly, days, start, end)
@@ -184,12 +182,6 @@ class ProjectionStore:
     async def tracking(self, code: str) -> dict[str, Any] | None:
         doc = await (await self.collection()).find_one({"_id": code})
         return None if doc is None else _dossier_from(doc)
-
-
-async def _find_ids(collection: AsyncCollection, ids: list[str]) -> list[dict[str, Any]]:
-    chunks = [ids[i:i + READ_CHUNK] for i in range(0, len(ids), READ_CHUNK)]
-    found = await asyncio.gather(*(collection.find({"_id": {"$in": chunk}}).to_list(None) for chunk in chunks))
-    return [doc for docs in found for doc in docs]
 
 
 async def _write(collection: AsyncCollection, inserts: list[dict[str, Any]], replaces: list[ReplaceOne]) -> None:
