@@ -38,7 +38,7 @@ RETRY_S = 1.0
 class Window(ConsumerRebalanceListener):
     def __init__(self, projector: Projector, park: Callable[[ConsumerRecord, str], Awaitable[None]], *,
                  max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float,
-                 poll_s: float = 0.2) -> None:
+                 poll_s: float) -> None:
         self.projector, self.park = projector, park
         self.max_events, self.fresh_s, self.bulk_events = max_events, fresh_s, bulk_events
         self.idle_s, self.max_wait_s, self.poll_s = idle_s, max_wait_s, poll_s
