@@ -60,6 +60,7 @@ class Window(ConsumerRebalanceListener):
             for record in records:
                 self.ends[TopicPartition(record.topic, record.partition)] = record.offset + 1
             self.added_at = time.monotonic()
+            log.debug("window_added", events=len(items), window=len(self.items))
             if self.opened_at is None and records:
                 self.opened_at = self.added_at
             if len(self.items) >= self.max_events:
