@@ -5,7 +5,10 @@ unit test: FastStream's in-memory TestKafkaBroker, never in place of the integra
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
+from types import SimpleNamespace
 
 import orjson
 from faststream.kafka import TestKafkaBroker
@@ -16,7 +19,7 @@ from lienthong.calendar import VN_TZ
 from lienthong.contracts import to_json
 from lienthong.contracts.dossier import OutcomeRejected
 from lienthong.contracts.envelope import new_event
-from lienthong.messaging import DLQ_REASON, make_broker
+from lienthong.messaging import DLQ_REASON, OFF_LOOP_RECORDS, decode_batch, make_broker
 from lienthong.topics import DOSSIER_LIFECYCLE
 from stats.handlers import build_router
 from stats.memory import MemoryStore
@@ -84,3 +87,30 @@ async def test_a_refused_submission_keeps_no_value_on_the_dlq():
     [(headers, body)] = parked
     assert body == b"" and headers["dlq-value"] == "withheld"
     assert "038099001122" not in headers[DLQ_REASON] and "Trang" not in headers[DLQ_REASON]
+
+
+async def test_a_large_fetch_is_validated_without_holding_the_event_loop():
+    """Stats takes up to 100,000 records a fetch: validating them takes about a second here, and the consumer's
+    heartbeats and /healthz run on the same loop meanwhile."""
+    body = to_json(events(CODE)[0])
+    records = 40_000
+    assert records >= OFF_LOOP_RECORDS
+    message = SimpleNamespace(raw_message=[SimpleNamespace(topic=DOSSIER_LIFECYCLE.name, value=body)] * records)
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    beating = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    values = await decode_batch(message)
+    took = time.monotonic() - started
+    await asyncio.sleep(0.02)  # the heartbeat notes its last gap
+    beating.cancel()
+    assert len(values) == len(message.decoded_records) == records and not message.undecodable
+    assert max(gaps) < took / 2, (max(gaps), took)  # held throughout, the loop would show one gap of `took`

@@ -123,19 +123,33 @@ def _adapter(topic: str) -> TypeAdapter[Any]:
     return adapter_for(topic_named(topic))
 
 
+# A fetch this large is validated in a worker thread: stats takes up to 100,000 records at once, ~1 s of
+# validation that would hold the event loop, where the consumer's heartbeats and /healthz run.
+OFF_LOOP_RECORDS = 1000
+
+
 async def decode_batch(msg: Any) -> list[Any]:
     """Decoder of every subscriber (FastStream's own would JSON-decode every body for a list nobody reads): the
     valid records' payloads, typed; their records and the others (with why) stay on the message."""
+    records = msg.raw_message
+    if len(records) < OFF_LOOP_RECORDS:
+        values, msg.decoded_records, msg.undecodable = _validated(records)
+    else:
+        values, msg.decoded_records, msg.undecodable = await asyncio.to_thread(_validated, records)
+    return values
+
+
+def _validated(batch: Iterable[ConsumerRecord]
+               ) -> tuple[list[Any], list[ConsumerRecord], list[tuple[ConsumerRecord, str]]]:
     values, records, undecodable = [], [], []
-    for record in msg.raw_message:
+    for record in batch:
         try:
             values.append(_adapter(record.topic).validate_json(record.value or b""))
         except ValidationError as exc:
             undecodable.append((record, summarize(exc)))
             continue
         records.append(record)
-    msg.decoded_records, msg.undecodable = records, undecodable
-    return values
+    return values, records, undecodable
 
 
 def records_of(message: Any) -> list[ConsumerRecord]:
