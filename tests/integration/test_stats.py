@@ -361,7 +361,7 @@ async def test_consumer_stopped_mid_batch_and_restarted_loses_and_doubles_nothin
 
 
 async def test_a_previous_layouts_pointer_is_not_followed(infra):
-    """A deployment that rebuilt under v2 or v3 left `stats_meta` pointing at its collection: the current layout
+    """A deployment that rebuilt under v2, v3 or v4 left `stats_meta` pointing at its collection: the current layout
     must neither write its rows there nor read them as its own."""
     from lienthong.store import database, make_client
     from stats.store import DEFAULT_COLLECTION, ProjectionStore
@@ -372,6 +372,7 @@ async def test_a_previous_layouts_pointer_is_not_followed(infra):
         db = database(client, settings)
         await db["stats_meta"].insert_one({"_id": "active", "collection": "stats_v2_dossiers_20261124"})
         await db["stats_meta"].insert_one({"_id": "active-v3", "collection": "stats_v3_dossiers_20261206"})
+        await db["stats_meta"].insert_one({"_id": "active-v4", "collection": "stats_v4_dossiers_20261207"})
         store = ProjectionStore(db)
         assert await store.prepare() == DEFAULT_COLLECTION
         await store.switch_to(f"{DEFAULT_COLLECTION}_rebuilt")

@@ -200,3 +200,28 @@ def test_the_dossiers_behind_each_component_are_the_ones_its_rate_counts(seed, l
         for measure, rate in index.MEASURES.items():
             behind = index.dossiers_behind(docs, measure, basis, in_scope, start, end)
             assert (sum(meets for _, meets in behind), len(behind)) == rate(summary, facts), (slot, measure)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_now(seed):
+    """What the overdue list reads: folded event by event, the `~open` cells are exactly the dossiers not closed,
+    each once, on its due date (moved by pauses and extensions), with the unit and step holding it."""
+    rng = random.Random(seed)
+    cells: Counter = Counter()
+    docs = []
+    for n in range(60):
+        doc = None
+        for event in dossier_events(rng, n):
+            after = apply(doc, event)
+            for (day, slot, field), k in rollups.delta(doc, after).items():
+                if slot == rollups.OPEN:
+                    cells[(day, field)] += k
+            doc = after
+        docs.append(doc)
+    listed = [rollups.open_dossier(day, entry) for (day, entry), k in cells.items() if k]
+    assert all(k in (0, 1) for k in cells.values())
+    assert sorted(listed, key=lambda d: d["code"]) == [
+        {"code": d["_id"], "unit": d.get("current_unit") or d["receiving_unit"], "procedure": d["procedure"],
+         "step": d.get("step"), "due_date": d["due_date"]} for d in sorted(docs, key=lambda d: d["_id"])
+        if d["closed_day"] is None]

@@ -104,7 +104,7 @@ async def rebuild(kafka: KafkaSettings | None = None, mongo: MongoSettings | Non
     db = database(client, mongo)
     live = ProjectionStore(db)
     # Unique even for two rebuilds in one second: a reused name would bulk-load into the other's documents.
-    target = f"stats_v4_dossiers_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
+    target = f"stats_v5_dossiers_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
     fresh = ProjectionStore(db, collection=target)
     consumer = _consumer(kafka)
     await consumer.start()

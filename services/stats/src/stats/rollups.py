@@ -12,7 +12,9 @@ A cell is (day, slot, field). Slots:
 - `*` (the province) and `@commune` / `@province` (totals by level), so that totals are read from one row per
   month instead of summed over every unit; `#<procedure>` (the province's `recv` counters per channel);
 - `~units`: every unit's `any` and `step` counters summed per month (fields `<unit>.<basis>.<counter>`), so a
-  ranking of all units reads one row per month plus the day rows of the months a period cuts.
+  ranking of all units reads one row per month plus the day rows of the months a period cuts;
+- `~open`: each dossier not closed, once, on its due date, its field naming it (`open_entry`): the overdue list
+  reads these few rows instead of searching every dossier (which FerretDB does by reading them all).
 The service index's facts (`stats.index`) are flows of the dossier bases too (`recv`, `any`): digitised and fee
 due or exempt on the day received, paid online or at the counter on the day paid, an electronic result on the day
 resolved, the latest rating on the day it was given (a changed rating moves from one counter to another).
@@ -41,6 +43,7 @@ FACT_FIELDS = ("digitised", "fee", "paid", "paid_day", "result_electronic", "rat
 TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over units
 PROVINCE = "*"
 UNIT_MONTHS = "~units"  # a month-only slot: the store keeps no day dimension for it
+OPEN = "~open"  # the dossiers not closed, by due date
 RANKED_BASES: tuple[Basis, ...] = ("any", "step")  # the bases a unit is ranked on
 Cell = tuple[str, str, str]  # day, slot, field ("recv.received_online"; in a `#<procedure>` slot "online.rejected")
 
@@ -142,7 +145,23 @@ def contributions(doc: dict[str, Any] | None) -> dict[Cell, int]:
                     out[cell] = get(cell, 0) + 1
                     cell = (day, by_procedure, f"{channel}.{counter}")
                     out[cell] = get(cell, 0) + 1
+    if doc["closed_day"] is None:
+        out[(doc["due_date"], OPEN, open_entry(doc))] = 1
     return out
+
+
+def open_entry(doc: dict[str, Any]) -> str:
+    """An open dossier as the overdue list shows it: `<code>|<unit holding it>|<procedure>|<step>` (the receiving
+    unit until it is assigned; no step then). A move to another unit or step is a -1 here and a +1 there."""
+    unit = doc.get("current_unit") or doc["receiving_unit"]
+    step = doc.get("step")
+    return f"{doc['_id']}|{unit}|{doc['procedure']}|{'' if step is None else step}"
+
+
+def open_dossier(due_date: str, entry: str) -> dict[str, Any]:
+    code, unit, procedure, step = entry.split("|")
+    return {"code": code, "unit": unit, "procedure": procedure, "step": int(step) if step else None,
+            "due_date": due_date}
 
 
 def delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[Cell, int]:

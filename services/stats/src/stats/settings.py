@@ -10,8 +10,8 @@ class StatsSettings(CatalogueReaderSettings):
     model_config = SettingsConfigDict(env_prefix="STATS_", extra="ignore")
 
     http_port: int = Field(8084, ge=1, le=65535)
-    group_id: str = Field("stats-v4", description="Kafka consumer group (v4: the service index's facts too; a new "
-                          "group replays the log into the v4 collections)")
+    group_id: str = Field("stats-v5", description="Kafka consumer group (v5: the open dossiers too; a new group "
+                          "replays the log into the v5 collections)")
     window_fresh_s: float = Field(0.25, gt=0, description="A window of fetched events still small at this age (the "
                                   "steady stream) is projected then: figures stay fresh")
     window_bulk_events: int = Field(2_000, ge=1, description="A window this large by then is a burst: it waits for "

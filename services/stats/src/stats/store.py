@@ -9,8 +9,9 @@ no renameCollection with dropTarget):
 - `<c>_partitions`: one document per partition with the first month it has rows for.
 
 Every lookup by the projector is by `_id` (FerretDB indexes nothing else; our FerretDB build answers
-`_id: {$in: [...]}` through that index too), so a batch of dossiers or rows is one query. The readers' listings by
-day and the overdue list have indexes on MongoDB (`create_indexes`) and scan on FerretDB.
+`_id: {$in: [...]}` through that index too), so a batch of dossiers or rows is one query. The overdue list reads
+rows too (the `~open` slot); the readers' listings by day have indexes on MongoDB (`create_indexes`) and scan on
+FerretDB.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from lienthong.store import BULK_CHUNK, READ_CHUNK, create_query_indexes, find_b
 from stats import rollups
 from stats.projector import DossierWrite, ProjectionConflict, Row, row_group, row_id, unit_groups
 
-ACTIVE = "active-v4"  # the pointer of this layout's collections: an older version's pointer names older ones
-# v4: rows of grouped slots, packed, with the service index's facts; an older layout's collections are not read
-# (the v4 group replays the log into these).
-DEFAULT_COLLECTION = "stats_v4_dossiers"
+ACTIVE = "active-v5"  # the pointer of this layout's collections: an older version's pointer names older ones
+# v5: rows of grouped slots, packed, with the service index's facts and the open dossiers (`~open`); an older
+# layout's collections are not read (the v5 group replays the log into these).
+DEFAULT_COLLECTION = "stats_v5_dossiers"
 
 
 class ProjectionStore:
@@ -59,12 +60,11 @@ class ProjectionStore:
         return self.db[self._active + suffix]
 
     async def create_indexes(self) -> bool:
-        """The readers' indexes on the active dossier collection (the listings by day and the overdue list), where
-        the server uses them (`create_query_indexes`: MongoDB, not FerretDB)."""
+        """The readers' indexes on the active dossier collection (the listings by day), where the server uses them
+        (`create_query_indexes`: MongoDB, not FerretDB)."""
         return await create_query_indexes(await self.collection(), [
             IndexModel([("received_day", ASCENDING)], name="received_day"),
             IndexModel([("closed_day", ASCENDING)], name="closed_day"),
-            IndexModel([("closed_day", ASCENDING), ("due_date", ASCENDING)], name="open_by_due_date"),
         ])
 
     async def switch_to(self, name: str) -> str:
@@ -160,13 +160,19 @@ class ProjectionStore:
         return rollups.ranking_rows(monthly, days, start, end)
 
     async def overdue(self, today: str, unit: str | None, limit: int) -> list[dict[str, Any]]:
-        """Open dossiers due before `today`, earliest due first. A scan on FerretDB (it indexes only `_id`)."""
-        match: dict[str, Any] = {"closed_day": None, "due_date": {"$lt": today}}
-        if unit is not None:
-            match["current_unit"] = unit
-        fields = {"procedure": 1, "current_unit": 1, "receiving_unit": 1, "step": 1, "due_date": 1}
-        cursor = (await self.collection()).find(match, projection=fields).sort("due_date", 1).limit(limit)
-        return await cursor.to_list(None)
+        """Open dossiers due before `today` (held by `unit`, if given), earliest due first: from the `~open` rows of
+        the months up to today's (a row per month and partition, holding only the dossiers still open), not from
+        the dossiers (FerretDB would read every one of them)."""
+        rows, layout = await self._readable()
+        if layout is None:
+            return []
+        first, partitions = layout
+        group = row_group(rollups.OPEN)
+        docs = await find_by_ids(rows, [row_id(m, group, p) for m in _months(first, today[:7]) for p in partitions])
+        listed = [rollups.open_dossier(f"{doc['month']}-{path[1:3]}", path[4:])
+                  for doc in docs for path, n in _slots(doc).get(rollups.OPEN, {}).items() if n > 0]
+        overdue = [d for d in listed if d["due_date"] < today and unit in (None, d["unit"])]
+        return sorted(overdue, key=lambda d: (d["due_date"], d["code"]))[:limit]
 
     async def dossiers_between(self, day_field: str, lo: str, hi: str, units: list[str] | None) -> list[dict[str, Any]]:
         """Dossiers whose `day_field` is in [lo, hi] (for `closed_day`, or the day received: an item closes no earlier
