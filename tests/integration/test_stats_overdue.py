@@ -9,13 +9,20 @@ import uuid
 import zlib
 from datetime import date, timedelta
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from lienthong.auth import Verifier
+from lienthong.calendar import today_vn, working_days_between
 from lienthong.store import database, make_client
 from lienthong.topics import DOSSIER_LIFECYCLE
+from stats.dashboard.routes import build_router
+from stats.dashboard.topics import TopicMonitor
 from stats.projector import Positioned, Projector
 from stats.store import ProjectionStore
 from tests.integration.test_stats import PERIOD, generate
+from tests.tokens import EVERYTHING, ISSUER
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +75,21 @@ async def test_the_overdue_list_read_from_rows_equals_a_search_of_the_dossiers(i
         everything = await store.overdue("2030-01-01", None, 1000)
         assert {d["code"] for d in everything} == {t.code for t in truths if t.outcome == "open"}
         assert await store.overdue("2030-01-01", None, 5) == everything[:5]
+
+        # The dashboard's endpoint over the same store (its "today" is the real one: every open dossier of 2019)
+        app = FastAPI()
+        app.state.verifier = Verifier(ISSUER.settings())
+        app.include_router(build_router(store, TopicMonitor(infra.kafka)))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://stats",
+                                     headers=EVERYTHING) as http:
+            for unit in (None, units[1]):
+                answer = await http.get("/v1/stats/overdue", params={"limit": 500, **({"unit": unit} if unit else {})})
+                assert answer.status_code == 200, answer.text
+                today, listed = today_vn(), answer.json()
+                assert [{k: v for k, v in d.items() if k != "procedure_name"} for d in listed] == [
+                    {**d, "working_days_late": working_days_between(date.fromisoformat(d["due_date"]), today)}
+                    for d in (await searched(store, today.isoformat(), unit))[:500]]
+                assert listed and all(d["procedure_name"] for d in listed)
     finally:
         await client.drop_database(mongo.database)
         await client.close()

@@ -57,10 +57,7 @@ def build_router(store: ProjectionStore, monitor: TopicMonitor, live: LiveCatalo
     ) -> list[dict]:
         today = today_vn()
         docs = await store.overdue(today.isoformat(), unit, limit)
-        return [{"code": d["_id"], "procedure": d["procedure"],
-                 "procedure_name": procedure_name(live, d["procedure"]), "unit": d.get("current_unit") or d["receiving_unit"],
-                 "step": d.get("step"), "due_date": d["due_date"],
-                 "working_days_late": working_days_between(date.fromisoformat(d["due_date"]), today)}
-                for d in docs]
+        return [{**d, "procedure_name": procedure_name(live, d["procedure"]),
+                 "working_days_late": working_days_between(date.fromisoformat(d["due_date"]), today)} for d in docs]
 
     return router
