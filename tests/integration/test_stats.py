@@ -280,6 +280,12 @@ async def test_figures_match_ground_truth_and_survive_redelivery(infra):
                 assert {d["code"] for d in body["dossiers"]} == {t.code for t in denominator}, key
                 assert {d["code"] for d in body["dossiers"] if d["counted"]} == {t.code for t in numerator}, key
                 assert (body["numerator"], body["denominator"]) == (len(numerator), len(denominator))
+                short = (await http.get("/v1/stats/index/dossiers",  # the default, read from the `~short` rows
+                                        params={**params, **scope, "component": key, "limit": 1000})).json()
+                assert {d["code"] for d in short["dossiers"]} == {t.code for t in denominator} - {
+                    t.code for t in numerator}, key
+                assert (short["numerator"], short["denominator"], short["count"]) == (
+                    len(numerator), len(denominator), len(denominator) - len(numerator)), key
         short = (await http.get("/v1/stats/index/dossiers", params={**params, "component": "on_time"})).json()
         late = {t.code for t in members(truths, *PERIOD)["on_time"][1] if not t.on_time}
         assert late and {d["code"] for d in short["dossiers"]} == late  # the default: the ones short of it

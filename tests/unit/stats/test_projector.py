@@ -141,7 +141,10 @@ def test_the_projection_equals_a_single_clean_pass():
     failures = consume(log, flaky, random.Random(2), restart_rate=0.5)
     assert failures >= 3
     assert flaky.dossiers == clean.dossiers
-    assert {i: r.cells for i, r in flaky.rows.items()} == {i: r.cells for i, r in clean.rows.items()}
+    # A row whose cells all came back to zero (its open dossiers since closed, a rating since changed) holds nothing;
+    # it exists only where an earlier batch had stored it non-empty.
+    assert {i: r.cells for i, r in flaky.rows.items() if r.cells} == {i: r.cells for i, r in clean.rows.items()
+                                                                       if r.cells}
 
 
 def test_an_event_that_cannot_be_folded_is_returned_and_the_rest_are_projected():

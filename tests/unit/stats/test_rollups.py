@@ -225,3 +225,35 @@ def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_
         {"code": d["_id"], "unit": d.get("current_unit") or d["receiving_unit"], "procedure": d["procedure"],
          "step": d.get("step"), "due_date": d["due_date"]} for d in sorted(docs, key=lambda d: d["_id"])
         if d["closed_day"] is None]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), lo=st.integers(0, 40), length=st.integers(0, 60))
+def test_the_short_slots_hold_the_dossiers_each_component_counts_and_they_fall_short_of(seed, lo, length):
+    """What the listing behind a component reads by default: folded event by event, the `~short<DD>` cells of a
+    period are the dossiers the component's denominator counts and its numerator does not, for every scope."""
+    rng = random.Random(seed)
+    cells: Counter = Counter()
+    docs = []
+    for n in range(60):
+        doc = None
+        for event in dossier_events(rng, n):
+            after = apply(doc, event)
+            for (day, slot, field), k in rollups.delta(doc, after).items():
+                if slot.startswith(rollups.SHORT):
+                    assert slot == rollups.short_slot(day)
+                    cells[(day, field)] += k
+            doc = after
+        docs.append(doc)
+    start = START + timedelta(days=lo)
+    end = start + timedelta(days=length)
+    held = [(day, *field.split("|")) for (day, field), k in cells.items() if k]
+    assert all(k in (0, 1) for k in cells.values())
+    for measure in rollups.PER_DOSSIER:
+        for unit in (None, *UNITS):
+            behind = index.dossiers_behind(docs, measure, "recv" if unit is None else "any",
+                                           (lambda u: True) if unit is None else {unit}.__contains__, start, end)
+            assert sorted(code for day, m, code, receiving, competent in held
+                          if m == measure and start.isoformat() <= day <= end.isoformat()
+                          and unit in (None, receiving, competent)) == sorted(
+                doc["_id"] for doc, meets in behind if not meets), (measure, unit)

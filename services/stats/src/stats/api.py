@@ -145,16 +145,28 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
             keys = [c.key for g in table.groups for c in g.components]
             raise HTTPException(422, detail=[{"field": "component", "type": "unknown_component",
                                               "message": f"one of: {', '.join(keys)}"}])
-        scope = _units_in_scope(unit, level)
+        scope, basis = _units_in_scope(unit, level), _basis("dossiers", unit)
+        answer = {"component": chosen.key, "name": chosen.name, "from": start.isoformat(), "to": end.isoformat(),
+                  "unit": unit, "level": level, "which": which}
+        if which == "short":  # the usual question, answered from the rows: the `~short` cells and the index's counts
+            in_scope = (lambda units: True) if scope is None else (lambda units: not set(units).isdisjoint(scope))
+            short = sorted((day, code) for day, code, receiving, competent in await store.shortfalls(
+                chosen.measure, start.isoformat(), end.isoformat())
+                if in_scope([receiving] if basis == "recv" else [receiving, competent]))
+            docs = {d["_id"]: d for d in await store.dossiers([code for _, code in short[:limit]])}
+            counted = next(c for g in index_over(await rows_of(start, end, unit, level), basis, start, end)["groups"]
+                           for c in g["components"] if c["key"] == chosen.key)
+            return {**answer, "numerator": counted["numerator"], "denominator": counted["denominator"],
+                    "count": len(short), "truncated": len(short) > limit,
+                    "dossiers": [_dossier_row(docs[code], False, live) for _, code in short[:limit]]}
         docs = await store.dossiers_between(PER_DOSSIER[chosen.measure][0], start.isoformat(), end.isoformat(),
                                             scope)
-        behind = dossiers_behind(docs, chosen.measure, _basis("dossiers", unit),
+        behind = dossiers_behind(docs, chosen.measure, basis,
                                  (lambda u: True) if scope is None else set(scope).__contains__, start, end)
         listed = [(doc, meets) for doc, meets in behind if which == "all" or meets == (which == "counted")]
         listed.sort(key=lambda pair: (pair[0].get(PER_DOSSIER[chosen.measure][0]) or "", pair[0]["_id"]))
-        return {"component": chosen.key, "name": chosen.name, "from": start.isoformat(), "to": end.isoformat(),
-                "unit": unit, "level": level, "which": which, "numerator": sum(meets for _, meets in behind),
-                "denominator": len(behind), "count": len(listed), "truncated": len(listed) > limit,
+        return {**answer, "numerator": sum(meets for _, meets in behind), "denominator": len(behind),
+                "count": len(listed), "truncated": len(listed) > limit,
                 "dossiers": [_dossier_row(doc, meets, live) for doc, meets in listed[:limit]]}
 
     @router.get("/stats/summary", dependencies=[require(STATS_READ)], summary="Figures for a period, as the province reports them")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stats.projection import Summary
-from stats.rollups import Basis, work_items
+from stats.rollups import PER_DOSSIER, Basis, work_items
 
 # measure -> (numerator, denominator) from a period's figures and facts
 MEASURES = {
@@ -35,29 +35,6 @@ MEASURES = {
 }
 
 
-Item = dict[str, Any]  # a dossier as `rollups.work_items` gives it
-SATISFIED = ("very_satisfied", "satisfied")
-
-
-def _always(item: Item) -> bool:
-    return True
-
-
-def _resolved(item: Item) -> bool:
-    return item["status"] == "resolved"
-
-
-# measure -> (the dossier's day that puts it in a period, whether it counts in the denominator, whether it meets
-# the numerator): MEASURES dossier by dossier, to show the dossiers behind a component (tested against MEASURES).
-PER_DOSSIER: dict[str, tuple[str, Callable[[Item], bool], Callable[[Item], bool]]] = {
-    "public_progress": ("received_day", _always, _always),
-    "on_time": ("closed_day", _resolved, lambda i: bool(i["on_time"])),
-    "online_filing": ("received_day", _always, lambda i: i["channel"] == "online"),
-    "online_payment": ("paid_day", lambda i: bool(i["paid"]), lambda i: i["paid"] == "online"),
-    "satisfied": ("rated_day", lambda i: bool(i["rating"]), lambda i: i["rating"] in SATISFIED),
-    "digitised": ("received_day", _always, lambda i: bool(i["digitised"])),
-    "electronic_result": ("closed_day", _resolved, lambda i: bool(i["result_electronic"])),
-}
 
 
 class _Scored(BaseModel):

@@ -206,10 +206,10 @@ def row_id(month: str, group: str, partition: int) -> str:
 def row_group(slot: str) -> str:
     """The row a slot's cells share with other slots. The store's cost is per document far more than per byte
     (FerretDB: ~1,500 small replaces/s), and a month has ~340 slots per partition: grouped, a flush writes 14
-    documents per month and partition. Readers of one slot read its group (the ranking's `~units` and the overdue
-    list's `~open` are alone; a unit's procedure x channel breakdown, which figures never read, stays out of the
-    units' groups)."""
-    if slot in (rollups.UNIT_MONTHS, rollups.OPEN):
+    documents per month and partition. Readers of one slot read its group (the ranking's `~units`, the overdue
+    list's `~open` and each day's `~short<DD>` are alone; a unit's procedure x channel breakdown, which figures
+    never read, stays out of the units' groups)."""
+    if slot in (rollups.UNIT_MONTHS, rollups.OPEN) or slot.startswith(rollups.SHORT):
         return slot
     if not rollups.is_unit_slot(slot) and not slot.endswith("#"):
         return "totals"  # the province, the levels, the procedures

@@ -14,7 +14,9 @@ A cell is (day, slot, field). Slots:
 - `~units`: every unit's `any` and `step` counters summed per month (fields `<unit>.<basis>.<counter>`), so a
   ranking of all units reads one row per month plus the day rows of the months a period cuts;
 - `~open`: each dossier not closed, once, on its due date, its field naming it (`open_entry`): the overdue list
-  reads these few rows instead of searching every dossier (which FerretDB does by reading them all).
+  reads these few rows instead of searching every dossier (which FerretDB does by reading them all);
+- `~short<DD>`: the day's dossiers that an index component counts and they fall short of (a late resolution, a
+  filing not online, ...), one field per dossier and component: what the dashboard lists behind a component.
 The service index's facts (`stats.index`) are flows of the dossier bases too (`recv`, `any`): digitised and fee
 due or exempt on the day received, paid online or at the counter on the day paid, an electronic result on the day
 resolved, the latest rating on the day it was given (a changed rating moves from one counter to another).
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, timedelta
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from lienthong.catalogue import catalogue
 from stats.projection import FACTS, Summary
@@ -44,6 +46,7 @@ TOTAL_BASES: tuple[Basis, ...] = ("recv", "step")  # the bases that sum over uni
 PROVINCE = "*"
 UNIT_MONTHS = "~units"  # a month-only slot: the store keeps no day dimension for it
 OPEN = "~open"  # the dossiers not closed, by due date
+SHORT = "~short"  # per day: the dossiers an index component counts and they fall short of (`shortfalls`)
 RANKED_BASES: tuple[Basis, ...] = ("any", "step")  # the bases a unit is ranked on
 Cell = tuple[str, str, str]  # day, slot, field ("recv.received_online"; in a `#<procedure>` slot "online.rejected")
 
@@ -110,6 +113,44 @@ def fact_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
     return flows
 
 
+Item = dict[str, Any]  # a dossier as `rollups.work_items` gives it
+SATISFIED = ("very_satisfied", "satisfied")
+
+
+def _always(item: Item) -> bool:
+    return True
+
+
+def _resolved(item: Item) -> bool:
+    return item["status"] == "resolved"
+
+
+# measure -> (the dossier's day that puts it in a period, whether it counts in the denominator, whether it meets
+# the numerator): `index.MEASURES` dossier by dossier, to show the dossiers behind a component (tested against them).
+PER_DOSSIER: dict[str, tuple[str, Callable[[Item], bool], Callable[[Item], bool]]] = {
+    "public_progress": ("received_day", _always, _always),
+    "on_time": ("closed_day", _resolved, lambda i: bool(i["on_time"])),
+    "online_filing": ("received_day", _always, lambda i: i["channel"] == "online"),
+    "online_payment": ("paid_day", lambda i: bool(i["paid"]), lambda i: i["paid"] == "online"),
+    "satisfied": ("rated_day", lambda i: bool(i["rating"]), lambda i: i["rating"] in SATISFIED),
+    "digitised": ("received_day", _always, lambda i: bool(i["digitised"])),
+    "electronic_result": ("closed_day", _resolved, lambda i: bool(i["result_electronic"])),
+}
+
+
+def shortfalls(item: Item) -> list[tuple[str, str]]:
+    """(day, measure) of each index component whose denominator counts the dossier (its `recv` work item) and whose
+    numerator does not, on the day that puts it in a period (`PER_DOSSIER`)."""
+    return [(day, measure) for measure, (day_field, counts, meets) in PER_DOSSIER.items()
+            if (day := item.get(day_field)) is not None and counts(item) and not meets(item)]
+
+
+def short_slot(day: str) -> str:
+    """The slot of a day's shortfalls: one per day of the month, so a row holds one day's (`projector.row_group`),
+    and a day's filings rewrite that day's rows only."""
+    return f"{SHORT}{day[8:]}"
+
+
 def contributions(doc: dict[str, Any] | None) -> dict[Cell, int]:
     """Everything one dossier adds to the cells. The fold's inner loop (~40 cells a dossier), hence plain dicts
     and the slots named once per work item rather than a Counter and formatting per flow."""
@@ -127,7 +168,7 @@ def contributions(doc: dict[str, Any] | None) -> dict[Cell, int]:
                 known = units.get(unit)
                 level = level_slot(known.level if known else "unknown")
             if recv:
-                breakdown = breakdown_slot(unit)
+                breakdown, dossier = breakdown_slot(unit), item
             for day, counter in item_flows(item):
                 field = f"{basis}.{counter}"
                 cell = (day, unit, field)
@@ -147,6 +188,8 @@ def contributions(doc: dict[str, Any] | None) -> dict[Cell, int]:
                     out[cell] = get(cell, 0) + 1
     if doc["closed_day"] is None:
         out[(doc["due_date"], OPEN, open_entry(doc))] = 1
+    for day, measure in shortfalls(dossier):
+        out[(day, short_slot(day), f"{measure}|{doc['_id']}|{doc['receiving_unit']}|{doc['competent_unit']}")] = 1
     return out
 
 

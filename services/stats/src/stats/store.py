@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -173,6 +173,30 @@ class ProjectionStore:
                   for doc in docs for path, n in _slots(doc).get(rollups.OPEN, {}).items() if n > 0]
         overdue = [d for d in listed if d["due_date"] < today and unit in (None, d["unit"])]
         return sorted(overdue, key=lambda d: (d["due_date"], d["code"]))[:limit]
+
+    async def shortfalls(self, measure: str, lo: str, hi: str) -> list[tuple[str, str, str, str]]:
+        """(day, code, receiving unit, competent unit) of the dossiers short of an index measure on the days [lo, hi],
+        from the `~short<DD>` rows (a row per day and partition), not from the dossiers."""
+        rows, layout = await self._readable()
+        if layout is None:
+            return []
+        first, partitions = layout
+        start, end = max(date.fromisoformat(lo), date.fromisoformat(f"{first}-01")), date.fromisoformat(hi)
+        days = [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+        docs = await find_by_ids(rows, [row_id(day[:7], row_group(rollups.short_slot(day)), p)
+                                        for day in days for p in partitions])
+        out = []
+        for doc in docs:
+            for cells in _slots(doc).values():
+                for path, n in cells.items():
+                    entry = path[4:].split("|")
+                    if n > 0 and entry[0] == measure:
+                        out.append((f"{doc['month']}-{path[1:3]}", *entry[1:]))
+        return out
+
+    async def dossiers(self, codes: list[str]) -> list[dict[str, Any]]:
+        """Dossier documents by code, without their packed lists."""
+        return await find_by_ids(await self.collection(), codes, {"packed": 0})
 
     async def dossiers_between(self, day_field: str, lo: str, hi: str, units: list[str] | None) -> list[dict[str, Any]]:
         """Dossiers whose `day_field` is in [lo, hi] (for `closed_day`, or the day received: an item closes no earlier
