@@ -158,7 +158,8 @@ def build_router(store: ProjectionStore, tracking_settings: TrackingSettings | N
                            for c in g["components"] if c["key"] == chosen.key)
             return {**answer, "numerator": counted["numerator"], "denominator": counted["denominator"],
                     "count": len(short), "truncated": len(short) > limit,
-                    "dossiers": [_dossier_row(docs[code], False, live) for _, code in short[:limit]]}
+                    # a dossier whose rows are stored and its document not yet (a flush under way) is left out
+                    "dossiers": [_dossier_row(docs[code], False, live) for _, code in short[:limit] if code in docs]}
         docs = await store.dossiers_between(PER_DOSSIER[chosen.measure][0], start.isoformat(), end.isoformat(),
                                             scope)
         behind = dossiers_behind(docs, chosen.measure, basis,

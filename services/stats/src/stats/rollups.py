@@ -113,7 +113,7 @@ def fact_flows(item: dict[str, Any]) -> list[tuple[str, str]]:
     return flows
 
 
-Item = dict[str, Any]  # a dossier as `rollups.work_items` gives it
+Item = dict[str, Any]  # a work item (`work_items`): a dossier at a unit, or a step
 SATISFIED = ("very_satisfied", "satisfied")
 
 
