@@ -202,11 +202,9 @@ def test_the_dossiers_behind_each_component_are_the_ones_its_rate_counts(seed, l
             assert (sum(meets for _, meets in behind), len(behind)) == rate(summary, facts), (slot, measure)
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**6))
-def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_now(seed):
-    """What the overdue list reads: folded event by event, the `~open` cells are exactly the dossiers not closed,
-    each once, on its due date (moved by pauses and extensions), with the unit and step holding it."""
+def folded_cells(seed: int, wanted) -> tuple[list[dict], Counter]:  # noqa: ANN001
+    """60 dossiers folded event by event: their documents, and the (day, field) cells of the slots `wanted(day,
+    slot)` picks, as the deltas leave them."""
     rng = random.Random(seed)
     cells: Counter = Counter()
     docs = []
@@ -215,10 +213,19 @@ def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_
         for event in dossier_events(rng, n):
             after = apply(doc, event)
             for (day, slot, field), k in rollups.delta(doc, after).items():
-                if slot == rollups.OPEN:
+                if wanted(day, slot):
                     cells[(day, field)] += k
             doc = after
         docs.append(doc)
+    return docs, cells
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_now(seed):
+    """What the overdue list reads: folded event by event, the `~open` cells are exactly the dossiers not closed,
+    each once, on its due date (moved by pauses and extensions), with the unit and step holding it."""
+    docs, cells = folded_cells(seed, lambda day, slot: slot == rollups.OPEN)
     listed = [rollups.open_dossier(day, entry) for (day, entry), k in cells.items() if k]
     assert all(k in (0, 1) for k in cells.values())
     assert sorted(listed, key=lambda d: d["code"]) == [
@@ -232,19 +239,9 @@ def test_the_open_slot_holds_each_open_dossier_once_at_its_due_date_where_it_is_
 def test_the_short_slots_hold_the_dossiers_each_component_counts_and_they_fall_short_of(seed, lo, length):
     """What the listing behind a component reads by default: folded event by event, the `~short<DD>` cells of a
     period are the dossiers the component's denominator counts and its numerator does not, for every scope."""
-    rng = random.Random(seed)
-    cells: Counter = Counter()
-    docs = []
-    for n in range(60):
-        doc = None
-        for event in dossier_events(rng, n):
-            after = apply(doc, event)
-            for (day, slot, field), k in rollups.delta(doc, after).items():
-                if slot.startswith(rollups.SHORT):
-                    assert slot == rollups.short_slot(day)
-                    cells[(day, field)] += k
-            doc = after
-        docs.append(doc)
+    docs, cells = folded_cells(seed, lambda day, slot: slot == rollups.short_slot(day))
+    assert not any(slot.startswith(rollups.SHORT) and slot != rollups.short_slot(day)
+                   for doc in docs for day, slot, _ in rollups.contributions(doc))
     start = START + timedelta(days=lo)
     end = start + timedelta(days=length)
     held = [(day, *field.split("|")) for (day, field), k in cells.items() if k]
