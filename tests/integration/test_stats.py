@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import httpx
 import openpyxl
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from asgi_lifespan import LifespanManager
 from faststream.kafka import KafkaBroker
 
@@ -32,10 +33,12 @@ from lienthong.contracts.dossier import (
     SatisfactionRated,
 )
 from lienthong.contracts.envelope import new_event
+from lienthong.messaging import stop_consumer
 from lienthong.topics import DOSSIER_LIFECYCLE
 from stats.main import bootstrap
 from stats.rebuild import rebuild
 from stats.settings import StatsSettings
+from stats.window import OffsetProbe
 from tests.integration.kafka_reader import wait_caught_up
 from lienthong.tracking import TrackingSettings
 from tests.tokens import EVERYTHING
@@ -386,3 +389,29 @@ async def test_a_previous_layouts_pointer_is_not_followed(infra):
         assert (await db["stats_meta"].find_one({"_id": "active"}))["collection"] == "stats_v2_dossiers_20261124"
     finally:
         await client.close()
+
+
+async def test_the_windows_offset_probe_reads_end_offsets_as_the_stats_principal(infra):
+    """The burst rule asks the broker where partitions end, on a connection of its own, under stats' own ACLs."""
+    as_stats = infra.local.kafka.client_settings("stats", infra.kafka) if infra.local else infra.kafka
+    probe = OffsetProbe(as_stats)
+    partitions = [TopicPartition(DOSSIER_LIFECYCLE.name, p) for p in range(DOSSIER_LIFECYCLE.partitions)]
+    try:
+        with pytest.raises(LookupError):
+            await probe(partitions)  # connecting in the background: asking never waits for it
+        for _ in range(100):
+            try:
+                got = await probe(partitions)
+                break
+            except LookupError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the offset probe did not connect within 10 s")
+    finally:
+        await probe.close()
+    reader = AIOKafkaConsumer(**infra.kafka.client_options(), enable_auto_commit=False)
+    await reader.start()
+    try:
+        assert got == await reader.end_offsets(partitions)
+    finally:
+        await stop_consumer(reader)

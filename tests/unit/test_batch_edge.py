@@ -34,7 +34,7 @@ async def test_valid_events_are_projected_and_the_rest_parked_with_a_value_free_
     broker = make_broker("stats", registry=CollectorRegistry())
     store = MemoryStore()
     window = Window(Projector(store), lambda record, reason: None, max_events=1, fresh_s=1, bulk_events=1,
-                    idle_s=1, max_wait_s=1, poll_s=1)
+                    idle_s=1, max_wait_s=1, poll_s=1, settle_s=1)
     broker.include_router(build_router(window))
     parked: list[tuple[dict, bytes]] = []
 

@@ -5,6 +5,7 @@ what was stored; a failing store keeps the window (nothing dropped, nothing comm
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -46,9 +47,9 @@ def fetch(first: int, n: int) -> tuple[list[Positioned], list[ConsumerRecord]]:
     return [Positioned(e, TP.partition, r.offset) for e, r in zip(evs, records)], records
 
 
-def window(store: MemoryStore, **limits: float) -> Window:
+def window(store: MemoryStore, **limits: Any) -> Window:
     options = {"max_events": 1000, "fresh_s": 10.0, "bulk_events": 2, "idle_s": 0.05, "max_wait_s": 10.0, "poll_s": 0.03,
-               **limits}
+               "settle_s": 0.02, **limits}
     return Window(Projector(store), lambda record, reason: asyncio.sleep(0), **options)
 
 
@@ -126,3 +127,21 @@ async def test_a_pause_waits_for_a_poll_after_a_long_staging(monkeypatch):
     await asyncio.sleep(0.06)  # a poll's time and nothing came
     await w.flush_if_due()
     assert consumer.commits == [{TP: 2}]
+
+
+async def test_a_burst_settled_and_caught_up_at_the_broker_is_projected_without_waiting_for_a_poll():
+    for end, projected in ((2, True), (5, False)):  # the broker holds nothing past the window / three more records
+        asked: list[list[TopicPartition]] = []
+
+        async def end_offsets(partitions, end=end):  # noqa: ANN001, ANN202
+            asked.append(partitions)
+            return {tp: end for tp in partitions}
+
+        store, consumer = CountingStore(), FakeConsumer()
+        w = window(store, idle_s=10.0, poll_s=10.0, end_offsets=end_offsets)
+        await w.add(*fetch(0, 2), consumer)
+        await w.flush_if_due()
+        assert consumer.commits == [] and asked == []  # not settled yet: the broker is not asked
+        await asyncio.sleep(0.03)
+        await w.flush_if_due()
+        assert asked == [[TP]] and consumer.commits == ([{TP: 2}] if projected else [])

@@ -17,7 +17,7 @@ from stats.index import scoring_table
 from stats.projector import Projector
 from stats.settings import StatsSettings
 from stats.store import ProjectionStore
-from stats.window import Window
+from stats.window import OffsetProbe, Window
 
 
 def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None = None,
@@ -30,10 +30,12 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     db = database(client, mongo)
     store = ProjectionStore(db)
     live = LiveCatalogue(CatalogueVersions(db))  # procedures' names in the dossier lists
+    probe = OffsetProbe(kafka)
     window = Window(Projector(store), lambda record, reason: park_record(broker, record, "stats", reason),
                     max_events=settings.window_max_events, fresh_s=settings.window_fresh_s,
                     bulk_events=settings.window_bulk_events, idle_s=settings.window_idle_s,
-                    max_wait_s=settings.window_max_s, poll_s=handlers.FETCH_WAIT_MS / 1000)
+                    max_wait_s=settings.window_max_s, poll_s=handlers.FETCH_WAIT_MS / 1000,
+                    settle_s=settings.window_settle_s, end_offsets=probe)
     broker.include_router(handlers.build_router(window, settings.group_id))
     flusher = Periodic("window_flush", settings.window_fresh_s / 4, window.flush_if_due)
     monitor = TopicMonitor(kafka)
@@ -42,12 +44,14 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
 
     async def start() -> None:
         await store.create_indexes()
+        probe.connect()
         await flusher.start()
         await sampler.start()
         await catalogue_refresh.start()
 
     async def stop() -> None:
         await flusher.stop()  # a window not yet stored is handed back: its offsets were not committed
+        await probe.close()
         await sampler.stop()
         await catalogue_refresh.stop()
         await client.close()

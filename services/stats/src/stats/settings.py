@@ -18,6 +18,8 @@ class StatsSettings(CatalogueReaderSettings):
                                     "the stream to pause, so the burst is written once")
     window_idle_s: float = Field(0.5, gt=0, description="A burst's window is projected once no fetch has brought "
                                  "anything for this long")
+    window_settle_s: float = Field(0.1, gt=0, description="... or once no fetch has brought anything for this long "
+                                   "and the broker holds nothing past the window (asked then)")
     window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
     window_max_events: int = Field(100_000, ge=1, description="Any window is projected once it holds this many "
                                    "events (memory)")

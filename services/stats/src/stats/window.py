@@ -6,8 +6,9 @@ by the rate events arrive at:
 - a window that stays small (under `bulk_events` by the time it is `fresh_s` old: the steady stream of a working
   day, up to thousands of events a second) is projected then, so figures are fresh within a fraction of a second;
 - a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
-  (no fetch brought anything for `idle_s`, the consumer has polled again since it took the last one in, and the
-  broker had nothing more when last asked) or once it is
+  (no fetch brought anything for `settle_s` and the broker's partitions end where the window does, asked then;
+  or, when the broker cannot say, no fetch for `idle_s`, the consumer has polled again since it took the last one
+  in, and the broker had nothing more when last asked) or once it is
   `max_wait_s` old, so the burst is written once;
 - and always once it holds `max_events`, or before its partitions are given up in a rebalance.
 A burst's window is folded fetch by fetch as it grows (`Projector.stage`), so once the stream pauses only its
@@ -27,21 +28,65 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from lienthong.messaging import stop_consumer
+from lienthong.settings import KafkaSettings
 from stats.projector import Poison, Positioned, Projector
 
 log = structlog.get_logger("stats.window")
 RETRY_S = 1.0
 
 
+EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
+
+class OffsetProbe:
+    """Partitions' end offsets, asked on a connection of its own: on the consumer's, the request would queue behind
+    its fetch long-poll (a broker answers one connection's requests in order), up to `fetch_max_wait_ms`."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self._consumer: AIOKafkaConsumer | None = None
+        self._starting: asyncio.Task[None] | None = None
+
+    def connect(self) -> None:
+        """Connect in the background (asking never waits for a connection)."""
+        if self._consumer is None and (self._starting is None or self._starting.done()):
+            self._starting = asyncio.create_task(self._start())
+
+    async def __call__(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self._consumer is None:
+            self.connect()
+            raise LookupError("offset probe not connected yet")
+        return await self._consumer.end_offsets(partitions)
+
+    async def _start(self) -> None:
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), client_id="lienthong-stats-probe",
+                                    enable_auto_commit=False)
+        try:
+            await consumer.start()
+        except Exception as exc:  # noqa: BLE001 - asked again at the next burst; the window's other rule holds
+            log.warning("offset_probe_unavailable", error=type(exc).__name__)
+            await stop_consumer(consumer)
+            return
+        self._consumer = consumer
+
+    async def close(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)
+            self._consumer = None
+
+
 class Window(ConsumerRebalanceListener):
     def __init__(self, projector: Projector, park: Callable[[ConsumerRecord, str], Awaitable[None]], *,
                  max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float,
-                 poll_s: float) -> None:
-        self.projector, self.park = projector, park
+                 poll_s: float, settle_s: float, end_offsets: EndOffsets | None = None) -> None:
+        self.projector, self.park, self.end_offsets = projector, park, end_offsets
         self.max_events, self.fresh_s, self.bulk_events = max_events, fresh_s, bulk_events
-        self.idle_s, self.max_wait_s, self.poll_s = idle_s, max_wait_s, poll_s
+        self.idle_s, self.max_wait_s, self.poll_s, self.settle_s = idle_s, max_wait_s, poll_s, settle_s
         self.items: list[Positioned] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.ends: dict[TopicPartition, int] = {}  # the next offset to commit per partition once stored
@@ -71,9 +116,11 @@ class Window(ConsumerRebalanceListener):
 
     async def flush_if_due(self) -> None:
         """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
-        if self.opened_at is not None and self.due(time.monotonic()):
-            async with self.lock:
-                if self.opened_at is not None and self.due(time.monotonic()):  # a fetch may have come meanwhile
+        now = time.monotonic()
+        if self.opened_at is not None and (self.due(now) or self._idle_burst(now)):
+            async with self.lock:  # no fetch is taken in while it is held: what is checked here stays true
+                now = time.monotonic()
+                if self.opened_at is not None and (self.due(now) or await self._caught_up(now)):
                     await self._flush_until_stored()
 
     def due(self, now: float) -> bool:
@@ -85,6 +132,21 @@ class Window(ConsumerRebalanceListener):
         # the stream pausing, and the records that came meanwhile are next in line.
         return age >= self.max_wait_s or (now - self.added_at >= self.idle_s and now - self.taken_at >= self.poll_s
                                           and not self._more_at_broker())
+
+    def _idle_burst(self, now: float) -> bool:
+        return len(self.items) >= self.bulk_events and now - self.added_at >= self.settle_s
+
+    async def _caught_up(self, now: float) -> bool:
+        """A burst that no fetch has added to for `settle_s` and whose partitions end, at the broker now, where the
+        window ends: the stream has paused, known without waiting `idle_s` and the consumer's next poll. One
+        ListOffsets request; unknown counts as no, and the rule of `due` still applies."""
+        if self.end_offsets is None or not self._idle_burst(now):
+            return False
+        try:
+            latest = await asyncio.wait_for(self.end_offsets(list(self.ends)), timeout=self.poll_s)
+        except Exception:  # noqa: BLE001 - the broker slow or away: the other rule holds
+            return False
+        return all(latest.get(tp, end + 1) <= end for tp, end in self.ends.items())
 
     def _more_at_broker(self) -> bool:
         """Whether the last fetch responses saw records past the window (the stream has not paused: we were busy
