@@ -9,6 +9,7 @@ import random
 from collections import defaultdict
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,7 +68,9 @@ def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, re
     for item in log:
         by_partition[item.partition].append(item)
     committed = dict.fromkeys(by_partition, 0)
-    projector, failures = Projector(store, cached_rows_per_partition=rng.choice([0, 5, 10_000])), 0
+    projector = Projector(store, cached_rows_per_partition=rng.choice([0, 5, 10_000]),
+                          cached_dossiers_per_partition=rng.choice([0, 3, 10_000]))
+    failures = 0
     while any(committed[p] < len(items) for p, items in by_partition.items()):
         batch, taken = [], {}
         for p, items in by_partition.items():
@@ -170,10 +173,11 @@ def test_an_event_that_cannot_be_folded_is_returned_and_the_rest_are_projected()
 class CountingLoads(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
-        self.loads = 0
+        self.loads, self.codes_read = 0, []
 
     async def load_dossiers(self, codes):  # noqa: ANN001, ANN201
         self.loads += 1
+        self.codes_read += codes
         return await super().load_dossiers(codes)
 
 
@@ -240,3 +244,30 @@ async def test_the_event_loop_keeps_running_while_a_window_is_folded(monkeypatch
     await Projector(store).project(log_of(seed=1, dossiers=5))
     beating.cancel()
     assert ticks >= 10 and store.dossiers  # the loop ran throughout, and the window was stored
+
+
+def test_a_partition_read_in_order_reads_its_dossiers_once_and_a_dossier_moved_on_elsewhere_is_caught():
+    log = log_of(9, 12)
+    first, second, third = ([i for i in log if lo <= i.offset < hi] for lo, hi in ((0, 10), (10, 14), (14, 99)))
+    store, clean = CountingLoads(), MemoryStore()
+    projector = Projector(store)
+
+    def subjects(items: list[Positioned]) -> set[str]:
+        return {i.event.subject for i in items}
+
+    async def run() -> None:
+        await projector.project(first)
+        store.codes_read = []
+        await projector.project(second)
+        assert set(store.codes_read) == subjects(second) - subjects(first)  # the others come from memory
+        # Another writer (the partitions' next owner after a rebalance) moves the dossiers on: this projector's
+        # memory is stale, its guarded write fails, and the batch folded again from the store is exact.
+        await Projector(store).project(third)
+        with pytest.raises(ProjectionConflict):
+            await projector.project(third)
+        await projector.project(third)
+        await Projector(clean).project(log)
+
+    asyncio.run(run())
+    assert store.dossiers == clean.dossiers
+    assert {i: r.cells for i, r in store.rows.items()} == {i: r.cells for i, r in clean.rows.items()}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import OrderedDict, defaultdict
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -233,6 +234,10 @@ class PartitionState:
 
     next_offset: int
     rows: OrderedDict[str, Row] = field(default_factory=OrderedDict)
+    # the dossier documents as stored, as this projector last wrote or read them here: a dossier's next events
+    # mostly come within seconds (assigned right after it is filed, steps answered at once), and each read costs
+    # the store more than the write; a document moved on by another writer fails the write's guard
+    docs: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     first_month: str | None = None
     flushed: int | None = None  # the partition's flush mark: the last offset any flush may have written
 
@@ -262,9 +267,10 @@ class Projector:
     read and its events folded then, so only the writes remain once it is projected. Staging is only a head start:
     `project` uses it when it covers exactly the batch given, and folds from the store otherwise."""
 
-    def __init__(self, store: ProjectionPort, *, cached_rows_per_partition: int = 4000) -> None:
+    def __init__(self, store: ProjectionPort, *, cached_rows_per_partition: int = 4000,
+                 cached_dossiers_per_partition: int = 2000) -> None:
         self.store = store
-        self.cached_rows = cached_rows_per_partition
+        self.cached_rows, self.cached_dossiers = cached_rows_per_partition, cached_dossiers_per_partition
         self._partitions: dict[int, PartitionState] = {}
         self._collection: str | None = None
         self._staged: Staged | None = None
@@ -295,10 +301,9 @@ class Projector:
         if any(p in staged.by_partition and its[0].offset <= staged.by_partition[p][-1].offset
                for p, its in by_partition.items()):
             return  # not a continuation (the consumer was moved back): the projection folds from the store
-        codes = [c for c in dict.fromkeys(i.event.subject for i in items) if c not in staged.fold.docs]
-        staged.stored.update(await self.store.load_dossiers(codes))
         fresh = [p for p in by_partition if p not in staged.by_partition]
         states = {p: self._state(p, by_partition[p][0].offset) for p in fresh}
+        staged.stored.update(await self._stored_dossiers(by_partition, skip=staged.fold.docs))
         await self._load_flush_marks(states)
         staged.exact |= {p for p in fresh if by_partition[p][0].offset <= states[p].flushed}
         clock.lap("load")
@@ -354,7 +359,7 @@ class Projector:
         if staged is not None:
             stored, exact, fold = staged.stored, staged.exact, staged.fold
         else:
-            stored = await self.store.load_dossiers(codes)
+            stored = await self._stored_dossiers(by_partition)
             await self._load_flush_marks(states)
             # A partition whose batch starts at or before its last flush mark replays a flush that may have stopped
             # half-way: its rows may hold part of the batch, so each event's deltas are kept apart.
@@ -405,8 +410,34 @@ class Projector:
             row.stored_pos = row.pos
         for p, state in states.items():
             state.first_month, state.flushed, state.next_offset = marks[p][0], last[p], last[p] + 1
+            for code in dict.fromkeys(i.event.subject for i in by_partition[p]) if self.cached_dossiers else ():
+                doc = fold.docs[code] if code in fold.changed else stored.get(code)
+                if doc is not None:
+                    state.docs[code] = doc
+                    state.docs.move_to_end(code)
             self._trim(state)
         return fold.poison
+
+    async def _stored_dossiers(self, by_partition: dict[int, list[Positioned]],
+                               skip: Container[str] = ()) -> dict[str, dict[str, Any]]:
+        """The batch's dossier documents as stored (but those in `skip`): from the partitions' caches, else read."""
+        found: dict[str, dict[str, Any]] = {}
+        missing: dict[str, None] = {}
+        for p, its in by_partition.items():
+            state = self._partitions.get(p)
+            cached = state.docs if state is not None else {}
+            for item in its:
+                code = item.event.subject
+                if code in skip or code in found:
+                    continue
+                doc = cached.get(code)
+                if doc is None:
+                    missing[code] = None
+                else:
+                    found[code] = doc
+        if missing:
+            found.update(await self.store.load_dossiers(list(missing)))
+        return found
 
     async def _rows(self, where: dict[str, tuple[str, str, int]],
                     states: dict[int, PartitionState]) -> dict[str, Row]:
@@ -430,3 +461,5 @@ class Projector:
     def _trim(self, state: PartitionState) -> None:
         while len(state.rows) > self.cached_rows:
             state.rows.popitem(last=False)
+        while len(state.docs) > self.cached_dossiers:
+            state.docs.popitem(last=False)

@@ -77,7 +77,7 @@ async def load_partitions(kafka: KafkaSettings, mongo: MongoSettings, target: st
         gc.disable()  # millions of live objects and no cycles among them: collections would only rescan them
         try:
             events = await replay(consumer, partitions, {tp: until[tp.partition] for tp in partitions},
-                                  Projector(memory, cached_rows_per_partition=0))
+                                  Projector(memory, cached_rows_per_partition=0, cached_dossiers_per_partition=0))
         finally:
             gc.enable()
         folded = time.perf_counter() - started

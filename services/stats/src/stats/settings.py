@@ -23,6 +23,8 @@ class StatsSettings(CatalogueReaderSettings):
     window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
     window_max_events: int = Field(100_000, ge=1, description="Any window is projected once it holds this many "
                                    "events (memory)")
+    cached_dossiers: int = Field(2_000, ge=0, description="Dossier documents kept in memory per partition between "
+                                 "windows (a dossier's next events mostly come within seconds); 0 reads each time")
     index_table: str | None = Field(None, description="The service index's scoring table (JSON, as "
                                     "stats/data/index-766.json); default: Decision 766 as we read it")
     dashboard_sample_s: float = Field(5.0, gt=0, description="How often the dashboard samples topic offsets and lag")
