@@ -25,12 +25,12 @@ TODAY = date(2025, 12, 1)  # the day the writers write on (tick buckets)
 
 
 @contextlib.asynccontextmanager
-async def routing_stores(infra, n: int = 2) -> AsyncIterator[list[WorkflowStore]]:
+async def routing_stores(infra, n: int = 2, keep_superseded_s: float = 0.0) -> AsyncIterator[list[WorkflowStore]]:
     """`n` routing stores on one fresh database, each with a client of its own (as separate processes would be)."""
     mongo = infra.mongo.model_copy(update={"database": f"{infra.mongo.database}_routing_{uuid.uuid4().hex[:6]}"})
     clients = [make_client(mongo) for _ in range(n)]
     try:
-        yield [WorkflowStore(c[mongo.database]) for c in clients]
+        yield [WorkflowStore(c[mongo.database], keep_superseded_s=keep_superseded_s) for c in clients]
     finally:
         for c in clients:
             await c.close()
@@ -236,3 +236,23 @@ async def test_an_idle_write_behind_round_asks_the_store_nothing(infra):
         before = sent()
         await store.write_behind({}, TODAY)
         assert sent() == before
+
+
+async def test_a_version_claimed_from_a_record_kept_in_memory_finds_its_slot_taken_while_versions_are_kept(infra):
+    """A routing process keeps the dossiers it stored in memory (`Router.recent`) for less than `keep_superseded_s`;
+    meanwhile another writer moves one on twice and writes its head. Its superseded versions are kept that long, so
+    the claim made from the record in memory loses; with nothing kept (0 s), the claim would win a freed slot."""
+    for keep, stale_claim_wins in ((60.0, False), (0.0, True)):
+        async with routing_stores(infra, 2, keep_superseded_s=keep) as (a, b):
+            code = "HACTHANH-251201-0001"
+            assert await a.save_many([Record(start(code, submitted("HT-KS"), catalogue()).workflow, 0)]) == set()
+            kept = await a.load(code)  # version 1, as the process remembers it
+            for step in range(2):
+                moved = await b.load(code)
+                moved.applied.append(f"b{step}")
+                assert await b.save_many([moved]) == set()
+            await b.write_behind({}, TODAY)  # b's head at version 3 passes versions 1 and 2
+            kept.applied.append("a-from-memory")
+            assert (await a.save_many([kept]) == set()) is stale_claim_wins
+            if not stale_claim_wins:
+                assert await b.versions.count_documents({"code": code}) == 3, "superseded versions kept"

@@ -71,7 +71,7 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
     refuse_development_secrets("routing", {**shared_secrets(kafka)})
     broker = make_broker("routing", kafka, graceful_timeout=settings.graceful_timeout_s)
     client: AsyncMongoClient = make_client(mongo)
-    store = WorkflowStore(database(client, mongo))
+    store = WorkflowStore(database(client, mongo), keep_superseded_s=settings.keep_superseded_s)
     agencies = AgencyTopics(broker)
     router = Router(
         store,
@@ -83,6 +83,8 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
                         description="Routing failures and refused outcomes"),
         clock=clock,
         tell_sender=agencies.refusal,
+        cached_dossiers=settings.cached_dossiers,
+        cache_ttl_s=settings.cache_ttl_s,
     )
     broker.include_router(handlers.build_router(router, settings.group_id, settings.start_from, settings.max_batch))
     ticker = Periodic("deadline_ticker", settings.tick_interval_s, lambda: router.tick_due(today_vn(router.clock())))

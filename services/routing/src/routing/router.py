@@ -4,6 +4,8 @@ order per dossier), store states + outboxes in a few writes, publish; heads and 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -112,8 +114,15 @@ class Router:
     def __init__(self, store: WorkflowStore, catalogue: Catalogue | LiveCatalogue, publish_lifecycle: Publish,
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
                  registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None,
-                 tell_sender: Callable[[str, CloudEvent], Awaitable[Any]] | None = None) -> None:
+                 tell_sender: Callable[[str, CloudEvent], Awaitable[Any]] | None = None,
+                 cached_dossiers: int = 10_000, cache_ttl_s: float = 30.0) -> None:
         self.store = store
+        # The dossiers this process last stored and published, as stored, and when: a dossier's next input mostly
+        # comes within seconds, and a load costs the store two reads (head, versions). One another instance moved
+        # on meanwhile loses its version insert (the slot is taken: the store keeps superseded versions longer than
+        # `cache_ttl_s`) and is read afresh.
+        self.recent: OrderedDict[str, tuple[Record, float]] = OrderedDict()
+        self.cached_dossiers, self.cache_ttl_s = cached_dossiers, cache_ttl_s
         # A dossier is routed with the catalogue version it was filed under, whatever was imported since.
         self.catalogues = catalogue if isinstance(catalogue, LiveCatalogue) else LiveCatalogue(base=catalogue)
         self.registry = registry  # re-read when the file changes: a new agency needs no restart
@@ -141,9 +150,14 @@ class Router:
                 for code in codes:  # sorted: two batches never wait for each other in a cycle
                     await held.enter_async_context(self.locks(code))
                 clock = PhaseClock(PHASE_SECONDS)
-                records = await self.store.load_many(codes)
+                records = await self._load(codes)
                 clock.lap("load")
-                lost = await self._round(pending, records, clock)
+                try:
+                    lost = await self._round(pending, records, clock)
+                except BaseException:
+                    for code in codes:  # what the store holds of them now is not known here
+                        self.recent.pop(code, None)
+                    raise
             pending = [item for item in pending if _subject(item) in lost]
         if pending:
             raise ConcurrentUpdate(", ".join(sorted({_subject(item) for item in pending})))
@@ -174,11 +188,36 @@ class Router:
         clock.lap("publish")
         for record in outboxes:
             self.published[record.workflow.code] = record.version
+        self._remember(batch.records, lost)
         if len(self.published) >= MAX_UNCLEARED:
             await self.write_behind()
             clock.lap("clear")
         BATCH_SIZE.observe(len(pending))
         return lost
+
+    async def _load(self, codes: list[str]) -> dict[str, Record]:
+        now, records = time.monotonic(), {}
+        for code in codes:
+            record, at = self.recent.get(code, (None, 0.0))
+            if record is not None and now - at < self.cache_ttl_s:
+                records[code] = _copy(record)
+        if missing := [code for code in codes if code not in records]:
+            records.update(await self.store.load_many(missing))
+        return records
+
+    def _remember(self, records: dict[str, Record], lost: set[str]) -> None:
+        """The batch's dossiers as now stored, their outboxes published (a lost one is read afresh next time)."""
+        if not self.cached_dossiers:
+            return
+        now = time.monotonic()
+        for code, record in records.items():
+            if code in lost:
+                self.recent.pop(code, None)
+            else:
+                self.recent[code] = (_copy(record, outbox=[]), now)
+                self.recent.move_to_end(code)
+        while len(self.recent) > self.cached_dossiers:
+            self.recent.popitem(last=False)
 
     async def write_behind(self) -> None:
         """Write behind the heads of the dossiers written since the last round, and mark the outboxes published
@@ -324,6 +363,13 @@ class Router:
             if agency is not None and self.tell_sender is not None:
                 acks.append(await self.tell_sender(agency, alert))
         await asyncio.gather(*(ack for ack in acks if ack is not None))
+
+
+def _copy(record: Record, **changes: Any) -> Record:
+    """A record a batch may change without touching the one it came from (the workflow is immutable)."""
+    fields = {"workflow": record.workflow, "version": record.version, "applied": list(record.applied),
+              "outbox": list(record.outbox), "refused": dict(record.refused)}
+    return Record(**{**fields, **changes})
 
 
 __all__ = ["ConcurrentUpdate", "Router"]

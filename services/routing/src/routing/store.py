@@ -86,14 +86,18 @@ class _Head:
 
 
 class WorkflowStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, keep_superseded_s: float = 0.0) -> None:
         self.docs = db["routing_workflows"]  # the heads
         self.versions = db["routing_versions"]
         self.ticks = db["routing_ticks"]
         self.writer = uuid.uuid4().hex  # names this process's tick buckets: no other process writes them
         self.filling: dict[str, tuple[int, int]] = {}  # day -> (this process's bucket being filled, codes in it)
         self.heads: dict[str, _Head] = {}  # written behind
-        self.superseded: set[tuple[str, int]] = set()  # (code, version) older than a version this process wrote
+        # (code, version) older than a version this process wrote -> when: deleted once a stored head has passed
+        # it and it is `keep_superseded_s` old, so a writer claiming a version from a record it read (or kept in
+        # memory, `Router.recent`) less than that long ago finds the slot taken, never freed by a delete
+        self.superseded: dict[tuple[str, int], float] = {}
+        self.keep_superseded_s = keep_superseded_s
         self.swept_at: float | None = None
 
     async def drop_retired_indexes(self) -> None:
@@ -201,7 +205,7 @@ class WorkflowStore:
             fields = {k: bodies[code][k] for k in ("version", "tick_on", "status", "updated_at")}
             self.heads[code] = _Head(fields, new=record.version == 0 or (pending is not None and pending.new))
             if record.version > 0:
-                self.superseded.add((code, record.version))
+                self.superseded[code, record.version] = time.monotonic()
             record.version += 1
         return lost
 
@@ -210,7 +214,9 @@ class WorkflowStore:
         and the versions whose outboxes were published (`published`: code -> version); then delete the versions
         the stored heads have passed. A failure leaves it all for the next round (the heads stay behind meanwhile;
         loads find the versions)."""
-        heads, superseded = dict(self.heads), set(self.superseded)
+        now = time.monotonic()
+        heads = dict(self.heads)
+        superseded = {key for key, at in self.superseded.items() if now - at >= self.keep_superseded_s}
         await self._enter_ticks({code: head.fields["tick_on"] for code, head in heads.items()}, today)
         ops = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items() if not head.new]
         # Published marks only move forward, whatever version the head is at (a newer version keeps its outbox).
@@ -237,7 +243,8 @@ class WorkflowStore:
                 del self.heads[code]
         if passed:
             await self.versions.delete_many({"_id": {"$in": [_version_id(*v) for v in passed]}})
-            self.superseded -= passed
+            for key in passed:
+                del self.superseded[key]
 
 
 def _forward(code: str, fields: dict[str, Any], published: int) -> UpdateOne:
