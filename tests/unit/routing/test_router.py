@@ -86,7 +86,8 @@ class Published:
 
 def routing() -> tuple[Router, MemoryStore, Published]:
     store, out = MemoryStore(), Published()
-    router = Router(store, catalogue(), out.on_lifecycle, out.on_work, out.on_alert, clock=lambda: NOW)
+    router = Router(store, catalogue(), out.on_lifecycle, out.on_work, out.on_alert, clock=lambda: NOW,
+                    cached_dossiers=10_000)  # as the service runs (the store's versions outlive the cache)
     return router, store, out
 
 

@@ -115,12 +115,13 @@ class Router:
                  publish_work: Publish, publish_alert: Publish, *, clock: Callable[[], datetime] | None = None,
                  registry: Callable[[], Registry] = identity.registry, assertions: Verifier | None = None,
                  tell_sender: Callable[[str, CloudEvent], Awaitable[Any]] | None = None,
-                 cached_dossiers: int = 10_000, cache_ttl_s: float = 30.0) -> None:
+                 cached_dossiers: int = 0, cache_ttl_s: float = 30.0) -> None:
         self.store = store
         # The dossiers this process last stored and published, as stored, and when: a dossier's next input mostly
         # comes within seconds, and a load costs the store two reads (head, versions). One another instance moved
         # on meanwhile loses its version insert (the slot is taken: the store keeps superseded versions longer than
-        # `cache_ttl_s`) and is read afresh.
+        # `cache_ttl_s`) and is read afresh. None by default: only with a store that keeps superseded versions
+        # longer (`RoutingSettings` checks the pair).
         self.recent: OrderedDict[str, tuple[Record, float]] = OrderedDict()
         self.cached_dossiers, self.cache_ttl_s = cached_dossiers, cache_ttl_s
         # A dossier is routed with the catalogue version it was filed under, whatever was imported since.
