@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 from datetime import date, datetime, timedelta
 
+import pytest
 from hypothesis import example, given, settings, strategies as st
+from pydantic import ValidationError
 
 from lienthong.calendar import VN_TZ, add_working_days
 from lienthong.catalogue import catalogue
@@ -15,6 +17,7 @@ from lienthong.contracts.dossier import StepCompleted
 from lienthong.contracts.envelope import new_event
 from lienthong.identity import registry
 from routing.router import Outcome, Router, Submitted
+from routing.settings import RoutingSettings
 from routing.store import Record
 from routing.workflow import next_tick_day, start, tick
 from tests.unit.routing.test_workflow import RECEIVED, submitted
@@ -244,3 +247,10 @@ async def test_a_dossier_routed_recently_is_not_read_again_until_its_time_in_mem
     assert store.reads == [[code], [code]]
     assert [e.data.unit_code for e in assignments(out, code)] == ["HACTHANH", "CATINH", "BHXH"]
     assert len({e.id for e in out.lifecycle}) == len(out.lifecycle)  # nothing published twice from memory
+
+
+def test_routing_refuses_to_start_with_versions_deleted_sooner_than_its_dossiers_are_kept():
+    assert RoutingSettings().keep_superseded_s > RoutingSettings().cache_ttl_s
+    with pytest.raises(ValidationError, match="keep_superseded_s must exceed cache_ttl_s"):
+        RoutingSettings(cache_ttl_s=60, keep_superseded_s=30)
+    assert RoutingSettings(cached_dossiers=0, cache_ttl_s=60, keep_superseded_s=0).cached_dossiers == 0
