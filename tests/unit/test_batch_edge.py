@@ -35,7 +35,7 @@ async def test_valid_events_are_projected_and_the_rest_parked_with_a_value_free_
     store = MemoryStore()
     window = Window(Projector(store), lambda record, reason: None, max_events=1, fresh_s=1, bulk_events=1,
                     idle_s=1, max_wait_s=1, poll_s=1, settle_s=1)
-    broker.include_router(build_router(window))
+    broker.include_router(build_router(broker, window))
     parked: list[tuple[dict, bytes]] = []
 
     @broker.subscriber(DOSSIER_LIFECYCLE.dlq, group_id="dlq-reader")
@@ -73,7 +73,7 @@ async def test_a_refused_submission_keeps_no_value_on_the_dlq():
             raise AssertionError("an invalid submission reached intake")
 
     broker = make_broker("intake", registry=CollectorRegistry())
-    broker.include_router(intake_router(NoIntake()))  # type: ignore[arg-type]
+    broker.include_router(intake_router(broker, NoIntake()))  # type: ignore[arg-type]
     parked: list[tuple[dict, bytes]] = []
 
     @broker.subscriber(INTAKE_SUBMISSIONS.dlq, group_id="dlq-reader")

@@ -5,6 +5,7 @@ aiokafka's auto-commit)."""
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 from faststream import AckPolicy
@@ -20,3 +21,14 @@ def test_every_subscriber_commits_only_after_its_effect(service):
         # MANUAL: stats' window commits exactly the offsets it stored; the others commit after their handler.
         assert subscriber.ack_policy in (AckPolicy.NACK_ON_ERROR, AckPolicy.MANUAL), subscriber
         assert subscriber._connection_args["enable_auto_commit"] is False, subscriber
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_handler_takes_a_parameter_resolved_in_a_worker_thread(service):
+    """FastStream resolves `KafkaMessage` / `KafkaBroker` (context) parameters by a synchronous lookup that
+    fast_depends runs in a worker thread at every call; handlers read the message with `current_message` instead."""
+    for subscriber in importlib.import_module(f"{service}.main").bootstrap().broker.subscribers:
+        for call in subscriber.calls:
+            handler = call.handler._original_call
+            params = inspect.signature(handler).parameters
+            assert list(params) == [next(iter(params))], f"{handler.__qualname__} takes {list(params)}"

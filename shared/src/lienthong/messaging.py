@@ -152,6 +152,14 @@ def _validated(batch: Iterable[ConsumerRecord]
     return values, records, undecodable
 
 
+def current_message(broker: KafkaBroker) -> Any:
+    """The batch being handled, from the broker's context. Handlers take only their payload: a parameter annotated
+    `KafkaMessage` or `KafkaBroker` is resolved by a synchronous context lookup that fast_depends runs in a worker
+    thread at every call (two of them cost ~0.4 ms of CPU a batch, against ~0.16 ms for the whole call without,
+    measured on FastStream's test broker)."""
+    return broker.context.get_local("message")
+
+
 def records_of(message: Any) -> list[ConsumerRecord]:
     """The records of a batch handler's payloads, in the same order (those that validated)."""
     return message.decoded_records

@@ -12,14 +12,14 @@ import asyncio
 
 import structlog
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from intake.api import SUBMISSIONS
 from intake.domain import Rejected
 from intake.submit import Conflict, Intake
 from lienthong.contracts.intake import DossierSubmission
-from lienthong.messaging import batch_subscription, park_record, record_context, records_of, undecodable_of
+from lienthong.messaging import (batch_subscription, current_message, park_record, record_context, records_of,
+                                 undecodable_of)
 from lienthong.topics import INTAKE_SUBMISSIONS
 
 # Kafka stamps no sender on a record: submissions on intake.submissions are the counter application's (the only
@@ -28,10 +28,10 @@ KAFKA_CLIENT = "intake.submissions"
 MAX_BATCH = 200
 
 
-def build_router(intake: Intake, group_id: str = "intake") -> KafkaRouter:
+def build_router(broker: KafkaBroker, intake: Intake, group_id: str = "intake") -> KafkaRouter:
     router = KafkaRouter()
 
-    async def ingest(submission: DossierSubmission, record: ConsumerRecord, broker: KafkaBroker) -> None:
+    async def ingest(submission: DossierSubmission, record: ConsumerRecord) -> None:
         # A refusal is parked with only why and where from (the topic's DLQ keeps no value): the bytes may hold an
         # applicant in clear, which an erasure could not reach; the agency system fixes it from the reason.
         with structlog.contextvars.bound_contextvars(**record_context(record)):
@@ -57,10 +57,10 @@ def build_router(intake: Intake, group_id: str = "intake") -> KafkaRouter:
         description="Dossier submissions from agency systems, the applicant sealed to intake's key "
                     "(`applicant_sealed`); a refused one is parked on the DLQ with only the reason",
     )
-    async def on_submissions(submissions: list[DossierSubmission], message: KafkaMessage,
-                             broker: KafkaBroker) -> None:
+    async def on_submissions(submissions: list[DossierSubmission]) -> None:
+        message = current_message(broker)
         SUBMISSIONS.labels("kafka", "unknown", "invalid").inc(len(undecodable_of(message)))
-        await asyncio.gather(*(ingest(submission, record, broker)
+        await asyncio.gather(*(ingest(submission, record)
                                for submission, record in zip(submissions, records_of(message), strict=True)))
 
     return router

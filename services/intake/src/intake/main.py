@@ -42,7 +42,7 @@ def bootstrap(
     live = LiveCatalogue(CatalogueVersions(db))
     intake = Intake(store, partial(send, no_confirm=True), live, vault, SubmissionKey(personal_data),
                     publish_timeout_s=settings.publish_timeout_s, max_group=settings.max_group)
-    broker.include_router(handlers.build_router(intake, settings.group_id))
+    broker.include_router(handlers.build_router(broker, intake, settings.group_id))
     relay = Periodic("outbox_relay", settings.outbox_interval_s, lambda: intake.relay_once(settings.outbox_grace_s))
     catalogue_refresh = Periodic("catalogue_refresh", settings.catalogue_refresh_s, live.refresh)
     code_hints = Periodic("code_hints", 1.0, store.flush_hints)

@@ -6,10 +6,9 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import structlog
-from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 
-from lienthong.messaging import batch_subscription, record_context, records_of
+from lienthong.messaging import batch_subscription, current_message, record_context, records_of
 from lienthong.topics import DOSSIER_LIFECYCLE, NOTIFICATION_RETRY, payload_of
 from notify.notifier import Notifier
 
@@ -27,7 +26,7 @@ def not_before(headers: dict) -> datetime:
         return datetime.now(UTC)
 
 
-def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s: float,
+def build_router(broker: KafkaBroker, notifier: Notifier, group_id: str, start_from: str, hold_max_s: float,
                  concurrency: int = 8) -> KafkaRouter:
     kafka = KafkaRouter()
     slots = asyncio.Semaphore(concurrency)  # FerretDB's single writer (and any store) gets a bounded load
@@ -37,10 +36,10 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
                                                      max_records=MAX_BATCH),
         description="Every dossier event: citizens, units and subscribed agency systems are told per the rules",
     )
-    async def on_lifecycle(events: list[LifecycleEvent], message: KafkaMessage) -> None:
+    async def on_lifecycle(events: list[LifecycleEvent]) -> None:
         # Dossiers in parallel, each dossier's events in order; the offsets are committed once all are done.
         by_dossier: dict[str, list] = defaultdict(list)
-        for event, record in zip(events, records_of(message), strict=True):
+        for event, record in zip(events, records_of(current_message(broker)), strict=True):
             by_dossier[event.subject].append((record, event))
 
         async def one_dossier(items: list) -> None:
@@ -57,7 +56,7 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
                                                       max_records=MAX_BATCH),
         description="Notifications to attempt again once their `not-before` header has passed",
     )
-    async def on_retry(requests: list[RetryEvent], message: KafkaMessage) -> None:
+    async def on_retry(requests: list[RetryEvent]) -> None:
         async def one(request, record) -> None:  # noqa: ANN001
             if not await notifier.hold_until_due(request, not_before(dict(record.headers)), hold_max_s):
                 return  # not due within the hold: back at the end of the topic
@@ -66,7 +65,8 @@ def build_router(notifier: Notifier, group_id: str, start_from: str, hold_max_s:
                                                              dossier_code=request.subject):
                     await notifier.on_retry(request)
 
-        await _all(one(request, record) for request, record in zip(requests, records_of(message), strict=True))
+        await _all(one(request, record)
+                   for request, record in zip(requests, records_of(current_message(broker)), strict=True))
 
     return kafka
 

@@ -76,7 +76,7 @@ def bootstrap(settings: NotifySettings | None = None, kafka: KafkaSettings | Non
                                       description="Webhook subscriptions switched off"),
         clock=now,
     )
-    broker.include_router(handlers.build_router(notifier, settings.group_id, settings.start_from,
+    broker.include_router(handlers.build_router(broker, notifier, settings.group_id, settings.start_from,
                                                 settings.retry_hold_max_s, settings.concurrency))
 
     async def measure_backlog() -> None:

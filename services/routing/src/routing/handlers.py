@@ -8,12 +8,12 @@ their events acknowledged."""
 
 import structlog
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from lienthong.auth import CITIZEN_ASSERTION_HEADER
 from lienthong.contracts.dossier import DossierSubmitted
-from lienthong.messaging import INFRASTRUCTURE_ERRORS, InFlight, batch_subscription, park_record, records_of
+from lienthong.messaging import (INFRASTRUCTURE_ERRORS, InFlight, batch_subscription, current_message, park_record,
+                                 records_of)
 from lienthong.topics import DOSSIER_LIFECYCLE, OUTCOMES_PATTERN, agency_of, outcomes_topic, payload_of
 from routing.router import ConcurrentUpdate, Input, Outcome, Router, Submitted
 
@@ -22,12 +22,12 @@ LifecycleEvent = payload_of(DOSSIER_LIFECYCLE)
 OutcomeEvent = payload_of(outcomes_topic("<agency>"))
 
 
-def build_router(router: Router, group_id: str = "routing", start_from: str = "earliest",
+def build_router(broker: KafkaBroker, router: Router, group_id: str = "routing", start_from: str = "earliest",
                  max_batch: int = 500) -> KafkaRouter:
     kafka = KafkaRouter()
     submissions_in_flight, outcomes_in_flight = InFlight(), InFlight()
 
-    async def apply(inputs: list[tuple[ConsumerRecord, Input]], broker: KafkaBroker) -> None:
+    async def apply(inputs: list[tuple[ConsumerRecord, Input]]) -> None:
         """The batch at once; if it fails for a reason of its own (not the store's or the broker's, not another
         instance's concurrent writes), each input alone, and the one that fails alone goes to the DLQ: decisions
         are deterministic, so trying it again would fail again and hold its partition."""
@@ -51,11 +51,12 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
                                                      max_records=max_batch, listener=submissions_in_flight),
         description="routing starts a workflow for each dossier.submitted (and skips the events it wrote itself)",
     )
-    async def on_lifecycle(events: list[LifecycleEvent], message: KafkaMessage, broker: KafkaBroker) -> None:
-        submitted = [(record, Submitted(event)) for event, record in zip(events, records_of(message), strict=True)
+    async def on_lifecycle(events: list[LifecycleEvent]) -> None:
+        submitted = [(record, Submitted(event))
+                     for event, record in zip(events, records_of(current_message(broker)), strict=True)
                      if isinstance(event.data, DossierSubmitted)]
         async with submissions_in_flight:
-            await apply(submitted, broker)
+            await apply(submitted)
 
     @kafka.subscriber(
         pattern=OUTCOMES_PATTERN, **batch_subscription(group_id=group_id, auto_offset_reset=start_from,
@@ -63,13 +64,13 @@ def build_router(router: Router, group_id: str = "routing", start_from: str = "e
         description="What units did (CloudEvents: step-started/completed, supplement-requested, rejected; "
         "supplement-provided, withdrawn), one topic per agency system; `dossierseq` names the assignment answered",
     )
-    async def on_outcomes(events: list[OutcomeEvent], message: KafkaMessage, broker: KafkaBroker) -> None:
+    async def on_outcomes(events: list[OutcomeEvent]) -> None:
         outcomes = []
-        for event, record in zip(events, records_of(message), strict=True):
+        for event, record in zip(events, records_of(current_message(broker)), strict=True):
             assertion = dict(record.headers or ()).get(CITIZEN_ASSERTION_HEADER)
             outcomes.append((record, Outcome(event, agency_of(record.topic) or "?",
                                              assertion.decode() if assertion else None, record.timestamp / 1000)))
         async with outcomes_in_flight:
-            await apply(outcomes, broker)
+            await apply(outcomes)
 
     return kafka

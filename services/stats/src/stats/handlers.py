@@ -3,10 +3,9 @@ fetches (`stats.window`), offsets committed explicitly once a window is stored."
 # No `from __future__ import annotations` here: FastStream resolves the handler annotations (context injection).
 
 from faststream import AckPolicy
-from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 
-from lienthong.messaging import batch_subscription, records_of
+from lienthong.messaging import batch_subscription, current_message, records_of
 from lienthong.topics import DOSSIER_LIFECYCLE, payload_of
 from stats.projector import Positioned
 from stats.window import Window
@@ -17,7 +16,7 @@ FETCH_WAIT_MS = 200
 LifecycleEvent = payload_of(DOSSIER_LIFECYCLE)
 
 
-def build_router(window: Window, group_id: str = "stats") -> KafkaRouter:
+def build_router(broker: KafkaBroker, window: Window, group_id: str = "stats") -> KafkaRouter:
     router = KafkaRouter()
 
     @router.subscriber(
@@ -29,7 +28,8 @@ def build_router(window: Window, group_id: str = "stats") -> KafkaRouter:
         description="Every dossier lifecycle event, projected per dossier and per rollup row (a window of fetches "
                     "at a time, one write per document)",
     )
-    async def on_lifecycle(events: list[LifecycleEvent], message: KafkaMessage) -> None:
+    async def on_lifecycle(events: list[LifecycleEvent]) -> None:
+        message = current_message(broker)
         records = records_of(message)
         await window.add([Positioned(event, record.partition, record.offset)
                           for event, record in zip(events, records, strict=True)], records, message.consumer)
