@@ -86,7 +86,8 @@ def bootstrap(settings: RoutingSettings | None = None, kafka: KafkaSettings | No
         cached_dossiers=settings.cached_dossiers,
         cache_ttl_s=settings.cache_ttl_s,
     )
-    broker.include_router(handlers.build_router(broker, router, settings.group_id, settings.start_from, settings.max_batch))
+    broker.include_router(handlers.build_router(broker, router, settings.group_id, settings.start_from,
+                                                settings.max_batch))
     ticker = Periodic("deadline_ticker", settings.tick_interval_s, lambda: router.tick_due(today_vn(router.clock())))
     clearer = Periodic("write_behind", settings.outbox_clear_interval_s, router.write_behind)
 

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import takewhile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -216,7 +217,8 @@ class WorkflowStore:
         loads find the versions)."""
         now = time.monotonic()
         heads = dict(self.heads)
-        superseded = {key for key, at in self.superseded.items() if now - at >= self.keep_superseded_s}
+        # Oldest first (insertion order): only the ripe prefix is looked at, not the last minutes' versions.
+        superseded = set(takewhile(lambda key: now - self.superseded[key] >= self.keep_superseded_s, self.superseded))
         await self._enter_ticks({code: head.fields["tick_on"] for code, head in heads.items()}, today)
         ops = [_forward(code, head.fields, published.get(code, 0)) for code, head in heads.items() if not head.new]
         # Published marks only move forward, whatever version the head is at (a newer version keeps its outbox).

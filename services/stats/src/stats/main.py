@@ -31,7 +31,8 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
     store = ProjectionStore(db)
     live = LiveCatalogue(CatalogueVersions(db))  # procedures' names in the dossier lists
     probe = OffsetProbe(kafka)
-    window = Window(Projector(store, cached_dossiers_per_partition=settings.cached_dossiers), lambda record, reason: park_record(broker, record, "stats", reason),
+    projector = Projector(store, cached_dossiers_per_partition=settings.cached_dossiers)
+    window = Window(projector, lambda record, reason: park_record(broker, record, "stats", reason),
                     max_events=settings.window_max_events, fresh_s=settings.window_fresh_s,
                     bulk_events=settings.window_bulk_events, idle_s=settings.window_idle_s,
                     max_wait_s=settings.window_max_s, poll_s=handlers.FETCH_WAIT_MS / 1000,
