@@ -62,35 +62,45 @@ class FlakyStore(MemoryStore):
 
 
 def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, restart_rate: float) -> int:
-    """Kafka as the projector sees it: batches of any size across partitions; a failed batch is redelivered from
-    the last committed offset, sometimes to a fresh process (empty cache). Returns the failures survived."""
+    """Kafka as the projector sees it: batches of any size across partitions; some with their dossier documents
+    written behind (committed only once a later batch stores them); a failed batch is redelivered from the last
+    committed offset, sometimes to a fresh process (empty cache); sometimes the process dies with documents
+    pending. Returns the failures survived."""
     by_partition = defaultdict(list)
     for item in log:
         by_partition[item.partition].append(item)
     committed = dict.fromkeys(by_partition, 0)
+    position = dict(committed)  # where the consumer reads next: past what is pending
     projector = Projector(store, cached_rows_per_partition=rng.choice([0, 5, 10_000]),
                           cached_dossiers_per_partition=rng.choice([0, 3, 10_000]))
     failures = 0
     while any(committed[p] < len(items) for p, items in by_partition.items()):
+        if rng.random() < 0.05:  # killed with documents pending: a fresh process from the committed offsets
+            projector, position = Projector(store), dict(committed)
         batch, taken = [], {}
         for p, items in by_partition.items():
             # At-least-once: sometimes records already committed come again (a rebalance before the commit).
-            start = max(0, committed[p] - rng.choice([0, 0, 0, 3]))
-            end = min(len(items), start + rng.randrange(1, 40))
-            batch += items[start:end]
+            start = position[p] - rng.choice([0, 0, 0, 3]) if position[p] == committed[p] else position[p]
+            end = min(len(items), max(0, start) + rng.randrange(1, 40))
+            batch += items[max(0, start):end]
             taken[p] = end
+        defer = bool(batch) and rng.random() < 0.5
         try:
-            asyncio.run(stage_then_project(projector, batch, rng))
+            asyncio.run(stage_then_project(projector, batch, rng, defer))
         except ProjectionConflict:
             failures += 1
             if rng.random() < restart_rate:
                 projector = Projector(store)
+            position = dict(committed)
             continue
-        committed.update(taken)
+        position.update(taken)
+        if not defer:
+            committed = dict(position)
     return failures
 
 
-async def stage_then_project(projector: Projector, batch: list[Positioned], rng: random.Random) -> None:
+async def stage_then_project(projector: Projector, batch: list[Positioned], rng: random.Random,
+                             defer: bool = False) -> None:
     """As the window does with a burst, sometimes: the batch folded ahead in parts (sometimes not all of them, and
     then the projection must fold it from the store instead)."""
     if rng.random() < 0.5:
@@ -98,7 +108,7 @@ async def stage_then_project(projector: Projector, batch: list[Positioned], rng:
         parts = [batch[:cuts[0]], batch[cuts[0]:cuts[1]], batch[cuts[1]:]]
         for part in parts[:rng.choice([2, 3, 3])]:
             await projector.stage(part)
-    await projector.project(batch)
+    await projector.project(batch, defer_dossiers=defer)
 
 
 def figures_from(store: MemoryStore, slot: str, basis: str, start: date, end: date, today: date | None) -> dict:

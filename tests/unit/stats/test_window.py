@@ -5,6 +5,7 @@ what was stored; a failing store keeps the window (nothing dropped, nothing comm
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -145,3 +146,68 @@ async def test_a_burst_settled_and_caught_up_at_the_broker_is_projected_without_
         await asyncio.sleep(0.03)
         await w.flush_if_due()
         assert asked == [[TP]] and consumer.commits == ([{TP: 2}] if projected else [])
+
+
+async def test_a_steady_streams_dossier_documents_are_written_behind_and_only_then_committed():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, fresh_s=0.02, bulk_events=100, idle_s=10.0, dossiers_s=0.15)
+    for first in (0, 1):  # two windows, one event each
+        await w.add(*fetch(first, 1), consumer)
+        await asyncio.sleep(0.03)
+        await w.flush_if_due()
+        assert w.visible == {TP: first + 1}  # in the figures: the rows are written
+    assert store.dossier_writes == 0 and consumer.commits == [] and CODE not in store.dossiers
+    await asyncio.sleep(0.15)
+    await w.flush_if_due()
+    # one write for the two windows' changes, then their offsets committed
+    assert store.dossier_writes == 1 and store.dossiers[CODE]["seq"] == 2 and consumer.commits == [{TP: 2}]
+    assert cells(store) == await projected_at_once(2)
+
+
+async def test_a_failed_write_behind_projects_the_retained_windows_again(monkeypatch):
+    monkeypatch.setattr("stats.window.RETRY_S", 0.01)
+    store, consumer = CountingStore(failures=2), FakeConsumer()
+    w = window(store, fresh_s=0.02, bulk_events=100, idle_s=10.0, dossiers_s=0.05)
+    for first in (0, 1, 2):
+        await w.add(*fetch(first, 1), consumer)
+        await asyncio.sleep(0.03)
+        await w.flush_if_due()
+    await asyncio.sleep(0.06)
+    await w.flush_if_due()
+    assert store.failures == 0 and store.dossiers[CODE]["seq"] == 3 and consumer.commits[-1] == {TP: 3}
+    assert cells(store) == await projected_at_once(3)  # replayed from the store: nothing counted twice
+
+
+async def test_a_rebalance_stores_the_retained_windows_too():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, fresh_s=0.02, bulk_events=100, idle_s=10.0, dossiers_s=60.0)
+    await w.add(*fetch(0, 2), consumer)
+    await asyncio.sleep(0.03)
+    await w.flush_if_due()
+    await w.add(*fetch(2, 1), consumer)
+    assert consumer.commits == [] and CODE not in store.dossiers
+    await w.on_partitions_revoked({TP})
+    assert store.dossiers[CODE]["seq"] == 3 and consumer.commits == [{TP: 3}] and w.visible == {}
+
+
+async def test_a_steady_stream_held_back_by_a_projection_is_not_taken_for_a_burst():
+    store, consumer = CountingStore(), FakeConsumer()
+    for came_straight_back, burst in ((True, False), (False, True)):
+        w = window(store, fresh_s=0.5, bulk_events=2)
+        now = time.monotonic()
+        # the last fetch was taken a second ago; the consumer then waited on a projection until just now, or was idle
+        w.fetched_at, w.taken_at = now - 1.0, now - (0.001 if came_straight_back else 0.9)
+        await w.add(*fetch(0, 3), consumer)  # three events accrued over that second: 3/s, under 2 per 0.5 s
+        assert w.burst is burst and w.due(time.monotonic()) is not burst
+
+
+def cells(store: MemoryStore) -> dict:
+    """The rows' counts (a row emptied again, such as an open dossier's once it closes, counts as absent)."""
+    return {rid: row.cells for rid, row in store.rows.items() if row.cells}
+
+
+async def projected_at_once(n: int) -> dict:
+    """The rows' cells of the dossier's first n events projected in one batch."""
+    clean = MemoryStore()
+    await Projector(clean).project(fetch(0, n)[0])
+    return cells(clean)

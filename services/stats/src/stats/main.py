@@ -36,7 +36,7 @@ def bootstrap(settings: StatsSettings | None = None, kafka: KafkaSettings | None
                     max_events=settings.window_max_events, fresh_s=settings.window_fresh_s,
                     bulk_events=settings.window_bulk_events, idle_s=settings.window_idle_s,
                     max_wait_s=settings.window_max_s, poll_s=handlers.FETCH_WAIT_MS / 1000,
-                    settle_s=settings.window_settle_s, end_offsets=probe)
+                    settle_s=settings.window_settle_s, end_offsets=probe, dossiers_s=settings.window_dossiers_s)
     broker.include_router(handlers.build_router(broker, window, settings.group_id))
     flusher = Periodic("window_flush", settings.window_fresh_s / 4, window.flush_if_due)
     monitor = TopicMonitor(kafka)

@@ -21,6 +21,10 @@ class StatsSettings(CatalogueReaderSettings):
     window_settle_s: float = Field(0.1, gt=0, description="... or once no fetch has brought anything for this long "
                                    "and the broker holds nothing past the window (asked then)")
     window_max_s: float = Field(3.0, gt=0, description="... or once its oldest event has waited this long")
+    window_dossiers_s: float = Field(3.0, ge=0, description="A steady stream's dossier documents are written "
+                                     "behind, several windows' together, once the oldest has waited this long (0: "
+                                     "with their rows). The figures are fresh meanwhile; committed offsets trail "
+                                     "them by as much")
     window_max_events: int = Field(100_000, ge=1, description="Any window is projected once it holds this many "
                                    "events (memory)")
     cached_dossiers: int = Field(2_000, ge=0, description="Dossier documents kept in memory per partition between "

@@ -16,6 +16,14 @@ writes remain.
 Offsets are committed explicitly, and only for what a projection stored: a crash loses nothing but the window,
 which comes again from the committed offsets.
 
+A small window's dossier documents are written behind (`dossiers_s`): its rows, which give the figures, are written
+at once, its events retained, and the dossier documents of several windows written together once the oldest has
+waited `dossiers_s` (or before a large window, a rebalance); only then are the retained windows' offsets committed.
+At a steady 200 dossiers/s a dossier's events span several windows, and FerretDB's guarded replaces were stats'
+largest cost (measured). So the figures are fresh while the committed offsets trail them by up to `dossiers_s`:
+`visible` (and the `lienthong_stats_visible_offset` gauge) says how far the figures go. A failed write of any kind
+projects the retained windows again with the current one, from what the store holds.
+
 A projection that fails (the store away) keeps the window and is tried again, holding the consumer meanwhile (its
 fetches wait on the window's lock): nothing is dropped, and nothing past the window is taken in.
 """
@@ -29,6 +37,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from prometheus_client import Gauge
 
 from lienthong.messaging import stop_consumer
 from lienthong.settings import KafkaSettings
@@ -36,6 +45,9 @@ from stats.projector import Poison, Positioned, Projector
 
 log = structlog.get_logger("stats.window")
 RETRY_S = 1.0
+VISIBLE_OFFSET = Gauge("lienthong_stats_visible_offset", "Per partition of the lifecycle topic, the next offset "
+                       "whose event is not yet in the figures (the rows written; committed offsets may trail it)",
+                       ["partition"])
 
 
 EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
@@ -83,20 +95,38 @@ class OffsetProbe:
 class Window(ConsumerRebalanceListener):
     def __init__(self, projector: Projector, park: Callable[[ConsumerRecord, str], Awaitable[None]], *,
                  max_events: int, fresh_s: float, bulk_events: int, idle_s: float, max_wait_s: float,
-                 poll_s: float, settle_s: float, end_offsets: EndOffsets | None = None) -> None:
+                 poll_s: float, settle_s: float, end_offsets: EndOffsets | None = None,
+                 dossiers_s: float = 0.0) -> None:
         self.projector, self.park, self.end_offsets = projector, park, end_offsets
         self.max_events, self.fresh_s, self.bulk_events = max_events, fresh_s, bulk_events
         self.idle_s, self.max_wait_s, self.poll_s, self.settle_s = idle_s, max_wait_s, poll_s, settle_s
+        self.dossiers_s = dossiers_s
         self.items: list[Positioned] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.ends: dict[TopicPartition, int] = {}  # the next offset to commit per partition once stored
+        # windows whose rows are written and dossier documents pending, not committed: their events, the offsets
+        # to commit once the documents are stored, and since when the oldest waits
+        self.retained: list[Positioned] = []
+        self.retained_ends: dict[TopicPartition, int] = {}
+        self.retained_since: float | None = None
+        self.retained_records: dict[tuple[int, int], ConsumerRecord] = {}
+        self.parked: set[tuple[int, int]] = set()  # retained events already parked as poison
+        self.visible: dict[TopicPartition, int] = {}
         self.opened_at: float | None = None
-        self.added_at = self.taken_at = 0.0  # when the last fetch arrived, and when it had been taken in (staged)
+        self.burst = False
+        # when the last fetch was handed over (it may then wait on the lock), arrived, and had been taken in (staged)
+        self.fetched_at = self.added_at = self.taken_at = 0.0
         self.consumer: Any = None
         self.lock = asyncio.Lock()
 
     async def add(self, items: list[Positioned], records: list[ConsumerRecord], consumer: Any) -> None:
         """Take a fetch's events in; project the window if it is full."""
+        fetched, previous = time.monotonic(), self.fetched_at
+        # A consumer that came straight back from the last fetch (it may have waited on a projection meanwhile)
+        # has been accruing this fetch's events since it took that one: the window's age counts from then, so a
+        # steady stream held back by a projection is not taken for a burst.
+        accruing_since = previous if fetched - self.taken_at < self.poll_s else fetched
+        self.fetched_at = fetched
         async with self.lock:
             self.consumer = consumer
             for item, record in zip(items, records, strict=True):
@@ -107,25 +137,33 @@ class Window(ConsumerRebalanceListener):
             self.added_at = time.monotonic()
             log.debug("window_added", events=len(items), window=len(self.items))
             if self.opened_at is None and records:
-                self.opened_at = self.added_at
+                self.opened_at = accruing_since
+            # a burst: bulk_events or more, arriving faster than bulk_events per fresh_s (once one, always one)
+            self.burst = self.burst or (len(self.items) >= self.bulk_events and len(self.items) * self.fresh_s
+                                        >= self.bulk_events * (self.added_at - (self.opened_at or self.added_at)))
             if len(self.items) >= self.max_events:
                 await self._flush_until_stored()
-            elif len(self.items) >= self.bulk_events:  # a burst: it waits for a pause, its fold need not
+            elif self.burst:  # it waits for a pause, its fold need not
                 await self.projector.stage(self.items[self.projector.staged_events:])
             self.taken_at = time.monotonic()
 
     async def flush_if_due(self) -> None:
-        """Called periodically (every `fresh_s / 4`): projects the window once it is due (see the module)."""
+        """Called periodically (every `fresh_s / 4`): projects the window once it is due, and stores the retained
+        windows' dossier documents once the oldest has waited `dossiers_s` (see the module)."""
         now = time.monotonic()
         if self.opened_at is not None and (self.due(now) or self._idle_burst(now)):
             async with self.lock:  # no fetch is taken in while it is held: what is checked here stays true
                 now = time.monotonic()
                 if self.opened_at is not None and (self.due(now) or await self._caught_up(now)):
                     await self._flush_until_stored()
+        if self.retained_since is not None and now - self.retained_since >= self.dossiers_s:
+            async with self.lock:
+                if self.retained_since is not None:
+                    await self._store_retained()
 
     def due(self, now: float) -> bool:
         age = now - self.opened_at if self.opened_at is not None else 0.0
-        if len(self.items) < self.bulk_events:
+        if not self.burst:
             return age >= self.fresh_s
         # The pause counts from the last fetch's arrival, so it overlaps that fetch's staging; but it is only taken
         # once the consumer has asked for more since (a whole poll after the staging ended): a long staging is not
@@ -134,7 +172,7 @@ class Window(ConsumerRebalanceListener):
                                           and not self._more_at_broker())
 
     def _idle_burst(self, now: float) -> bool:
-        return len(self.items) >= self.bulk_events and now - self.added_at >= self.settle_s
+        return self.burst and now - self.added_at >= self.settle_s
 
     async def _caught_up(self, now: float) -> bool:
         """A burst that no fetch has added to for `settle_s` and whose partitions end, at the broker now, where the
@@ -157,44 +195,105 @@ class Window(ConsumerRebalanceListener):
             return False
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        """Store the window before giving its partitions up, so their next owner never writes beside us; if the
-        store is away, drop it instead (nothing of it was committed: the next owner reads it again)."""
+        """Store the window and the retained ones before giving partitions up, so their next owner never writes
+        beside us; if the store is away, drop them instead (nothing of them was committed: the next owner reads
+        them again)."""
         async with self.lock:
             try:
-                await self._flush()
+                await self._flush(everything=True)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the next owner starts from the committed offsets
-                log.warning("window_dropped_at_rebalance", error=type(exc).__name__, events=len(self.items))
+                log.warning("window_dropped_at_rebalance", error=type(exc).__name__,
+                            events=len(self.items) + len(self.retained))
                 self._clear()
+                self._release()
+            for tp in revoked:
+                if self.visible.pop(tp, None) is not None:
+                    VISIBLE_OFFSET.remove(str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
 
-    async def _flush_until_stored(self) -> None:
+    async def _flush_until_stored(self, everything: bool = False) -> None:
         while True:
             try:
-                await self._flush()
+                await self._flush(everything)
                 return
             except Exception as exc:  # noqa: BLE001 - the window stays; the consumer waits on the lock meanwhile
-                log.warning("window_projection_failed", error=type(exc).__name__, events=len(self.items))
+                log.warning("window_projection_failed", error=type(exc).__name__,
+                            events=len(self.items) + len(self.retained))
+                self._replay_retained()
                 await asyncio.sleep(RETRY_S)
 
-    async def _flush(self) -> None:
-        if not self.items:
+    async def _flush(self, everything: bool = False) -> None:
+        """Project the window; with `everything`, or for a large window, store every pending dossier document
+        too and commit all it covers; else keep the window's documents pending and the window retained."""
+        defer = (not everything and self.dossiers_s > 0 and not self.burst
+                 and len(self.retained) + len(self.items) < self.max_events)
+        if self.items:
+            log.debug("window_projecting", events=len(self.items), staged=self.projector.staged_events,
+                      retained=len(self.retained), defer=defer,
+                      age_s=round(time.monotonic() - (self.opened_at or time.monotonic()), 3),
+                      idle_s=round(time.monotonic() - self.added_at, 3))
+        poison: list[Poison] = await self.projector.project(self.items, defer_dossiers=defer)
+        for item in poison:  # validated, but cannot be folded: parked rather than stalling the partition
+            position = (item.item.partition, item.item.offset)
+            if position not in self.parked:
+                await self.park(self.records[position], item.reason)
+                self.parked.add(position)
+        for tp, end in self.ends.items():
+            self.visible[tp] = end
+            VISIBLE_OFFSET.labels(str(tp.partition)).set(end)
+        consumer = self.consumer
+        if defer:
+            self.retained += self.items
+            self.retained_ends.update(self.ends)
+            self.retained_since = self.retained_since or time.monotonic()
+            self.retained_records.update(self.records)
             self._clear()
             return
-        log.debug("window_projecting", events=len(self.items), staged=self.projector.staged_events,
-                  age_s=round(time.monotonic() - (self.opened_at or time.monotonic()), 3),
-                  idle_s=round(time.monotonic() - self.added_at, 3))
-        poison: list[Poison] = await self.projector.project(self.items)
-        for item in poison:  # validated, but cannot be folded: parked rather than stalling the partition
-            await self.park(self.records[(item.item.partition, item.item.offset)], item.reason)
-        ends, consumer = dict(self.ends), self.consumer
+        ends = {**self.retained_ends, **self.ends}
         self._clear()
+        self._release()
+        await self._commit(ends, consumer)
+
+    async def _commit(self, ends: dict[TopicPartition, int], consumer: Any = None) -> None:
+        if not ends:
+            return
         try:
-            await consumer.commit(ends)
+            await (consumer or self.consumer).commit(ends)
         except Exception as exc:  # noqa: BLE001 - stored but not committed: the events come again and change nothing
             log.warning("commit_failed", error=type(exc).__name__)
 
+    async def _store_retained(self) -> None:
+        """Store the retained windows' dossier documents and commit their offsets, leaving the window as it is (a
+        burst may be gathering); on failure project them again with it."""
+        try:
+            await self.projector.store_dossiers()
+        except Exception as exc:  # noqa: BLE001 - the projector kept nothing pending: fold them again
+            log.warning("dossier_write_failed", error=type(exc).__name__, events=len(self.retained))
+            self._replay_retained()
+            await self._flush_until_stored(everything=True)
+            return
+        ends = self.retained_ends
+        self._release()
+        await self._commit(ends)
+
+    def _replay_retained(self) -> None:
+        """After a failed write the projector keeps nothing pending: the retained windows are projected again,
+        with the window, from what the store holds."""
+        if not self.retained:
+            return
+        self.items = self.retained + self.items
+        self.records = {**self.retained_records, **self.records}
+        self.ends = {**self.retained_ends, **self.ends}
+        self.opened_at = self.opened_at or self.retained_since
+        self.retained, self.retained_records, self.retained_ends, self.retained_since = [], {}, {}, None
+
     def _clear(self) -> None:
-        self.items, self.records, self.ends, self.opened_at = [], {}, {}, None
+        self.items, self.records, self.ends, self.opened_at, self.burst = [], {}, {}, None, False
         self.projector.discard_staged()
+
+    def _release(self) -> None:
+        """The retained windows stored (or handed back)."""
+        self.retained, self.retained_records, self.retained_ends, self.retained_since = [], {}, {}, None
+        self.parked.clear()
