@@ -370,6 +370,7 @@ class Projector:
             raise
         self._pending.clear()
         clock.lap("write_dossiers")
+        failpoint("stats.after_dossiers")  # stored, offsets not committed: the batches come again
 
     def _forget(self) -> None:
         """After a failed write: the cached rows and documents may hold what was not stored."""
@@ -456,7 +457,6 @@ class Projector:
                                               stored[code]["seq"] if code in stored else None)
         if not defer_dossiers:
             await self.store_dossiers()
-            failpoint("stats.after_dossiers")  # stored, offset not committed: the batch comes again
         for row in dirty:
             row.stored_pos = row.pos
         for p, state in states.items():
