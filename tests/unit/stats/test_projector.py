@@ -63,20 +63,32 @@ class FlakyStore(MemoryStore):
 
 def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, restart_rate: float) -> int:
     """Kafka as the projector sees it: batches of any size across partitions; some with their dossier documents
-    written behind (committed only once a later batch stores them); a failed batch is redelivered from the last
-    committed offset, sometimes to a fresh process (empty cache); sometimes the process dies with documents
-    pending. Returns the failures survived."""
+    written behind (committed once the documents they changed are stored, oldest first, or a later batch stores
+    everything); a failed batch or write is redelivered from the last committed offset, sometimes to a fresh
+    process (empty cache); sometimes the process dies with documents pending. Returns the failures survived."""
     by_partition = defaultdict(list)
     for item in log:
         by_partition[item.partition].append(item)
     committed = dict.fromkeys(by_partition, 0)
     position = dict(committed)  # where the consumer reads next: past what is pending
+    deferred: list[tuple[dict[int, int], set[str]]] = []  # batches projected, documents pending: (taken, codes)
     projector = Projector(store, cached_rows_per_partition=rng.choice([0, 5, 10_000]),
                           cached_dossiers_per_partition=rng.choice([0, 3, 10_000]))
     failures = 0
     while any(committed[p] < len(items) for p, items in by_partition.items()):
         if rng.random() < 0.05:  # killed with documents pending: a fresh process from the committed offsets
-            projector, position = Projector(store), dict(committed)
+            projector, position, deferred = Projector(store), dict(committed), []
+        if deferred and rng.random() < 0.3:  # the oldest deferred batch's documents written, its offsets committed
+            taken, codes = deferred[0]
+            try:
+                asyncio.run(projector.store_dossiers(codes))
+            except ProjectionConflict:
+                failures += 1
+                position, deferred = dict(committed), []
+                continue
+            committed.update(taken)
+            del deferred[0]
+            continue
         batch, taken = [], {}
         for p, items in by_partition.items():
             # At-least-once: sometimes records already committed come again (a rebalance before the commit).
@@ -91,11 +103,13 @@ def consume(log: list[Positioned], store: MemoryStore, rng: random.Random, *, re
             failures += 1
             if rng.random() < restart_rate:
                 projector = Projector(store)
-            position = dict(committed)
+            position, deferred = dict(committed), []
             continue
         position.update(taken)
-        if not defer:
-            committed = dict(position)
+        if defer:
+            deferred.append((taken, {item.event.subject for item in batch}))
+        else:
+            committed, deferred = dict(position), []
     return failures
 
 

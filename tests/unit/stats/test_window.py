@@ -211,3 +211,20 @@ async def projected_at_once(n: int) -> dict:
     clean = MemoryStore()
     await Projector(clean).project(fetch(0, n)[0])
     return cells(clean)
+
+
+async def test_retained_windows_are_stored_and_committed_one_at_a_time_as_each_comes_due():
+    store, consumer = CountingStore(), FakeConsumer()
+    w = window(store, fresh_s=0.02, bulk_events=100, idle_s=10.0, dossiers_s=0.12)
+    for first in (0, 1):  # two windows ~0.06 s apart
+        await w.add(*fetch(first, 1), consumer)
+        await asyncio.sleep(0.03)
+        await w.flush_if_due()
+        await asyncio.sleep(0.03)
+    await asyncio.sleep(0.03)  # the first window is due, the second not yet
+    await w.flush_if_due()
+    # the dossier's document as it is by now (both events) written; the first window's offsets committed
+    assert store.dossier_writes == 1 and store.dossiers[CODE]["seq"] == 2 and consumer.commits == [{TP: 1}]
+    await asyncio.sleep(0.07)
+    await w.flush_if_due()
+    assert store.dossier_writes == 1 and consumer.commits == [{TP: 1}, {TP: 2}]  # nothing left to write

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -357,18 +357,23 @@ class Projector:
             self._forget()
             raise
 
-    async def store_dossiers(self) -> None:
-        """Write the pending dossier documents. On failure nothing is pending any more: the caller projects
-        again what it has not committed."""
-        if not self._pending:
+    async def store_dossiers(self, codes: Iterable[str] | None = None) -> None:
+        """Write the pending dossier documents (of these dossiers, else all). On failure nothing is pending any more:
+        the caller projects again what it has not committed."""
+        chosen = self._pending if codes is None else {c: self._pending[c] for c in codes if c in self._pending}
+        if not chosen:
             return
         clock = PhaseClock(PHASE_SECONDS)
         try:
-            await self.store.write_dossiers([DossierWrite(p.doc, p.stored_seq) for p in self._pending.values()])
+            await self.store.write_dossiers([DossierWrite(p.doc, p.stored_seq) for p in chosen.values()])
         except BaseException:
             self._forget()
             raise
-        self._pending.clear()
+        if chosen is self._pending:
+            self._pending = {}
+        else:
+            for code in chosen:
+                del self._pending[code]
         clock.lap("write_dossiers")
         failpoint("stats.after_dossiers")  # stored, offsets not committed: the batches come again
 

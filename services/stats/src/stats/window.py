@@ -3,9 +3,13 @@
 A burst arrives over a few fetches; projected fetch by fetch, a dossier whose events straddle two fetches is written
 twice, the second time as a guarded replace, which FerretDB does ~10x slower than an insert. So the window decides
 by the rate events arrive at:
-- a window that stays small (under `bulk_events` by the time it is `fresh_s` old: the steady stream of a working
-  day, up to thousands of events a second) is projected then, so figures are fresh within a fraction of a second;
-- a window that grows past that is a burst (a backlog re-sent, a campaign): it is projected once the stream pauses
+- a window whose events come slower than `bulk_events` per `fresh_s` (the steady stream of a working day, up to
+  thousands of events a second) is projected once it is `fresh_s` old, so figures are fresh within a fraction of a
+  second. Its age counts from when the consumer began accruing its events: a fetch that waited on a projection
+  brings what came meanwhile, and at 200 dossiers/s that used to look like a burst (measured: windows of ~6,600
+  events held 3 s each);
+- a window of `bulk_events` or more that came faster is a burst (a backlog re-sent, a campaign): it is projected
+  once the stream pauses
   (no fetch brought anything for `settle_s` and the broker's partitions end where the window does, asked then;
   or, when the broker cannot say, no fetch for `idle_s`, the consumer has polled again since it took the last one
   in, and the broker had nothing more when last asked) or once it is
@@ -16,13 +20,14 @@ writes remain.
 Offsets are committed explicitly, and only for what a projection stored: a crash loses nothing but the window,
 which comes again from the committed offsets.
 
-A small window's dossier documents are written behind (`dossiers_s`): its rows, which give the figures, are written
-at once, its events retained, and the dossier documents of several windows written together once the oldest has
-waited `dossiers_s` (or before a large window, a rebalance); only then are the retained windows' offsets committed.
-At a steady 200 dossiers/s a dossier's events span several windows, and FerretDB's guarded replaces were stats'
-largest cost (measured). So the figures are fresh while the committed offsets trail them by up to `dossiers_s`:
-`visible` (and the `lienthong_stats_visible_offset` gauge) says how far the figures go. A failed write of any kind
-projects the retained windows again with the current one, from what the store holds.
+A steady stream's dossier documents are written behind (`dossiers_s`): a window's rows, which give the figures, are
+written at once, its events retained; once it has waited `dossiers_s`, the documents its events changed are written
+(as they are by then: changes of later windows ride along) and its offsets committed, a window at a time, so the
+writes are spread out rather than one long pause; everything before a burst's window or a rebalance. At a steady
+200 dossiers/s a dossier's events span several windows, and FerretDB's guarded replaces were stats' largest cost
+(measured). So the figures are fresh while the committed offsets trail them by up to `dossiers_s`: `visible` (and
+the `lienthong_stats_visible_offset` gauge) says how far the figures go. A failed write of any kind projects the
+retained windows again with the current one, from what the store holds.
 
 A projection that fails (the store away) keeps the window and is tried again, holding the consumer meanwhile (its
 fetches wait on the window's lock): nothing is dropped, and nothing past the window is taken in.
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -51,6 +57,17 @@ VISIBLE_OFFSET = Gauge("lienthong_stats_visible_offset", "Per partition of the l
 
 
 EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
+
+@dataclass
+class Retained:
+    """A window whose rows are written and dossier documents pending: its offsets are committed once they are
+    stored."""
+
+    items: list[Positioned]
+    records: dict[tuple[int, int], ConsumerRecord]
+    ends: dict[TopicPartition, int]
+    at: float
 
 
 class OffsetProbe:
@@ -104,12 +121,7 @@ class Window(ConsumerRebalanceListener):
         self.items: list[Positioned] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.ends: dict[TopicPartition, int] = {}  # the next offset to commit per partition once stored
-        # windows whose rows are written and dossier documents pending, not committed: their events, the offsets
-        # to commit once the documents are stored, and since when the oldest waits
-        self.retained: list[Positioned] = []
-        self.retained_ends: dict[TopicPartition, int] = {}
-        self.retained_since: float | None = None
-        self.retained_records: dict[tuple[int, int], ConsumerRecord] = {}
+        self.retained: list[Retained] = []  # oldest first
         self.parked: set[tuple[int, int]] = set()  # retained events already parked as poison
         self.visible: dict[TopicPartition, int] = {}
         self.opened_at: float | None = None
@@ -156,10 +168,9 @@ class Window(ConsumerRebalanceListener):
                 now = time.monotonic()
                 if self.opened_at is not None and (self.due(now) or await self._caught_up(now)):
                     await self._flush_until_stored()
-        if self.retained_since is not None and now - self.retained_since >= self.dossiers_s:
+        if self.retained and now - self.retained[0].at >= self.dossiers_s:
             async with self.lock:
-                if self.retained_since is not None:
-                    await self._store_retained()
+                await self._store_retained(time.monotonic() - self.dossiers_s)
 
     def due(self, now: float) -> bool:
         age = now - self.opened_at if self.opened_at is not None else 0.0
@@ -203,7 +214,7 @@ class Window(ConsumerRebalanceListener):
                 await self._flush(everything=True)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the next owner starts from the committed offsets
                 log.warning("window_dropped_at_rebalance", error=type(exc).__name__,
-                            events=len(self.items) + len(self.retained))
+                            events=len(self.items) + self.retained_events)
                 self._clear()
                 self._release()
             for tp in revoked:
@@ -220,7 +231,7 @@ class Window(ConsumerRebalanceListener):
                 return
             except Exception as exc:  # noqa: BLE001 - the window stays; the consumer waits on the lock meanwhile
                 log.warning("window_projection_failed", error=type(exc).__name__,
-                            events=len(self.items) + len(self.retained))
+                            events=len(self.items) + self.retained_events)
                 self._replay_retained()
                 await asyncio.sleep(RETRY_S)
 
@@ -228,10 +239,10 @@ class Window(ConsumerRebalanceListener):
         """Project the window; with `everything`, or for a large window, store every pending dossier document
         too and commit all it covers; else keep the window's documents pending and the window retained."""
         defer = (not everything and self.dossiers_s > 0 and not self.burst
-                 and len(self.retained) + len(self.items) < self.max_events)
+                 and self.retained_events + len(self.items) < self.max_events)
         if self.items:
             log.debug("window_projecting", events=len(self.items), staged=self.projector.staged_events,
-                      retained=len(self.retained), defer=defer,
+                      retained=self.retained_events, defer=defer,
                       age_s=round(time.monotonic() - (self.opened_at or time.monotonic()), 3),
                       idle_s=round(time.monotonic() - self.added_at, 3))
         poison: list[Poison] = await self.projector.project(self.items, defer_dossiers=defer)
@@ -245,16 +256,18 @@ class Window(ConsumerRebalanceListener):
             VISIBLE_OFFSET.labels(str(tp.partition)).set(end)
         consumer = self.consumer
         if defer:
-            self.retained += self.items
-            self.retained_ends.update(self.ends)
-            self.retained_since = self.retained_since or time.monotonic()
-            self.retained_records.update(self.records)
+            if self.items:
+                self.retained.append(Retained(self.items, self.records, self.ends, time.monotonic()))
             self._clear()
             return
-        ends = {**self.retained_ends, **self.ends}
+        ends = {tp: end for window in self.retained for tp, end in window.ends.items()} | self.ends
         self._clear()
         self._release()
         await self._commit(ends, consumer)
+
+    @property
+    def retained_events(self) -> int:
+        return sum(len(window.items) for window in self.retained)
 
     async def _commit(self, ends: dict[TopicPartition, int], consumer: Any = None) -> None:
         if not ends:
@@ -264,30 +277,34 @@ class Window(ConsumerRebalanceListener):
         except Exception as exc:  # noqa: BLE001 - stored but not committed: the events come again and change nothing
             log.warning("commit_failed", error=type(exc).__name__)
 
-    async def _store_retained(self) -> None:
-        """Store the retained windows' dossier documents and commit their offsets, leaving the window as it is (a
-        burst may be gathering); on failure project them again with it."""
+    async def _store_retained(self, until: float) -> None:
+        """Store the dossier documents of the retained windows kept since before `until` and commit their offsets,
+        leaving the rest as it is (a burst may be gathering); on failure project them all again with the window."""
+        due = [window for window in self.retained if window.at <= until]
+        if not due:
+            return
         try:
-            await self.projector.store_dossiers()
+            await self.projector.store_dossiers({item.event.subject for window in due for item in window.items})
         except Exception as exc:  # noqa: BLE001 - the projector kept nothing pending: fold them again
-            log.warning("dossier_write_failed", error=type(exc).__name__, events=len(self.retained))
+            log.warning("dossier_write_failed", error=type(exc).__name__, events=self.retained_events)
             self._replay_retained()
             await self._flush_until_stored(everything=True)
             return
-        ends = self.retained_ends
-        self._release()
-        await self._commit(ends)
+        del self.retained[:len(due)]
+        if not self.retained:
+            self.parked.clear()
+        await self._commit({tp: end for window in due for tp, end in window.ends.items()})
 
     def _replay_retained(self) -> None:
         """After a failed write the projector keeps nothing pending: the retained windows are projected again,
         with the window, from what the store holds."""
         if not self.retained:
             return
-        self.items = self.retained + self.items
-        self.records = {**self.retained_records, **self.records}
-        self.ends = {**self.retained_ends, **self.ends}
-        self.opened_at = self.opened_at or self.retained_since
-        self.retained, self.retained_records, self.retained_ends, self.retained_since = [], {}, {}, None
+        self.items = [item for window in self.retained for item in window.items] + self.items
+        self.records = {k: v for window in self.retained for k, v in window.records.items()} | self.records
+        self.ends = {tp: end for window in self.retained for tp, end in window.ends.items()} | self.ends
+        self.opened_at = self.opened_at or self.retained[0].at
+        self.retained = []
 
     def _clear(self) -> None:
         self.items, self.records, self.ends, self.opened_at, self.burst = [], {}, {}, None, False
@@ -295,5 +312,5 @@ class Window(ConsumerRebalanceListener):
 
     def _release(self) -> None:
         """The retained windows stored (or handed back)."""
-        self.retained, self.retained_records, self.retained_ends, self.retained_since = [], {}, {}, None
+        self.retained = []
         self.parked.clear()
