@@ -137,7 +137,7 @@ class Run:
                 while True:
                     for records in (await consumer.getmany(timeout_ms=50)).values():
                         for record in records:
-                            kind = parse_event(record.value).type.split(".")[3]
+                            kind = orjson.loads(record.value)["type"].split(".")[3]  # the type alone: no validation
                             if kind in ("submitted", "resolved"):
                                 pending[(record.key.decode(), kind)] = (record.partition, record.offset)
                                 self.logged[(record.key.decode(), kind)] = time.perf_counter()
