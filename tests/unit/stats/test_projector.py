@@ -295,3 +295,25 @@ def test_a_partition_read_in_order_reads_its_dossiers_once_and_a_dossier_moved_o
     asyncio.run(run())
     assert store.dossiers == clean.dossiers
     assert {i: r.cells for i, r in store.rows.items()} == {i: r.cells for i, r in clean.rows.items()}
+
+
+async def test_documents_pending_when_a_rebuild_switches_collections_are_not_written_to_the_new_ones():
+    """Their events were logged before the switch, so the rebuild's top-up brings them to the new collections; the
+    pending documents belong to the old ones (their guards name the old documents)."""
+
+    class Switching(MemoryStore):
+        collection = "old"
+
+        async def prepare(self) -> str:
+            return self.collection
+
+    store = Switching()
+    projector = Projector(store)
+    log = log_of(seed=4, dossiers=6)
+    before, after = [i for i in log if i.partition > 0], [i for i in log if i.partition == 0]
+    await projector.project(before, defer_dossiers=True)
+    assert projector.pending_dossiers == 4 and not store.dossiers  # rows written, documents pending
+    store.collection = "new"
+    await projector.project(after, defer_dossiers=True)  # the next window finds the switch
+    await projector.store_dossiers()
+    assert set(store.dossiers) == {i.event.subject for i in after}  # none of the old collections' documents
