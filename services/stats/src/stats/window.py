@@ -254,26 +254,25 @@ class Window(ConsumerRebalanceListener):
         for tp, end in self.ends.items():
             self.visible[tp] = end
             VISIBLE_OFFSET.labels(str(tp.partition)).set(end)
-        consumer = self.consumer
         if defer:
             if self.items:
                 self.retained.append(Retained(self.items, self.records, self.ends, time.monotonic()))
             self._clear()
             return
-        ends = {tp: end for window in self.retained for tp, end in window.ends.items()} | self.ends
+        ends = _ends_of(self.retained) | self.ends
         self._clear()
         self._release()
-        await self._commit(ends, consumer)
+        await self._commit(ends)
 
     @property
     def retained_events(self) -> int:
         return sum(len(window.items) for window in self.retained)
 
-    async def _commit(self, ends: dict[TopicPartition, int], consumer: Any = None) -> None:
+    async def _commit(self, ends: dict[TopicPartition, int]) -> None:
         if not ends:
             return
         try:
-            await (consumer or self.consumer).commit(ends)
+            await self.consumer.commit(ends)
         except Exception as exc:  # noqa: BLE001 - stored but not committed: the events come again and change nothing
             log.warning("commit_failed", error=type(exc).__name__)
 
@@ -293,7 +292,7 @@ class Window(ConsumerRebalanceListener):
         del self.retained[:len(due)]
         if not self.retained:
             self.parked.clear()
-        await self._commit({tp: end for window in due for tp, end in window.ends.items()})
+        await self._commit(_ends_of(due))
 
     def _replay_retained(self) -> None:
         """After a failed write the projector keeps nothing pending: the retained windows are projected again,
@@ -302,7 +301,7 @@ class Window(ConsumerRebalanceListener):
             return
         self.items = [item for window in self.retained for item in window.items] + self.items
         self.records = {k: v for window in self.retained for k, v in window.records.items()} | self.records
-        self.ends = {tp: end for window in self.retained for tp, end in window.ends.items()} | self.ends
+        self.ends = _ends_of(self.retained) | self.ends
         self.opened_at = self.opened_at or self.retained[0].at
         self.retained = []
 
@@ -314,3 +313,8 @@ class Window(ConsumerRebalanceListener):
         """The retained windows stored (or handed back)."""
         self.retained = []
         self.parked.clear()
+
+
+def _ends_of(windows: list[Retained]) -> dict[TopicPartition, int]:
+    """The offsets to commit for these windows (oldest first: a later window's end wins)."""
+    return {tp: end for window in windows for tp, end in window.ends.items()}
