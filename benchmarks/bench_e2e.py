@@ -49,6 +49,7 @@ E2E_WAIT_S = float(os.environ.get("E2E_WAIT_S", "120"))  # after the last filing
 # Filings in flight at most, as a portal's connection pool would hold.
 E2E_CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
 CHAIN = "LT-KS-TT-BHYT"
+SLICE_S = 10
 
 
 class Run:
@@ -201,7 +202,12 @@ async def measure(stats_group: str, cpu: CpuMeter, bases: dict[str, str]) -> dic
     stored = [run.committed[(c, "submitted")] - run.filed[c] for c in codes]
     accepted = [run.answered_201[c] - run.filed[c] for c in codes]
     logged = [run.logged[(c, "submitted")] - run.filed[c] for c in codes]
+    first = min(run.filed.values(), default=0.0)
+    slices: dict[int, list[float]] = {}  # filed -> counted as received, by the 10 s of the run it was filed in
+    for code, latency in zip(codes, received, strict=True):
+        slices.setdefault(int((run.filed[code] - first) // SLICE_S), []).append(latency)
     return {"commands": commands, "rate": len(run.filed) / run.filing_seconds, "n": len(run.filed), "failed": len(run.failed),
+            "slices": {n: (percentile(v, 0.5) * 1000, percentile(v, 0.99) * 1000) for n, v in sorted(slices.items())},
             "failures": dict(Counter(run.failed)),
             "unseen": len(run.filed) - len(codes),
             **{f"{name}_{q}": percentile(values, p) * 1000 if values else float("nan") for name, values in
@@ -245,6 +251,8 @@ def main() -> None:
           f"{figures['chain_p99']:.0f} ms |")
     print(f"| filed -> stored in full in stats (its offset committed: the dossier document written too) | "
           f"{figures['stored_p50']:.0f} ms | {figures['stored_p99']:.0f} ms |")
+    print("\nfiled -> counted as received in stats, by when in the run it was filed (p50 / p99, ms): " + ", ".join(
+        f"{n * SLICE_S}-{(n + 1) * SLICE_S} s {p50:.0f} / {p99:.0f}" for n, (p50, p99) in figures["slices"].items()))
     print(f"\nstats' batches over the whole run (its catch-up included): {phases(metrics)}")
     print(f"\nWhere the CPU goes, from the first filing until the last is counted in stats (this machine has "
           f"{os.cpu_count()} cores: {os.cpu_count() * 1000 / RATE:.0f} ms of CPU per dossier at {RATE:g}/s):\n")
