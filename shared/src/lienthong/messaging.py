@@ -219,7 +219,7 @@ def make_broker(
         client_id=f"{settings.client_id_prefix}-{service}",
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,  # small batching window: throughput at negligible latency
+        linger_ms=settings.linger_ms,
         allow_auto_create_topics=False,  # topics come from the catalogue, with their partitions and retention
         metadata_max_age_ms=30_000,  # subscriptions by pattern see a new agency's topic within 30 s
         graceful_timeout=graceful_timeout,

@@ -36,6 +36,10 @@ class KafkaSettings(BaseSettings):
         None, description="With SASL_SSL: the CA certificate(s) that signed the brokers' certificates (PEM); the "
         "system's trust store when unset. The broker's name or address is always verified")
     client_id_prefix: str = Field("lienthong", description="Prefix of every client.id, for broker-side quotas/logs")
+    linger_ms: int = Field(
+        0, ge=0, le=1000, description="How long a producer waits to fill a batch before sending. 0: send at once; "
+        "under load batches form anyway while a request to the broker is in flight (measured: 5 ms added ~6 ms to "
+        "every publish when traffic was light)")
 
     @model_validator(mode="after")
     def _password_from_file(self) -> KafkaSettings:
