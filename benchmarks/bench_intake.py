@@ -21,7 +21,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TOKEN, kafka_as, KAFKA, environment, percentile, service  # noqa: E402
+from common import TOKEN, CpuMeter, kafka_as, KAFKA, environment, our_processes, percentile, service  # noqa: E402
 
 from lienthong.catalogue import catalogue  # noqa: E402
 from lienthong.contracts.dossier import Applicant  # noqa: E402
@@ -88,7 +88,7 @@ async def offered_load(base: str, units: list[str]) -> tuple[float, float, int, 
     return percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, len(latencies), failures
 
 
-async def kafka_ingestion(units: list[str]) -> float:
+async def kafka_ingestion(units: list[str], cpu: CpuMeter) -> float:
     refs = set()
     consumer = AIOKafkaConsumer(DOSSIER_LIFECYCLE.name, **kafka_as().client_options(), group_id=None,
                                 auto_offset_reset="latest")
@@ -103,6 +103,7 @@ async def kafka_ingestion(units: list[str]) -> float:
         payload["applicant_sealed"] = seal_for_intake(public_key, Applicant.model_validate(payload.pop("applicant")),
                                                       payload["external_ref"]).model_dump()
         payloads.append(payload)
+    cpu.start()
     start = time.perf_counter()
     for payload in payloads:
         refs.add(payload["external_ref"])
@@ -113,17 +114,30 @@ async def kafka_ingestion(units: list[str]) -> float:
         for records in (await consumer.getmany(timeout_ms=500)).values():
             seen += sum(1 for r in records if json.loads(r.value)["data"]["external_ref"] in refs)
     elapsed = time.perf_counter() - start
+    cpu.stop()
     await producer.stop()
     await consumer.stop()
     return KAFKA_BATCH / elapsed
 
 
-async def measure(base: str, units: list[str]) -> tuple:
+async def measure(base: str, units: list[str], cpu: CpuMeter) -> tuple:
     rps = await closed_loop(base, units)
     print(f"closed loop: {rps:.0f}/s", flush=True)
     p50, p99, n, failures = await offered_load(base, units)
     print(f"offered load: p50 {p50:.1f} ms p99 {p99:.1f} ms, {failures} non-201 of {n}", flush=True)
-    return rps, p50, p99, n, failures, await kafka_ingestion(units)
+    return rps, p50, p99, n, failures, await kafka_ingestion(units, cpu)
+
+
+def edge_budget(used: dict[str, float], records: int) -> str:
+    """The CPU a record on the Kafka edge cost each process, and what the machine's cores allow at those costs."""
+    per = {name: seconds * 1000 / records for name, seconds in used.items()}
+    system = sum(ms for name, ms in per.items() if name != "benchmark")
+    servers = per.get("kafka", 0.0) + per.get("ferretdb", 0.0)
+    cores = os.cpu_count() or 1
+    return (", ".join(f"{name} {ms:.2f} ms" for name, ms in sorted(per.items(), key=lambda kv: -kv[1]))
+            + f". Without the load generator {system:.2f} ms a record: {cores} cores take at most "
+            f"{cores * 1000 / system:,.0f} records/s; Kafka and FerretDB alone {servers:.2f} ms, at most "
+            f"{cores * 1000 / servers:,.0f}/s were intake free")
 
 
 WAYS = (("each filing on its own (INTAKE_MAX_GROUP=1)", "1"), ("group commit (INTAKE_MAX_GROUP=256, default)", "256"))
@@ -131,13 +145,15 @@ WAYS = (("each filing on its own (INTAKE_MAX_GROUP=1)", "1"), ("group commit (IN
 
 def main() -> None:
     units = [u.code for u in catalogue().communes()]
-    results = []
-    with environment():
+    results, budgets = [], []
+    with environment() as servers:
         for label, group in WAYS:  # the same broker and store, a fresh intake and database each
             with service("intake", 38081, f"bench_{uuid.uuid4().hex[:6]}", INTAKE_RATE_BURST="100000",
                          INTAKE_RATE_PER_UNIT_PER_S="100000", INTAKE_MAX_GROUP=group) as base:
                 print(label, flush=True)
-                results.append((label, *asyncio.run(measure(base, units))))
+                cpu = CpuMeter(our_processes(servers))
+                results.append((label, *asyncio.run(measure(base, units, cpu))))
+                budgets.append((label, edge_budget(cpu.used, KAFKA_BATCH)))
     print("| intake benchmark (one run) | HTTP closed loop, " f"{CONCURRENCY} clients, {CLOSED_LOOP_S}s | POST latency at "
           f"{OFFERED_RPS} req/s offered | Kafka ingestion, {KAFKA_BATCH} records |")
     print("|---|---|---|---|")
@@ -146,6 +162,9 @@ def main() -> None:
               f"{kafka_rps:.0f}/s |")
     print(f"| ratio (group / each on its own) | {results[1][1] / results[0][1]:.2f} | | "
           f"{results[1][6] / results[0][6]:.2f} |")
+    print()
+    for label, line in budgets:
+        print(f"CPU per record on the Kafka edge, {label}: {line}.")
 
 
 if __name__ == "__main__":

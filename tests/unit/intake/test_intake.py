@@ -32,6 +32,7 @@ class MemoryStore:
         self.counters: dict[str, int] = {}
         self.lock = KeyedLocks()
         self.inserts = 0
+        self.outbox: set[str] = set()
 
     async def find_many(self, keys: list[str]) -> dict[str, StoredDossier]:
         return {k: self.docs[k] for k in keys if k in self.docs}
@@ -39,7 +40,12 @@ class MemoryStore:
     async def find_by_key(self, key: str) -> StoredDossier | None:
         return self.docs.get(key)
 
-    async def create_many(self, new: list[NewDossier]) -> list[tuple[StoredDossier, bool]]:
+    async def enter_outbox(self, keys: list[str]) -> None:
+        self.outbox |= set(keys)
+
+    async def create_many(self, new: list[NewDossier], *, entered: bool = False) -> list[tuple[StoredDossier, bool]]:
+        assert entered, "intake enters new dossiers in the outbox itself, beside sealing their applicants"
+        assert {n.key for n in new} <= self.outbox, "a dossier is stored only once it is in the outbox"
         self.inserts += 1
         out = []
         for n in new:

@@ -99,12 +99,14 @@ class DossierStore:
         waiting = {e["_id"] for e in await self.outbox.find({"_id": {"$in": keys}}).to_list(None)} if keys else set()
         return {doc["_id"]: _stored(doc, doc.get("published", doc["_id"] not in waiting)) for doc in docs}
 
-    async def create_many(self, new: list[NewDossier]) -> list[tuple[StoredDossier, bool]]:
-        """Store new dossiers under the next free codes, many in one insert. A key stored meanwhile by another
-        writer comes back as (existing, False). Whatever the store answers to the insert, what it then holds
-        decides: a dossier whose key is absent lost its number to another writer and tries the next one."""
+    async def create_many(self, new: list[NewDossier], *, entered: bool = False) -> list[tuple[StoredDossier, bool]]:
+        """Store new dossiers under the next free codes, many in one insert, after entering them in the outbox
+        (unless the caller did: `entered`). A key stored meanwhile by another writer comes back as (existing,
+        False). Whatever the store answers to the insert, what it then holds decides: a dossier whose key is absent
+        lost its number to another writer and tries the next one."""
         counters = {n.counter for n in new}
-        await self._enter_outbox([n.key for n in new])
+        if not entered:
+            await self.enter_outbox([n.key for n in new])
         try:
             results, stored_up_to = await self._insert(new, counters)
         except BaseException:
@@ -115,7 +117,7 @@ class DossierStore:
             self._hints[counter_id] = max(seq, self._hints.get(counter_id, 0))
         return [results[n.key] for n in new]
 
-    async def _enter_outbox(self, keys: list[str]) -> None:
+    async def enter_outbox(self, keys: list[str]) -> None:
         """Before the dossiers: a dossier stored is then always either published or in the outbox. An entry there
         already (a retry, another writer) is as good as ours; whatever the reply, what the outbox holds decides."""
         now = datetime.now(UTC)

@@ -120,20 +120,29 @@ class Intake:
         return stored, created
 
     async def _file_together(self, filings: list[Filing]) -> list[tuple[StoredDossier, bool]]:
-        """One group commit: the references looked up together, the new applicants sealed together (the only form
-        they are stored or sent in), the new dossiers stored together."""
-        existing = await self.repo.find_many([f.key for f in filings])
-        new = [f for f in filings if f.key not in existing]
+        """One group commit: the references looked up together, the applicants sealed together (the only form they
+        are stored or sent in), the new dossiers stored together. The data keys are read (and new ones stored)
+        while the references are looked up and the new ones entered in the outbox: three round trips in sequence
+        rather than five, for sealing a resubmission's applicant too (rare, and nothing of it is kept)."""
+        (existing, new), applicants = await asyncio.gather(
+            self._enter_new(filings), self.vault.seal_many([f.submission.applicant for f in filings]))
         if not new:
             return [(existing[f.key], False) for f in filings]
-        applicants = await self.vault.seal_many([f.submission.applicant for f in new])
         received_at = self.clock()
         created = await self.repo.create_many([
             NewDossier(f.key, f.submission.receiving_unit, received_at,
                        partial(_submitted, f.submission, f.catalogue, received_at, applicant), f.digest)
-            for f, applicant in zip(new, applicants, strict=True)])
+            for f, applicant in zip(filings, applicants, strict=True) if f.key not in existing], entered=True)
         by_key = {f.key: result for f, result in zip(new, created, strict=True)}
         return [(existing[f.key], False) if f.key in existing else by_key[f.key] for f in filings]
+
+    async def _enter_new(self, filings: list[Filing]) -> tuple[dict[str, StoredDossier], list[Filing]]:
+        """The dossiers already stored under these references, and the filings that are new, in the outbox."""
+        existing = await self.repo.find_many([f.key for f in filings])
+        new = [f for f in filings if f.key not in existing]
+        if new:
+            await self.repo.enter_outbox([f.key for f in new])
+        return existing, new
 
     @property
     def catalogue(self) -> Catalogue:
