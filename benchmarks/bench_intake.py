@@ -21,7 +21,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TOKEN, CpuMeter, kafka_as, KAFKA, environment, our_processes, percentile, service  # noqa: E402
+from common import (TOKEN, CpuMeter, KAFKA, at_most_per_s, environment, kafka_as, our_processes,  # noqa: E402
+                    percentile, service)
 
 from lienthong.catalogue import catalogue  # noqa: E402
 from lienthong.contracts.dossier import Applicant  # noqa: E402
@@ -128,16 +129,14 @@ async def measure(base: str, units: list[str], cpu: CpuMeter) -> tuple:
     return rps, p50, p99, n, failures, await kafka_ingestion(units, cpu)
 
 
-def edge_budget(used: dict[str, float], records: int) -> str:
+def edge_budget(cpu: CpuMeter, records: int) -> str:
     """The CPU a record on the Kafka edge cost each process, and what the machine's cores allow at those costs."""
-    per = {name: seconds * 1000 / records for name, seconds in used.items()}
-    system = sum(ms for name, ms in per.items() if name != "benchmark")
-    servers = per.get("kafka", 0.0) + per.get("ferretdb", 0.0)
-    cores = os.cpu_count() or 1
-    return (", ".join(f"{name} {ms:.2f} ms" for name, ms in sorted(per.items(), key=lambda kv: -kv[1]))
-            + f". Without the load generator {system:.2f} ms a record: {cores} cores take at most "
-            f"{cores * 1000 / system:,.0f} records/s; Kafka and FerretDB alone {servers:.2f} ms, at most "
-            f"{cores * 1000 / servers:,.0f}/s were intake free")
+    each = cpu.ms_each(records)
+    system = sum(ms for name, ms in each.items() if name != "benchmark")
+    servers = each.get("kafka", 0.0) + each.get("ferretdb", 0.0)
+    return (f"{cpu.listed(each)}. Without the load generator {system:.2f} ms a record: {os.cpu_count()} cores take "
+            f"at most {at_most_per_s(system):,.0f} records/s; Kafka and FerretDB alone {servers:.2f} ms, at most "
+            f"{at_most_per_s(servers):,.0f}/s were intake free")
 
 
 WAYS = (("each filing on its own (INTAKE_MAX_GROUP=1)", "1"), ("group commit (INTAKE_MAX_GROUP=256, default)", "256"))
@@ -153,7 +152,7 @@ def main() -> None:
                 print(label, flush=True)
                 cpu = CpuMeter(our_processes(servers))
                 results.append((label, *asyncio.run(measure(base, units, cpu))))
-                budgets.append((label, edge_budget(cpu.used, KAFKA_BATCH)))
+                budgets.append((label, edge_budget(cpu, KAFKA_BATCH)))
     print("| intake benchmark (one run) | HTTP closed loop, " f"{CONCURRENCY} clients, {CLOSED_LOOP_S}s | POST latency at "
           f"{OFFERED_RPS} req/s offered | Kafka ingestion, {KAFKA_BATCH} records |")
     print("|---|---|---|---|")

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TOKEN, CpuMeter, environment, our_processes, service  # noqa: E402
+from common import TOKEN, CpuMeter, at_most_per_s, environment, our_processes, service  # noqa: E402
 
 from lienthong.catalogue import catalogue  # noqa: E402
 from lienthong_testkit.services import wait_ready  # noqa: E402
@@ -186,7 +186,8 @@ def main() -> None:
     for label, r in (("bare FastAPI endpoint (same body, no work)", baseline), ("intake (group commit)", intake)):
         print(f"| {label} | {r['rps']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['failed']} of {r['total']} |")
     print(f"| intake / bare | {intake['rps'] / baseline['rps']:.2f} | | | |")
-    budget(cpu.used | {"wrk": intake["cpu_s"]}, intake["total"])
+    cpu.used["wrk"] = intake["cpu_s"]  # a child of this process: from its resource usage
+    budget(cpu, intake["total"])
     if paced:
         print(f"\n| intake at a fixed offered rate, {CONNECTIONS} connections, {PACED_SECONDS} s each | filings/s "
               "| p50 | p99 | not 201 | sent late (> 1 ms after their slot) |")
@@ -196,16 +197,14 @@ def main() -> None:
                   f"{r['failed']} of {r['total']} | {r['late']} |")
 
 
-def budget(used: dict[str, float], filings: int) -> None:
+def budget(cpu: CpuMeter, filings: int) -> None:
     """The CPU a filing cost each process under wrk, and what the machine's cores allow at those costs."""
-    per = {name: seconds * 1000 / filings for name, seconds in used.items()}
-    total = sum(per.values())
-    cores = os.cpu_count() or 1
-    print(f"\nCPU per filing in the run above: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in
-                                                            sorted(per.items(), key=lambda kv: -kv[1]))
-          + f"; {total:.2f} ms in all. At these costs {cores} cores complete at most {cores * 1000 / total:,.0f} "
-          f"filings/s; a p99 under {TARGET_P99_S * 1000:.0f} ms with {CONNECTIONS} connections always busy needs "
-          f"at least {CONNECTIONS / TARGET_P99_S:,.0f}/s (Little's law, every filing answered at exactly the p99).")
+    each = cpu.ms_each(filings)
+    total = sum(each.values())
+    print(f"\nCPU per filing in the run above: {cpu.listed(each)}; {total:.2f} ms in all. At these costs "
+          f"{os.cpu_count()} cores complete at most {at_most_per_s(total):,.0f} filings/s; a p99 under "
+          f"{TARGET_P99_S * 1000:.0f} ms with {CONNECTIONS} connections always busy needs at least "
+          f"{CONNECTIONS / TARGET_P99_S:,.0f}/s (Little's law, every filing answered at exactly the p99).")
 
 
 if __name__ == "__main__":

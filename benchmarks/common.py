@@ -88,6 +88,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def at_most_per_s(ms_each: float) -> float:
+    """Units of work a second the machine's cores complete at most, at `ms_each` of CPU per unit."""
+    return (os.cpu_count() or 1) * 1000 / ms_each
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (Linux `/proc/<pid>/stat`, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -122,6 +127,15 @@ class CpuMeter:
 
     def stop(self) -> None:
         self.used = {name: cpu_seconds(pid) - self._at[name] for name, pid in self.pids.items()}
+
+    def ms_each(self, count: int) -> dict[str, float]:
+        """Milliseconds of CPU each process spent per unit of work (`count` units in the measured time)."""
+        return {name: seconds * 1000 / count for name, seconds in self.used.items()}
+
+    @staticmethod
+    def listed(ms: dict[str, float]) -> str:
+        """`intake 0.32 ms, ferretdb 0.25 ms, ...`, the largest first."""
+        return ", ".join(f"{name} {each:.2f} ms" for name, each in sorted(ms.items(), key=lambda kv: -kv[1]))
 
     def table(self, per: int, what: str) -> str:
         """A Markdown table: CPU seconds per process, per `what` (ms) and share of the whole."""
