@@ -2,7 +2,8 @@
 
 1. catch-up: a fresh lifecycle log of the seeds' five months at 1/20 scale (~129k events); a bare aiokafka consumer
    that reads and JSON-decodes it (the physical ceiling), then the stats service (its own process) from offset 0
-   until its figures are exact; the ratio of the two rates; the longest its /healthz took meanwhile;
+   until its figures are exact; the ratio of the two rates; the CPU an event cost each process in both (so the
+   most events a second the machine's cores could complete at that cost); the longest its /healthz took meanwhile;
 2. burst: with stats caught up, ~26k events of two days' filings at once; seconds from the last one written until the stats
    group has no lag (its offsets are committed only after the effects are stored);
 3. rebuild: the full five-month volume (522,706 dossiers, ~2.58M events) added to the log, then `lienthong stats
@@ -35,11 +36,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 import volume  # noqa: E402
-from common import ISSUER, TOKEN, kafka_as, KAFKA, MONGO, environment, services  # noqa: E402
+from common import (ISSUER, TOKEN, MONGO, CpuMeter, at_most_per_s, cpu_seconds, environment, kafka_as,  # noqa: E402
+                    our_processes, service_pids, services)
 
 from lienthong_tools.infra.paths import state_dir  # noqa: E402
 from lienthong.messaging import partitions_of  # noqa: E402
-from lienthong.settings import KafkaSettings, MongoSettings  # noqa: E402
+from lienthong.settings import MongoSettings  # noqa: E402
 from lienthong.store import database, make_client  # noqa: E402
 from lienthong.topics import DOSSIER_LIFECYCLE  # noqa: E402
 from stats import rollups  # noqa: E402
@@ -98,8 +100,9 @@ def health_waits(base: str) -> Iterator[list[float]]:
         poller.join()
 
 
-async def until_no_lag(group: str, timeout: float, started: float) -> float:
-    """Seconds from `started` until the group has committed (so stored) everything on the topic."""
+async def until_no_lag(group: str, timeout: float, started: float, every_s: float = 0.05) -> float:
+    """Seconds from `started` until the group has committed (so stored) everything on the topic, asked every
+    `every_s` (each asking costs the broker ~5 ms of CPU: 0.1 core at 20 a second, measured)."""
     admin = AIOKafkaAdminClient(**kafka_as().client_options())
     consumer = AIOKafkaConsumer(**kafka_as().client_options(), group_id=None)
     await admin.start()
@@ -113,7 +116,7 @@ async def until_no_lag(group: str, timeout: float, started: float) -> float:
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
             if all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions):
                 return time.perf_counter() - started
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(every_s)
         raise RuntimeError(f"stats still lagging after {timeout} s")
     finally:
         await consumer.stop()
@@ -238,13 +241,19 @@ def main() -> None:
     shutil.rmtree(state_dir("bench"), ignore_errors=True)  # a fresh log: every figure is about this run's events
     state_dir("bench").mkdir(parents=True, exist_ok=True)
     db_name = f"bench_stats_{uuid.uuid4().hex[:6]}"
-    with environment():
+    with environment() as env:
         first = volume.plan(0.05, seed=1, batch=1)
         progress(f"catch-up log: {len(first):,} events")
         asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, first))
+        servers = {name: pid for name, pid in our_processes(env).items() if name in ("kafka", "ferretdb")}
+        bare_cpu = CpuMeter({**servers, "bare consumer": os.getpid()})
+        bare_cpu.start()
         bare = asyncio.run(bare_consumer(len(first)))
+        bare_cpu.stop()
+        catch_up_cpu = CpuMeter(servers)
         group = f"stats-bench-{uuid.uuid4().hex[:6]}"
         progress("stats service catching up")
+        catch_up_cpu.start()
         started = time.perf_counter()
         # BENCH_STATS_INSTANCES processes in one consumer group, started together (the partitions shared out among
         # them); the first one's figures and phases are read
@@ -252,7 +261,9 @@ def main() -> None:
             base = bases[0]
             ready = time.perf_counter() - started  # the processes started, their consumers may be reading already
             with health_waits(base) as waits:
-                caught_up = asyncio.run(until_no_lag(group, 1800, started))
+                caught_up = asyncio.run(until_no_lag(group, 1800, started, every_s=0.25))
+            catch_up_cpu.stop()  # the stats processes' CPU is all they used since their launch (imports included)
+            catch_up_cpu.used["stats"] = sum(cpu_seconds(pid) for pid in service_pids("stats"))
             catch_up_phases = phases_of(base)
             check("catch-up", figures_of(base), volume.expected(first))
             # The portal re-sending a backlog: two days' filings at once (the rows of one month x slot x partition)
@@ -291,9 +302,17 @@ def main() -> None:
     print(f"| stats service ({INSTANCES} process(es) in one group) from offset 0 to exact figures, same log | "
           f"{rate:,.0f} events/s ({caught_up:.1f} s) |")
     print(f"| ratio stats / bare consumer (target >= 20%) | {100 * rate / bare:.1f}% |")
-    from_ready = len(first) / (caught_up - ready)
-    print(f"| the same from the service's readiness ({ready:.1f} s after its launch; the bare consumer's time "
-          f"excludes its start too) | {from_ready:,.0f} events/s = {100 * from_ready / bare:.1f}% |")
+    if INSTANCES == 1:  # with more, the last one is ready only once a rebalance let it in, well into the catch-up
+        from_ready = len(first) / (caught_up - ready)
+        print(f"| the same from the service's readiness ({ready:.1f} s after its launch; the bare consumer's time "
+              f"excludes its start too) | {from_ready:,.0f} events/s = {100 * from_ready / bare:.1f}% |")
+    for what, cpu in (("the bare consumer", bare_cpu), ("stats' catch-up, from its launch", catch_up_cpu)):
+        each = cpu.ms_each(len(first))
+        ceiling = at_most_per_s(sum(each.values()))
+        print(f"| CPU an event costs each process, {what} | "
+              + ", ".join(f"{name} {1000 * ms:.1f} us" for name, ms in sorted(each.items(), key=lambda kv: -kv[1]))
+              + f"; {1000 * sum(each.values()):.1f} us in all: the cores complete at most {ceiling:,.0f} events/s"
+              f" = {100 * ceiling / bare:.0f}% of the bare consumer |")
     print(f"| longest /healthz answer during the catch-up, polled every 50 ms once ready (the event loop held) | "
           f"{max(waits):.2f} s |")
     print(f"| the catch-up's {catch_up_phases.pop('batches'):.0f} windows, seconds per phase | "

@@ -99,6 +99,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def service_pids(name: str) -> list[int]:
+    """The pids of the running instances of a service (`python -m <name>.main`)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"-m" in argv[:-1] and argv[argv.index(b"-m") + 1] == f"{name}.main".encode():
+            pids.append(int(proc.name))
+    return pids
+
+
 def our_processes(env: Environment) -> dict[str, int]:
     """The pids of this benchmark's processes: its servers, the services it started (`python -m <name>.main`) and
     itself (load generator, agencies, observers)."""
