@@ -11,7 +11,8 @@
    each one's figures checked against the plans.
 
     uv run python benchmarks/bench_stats.py        (BENCH_STATS_SCALE=0.2 for a shorter rebuild,
-                                                    BENCH_STATS_REBUILD=0 for the catch-up and burst only)
+                                                    BENCH_STATS_REBUILD=0 for the catch-up and burst only,
+                                                    BENCH_STATS_CATCH_UP_SCALE=0.2 for a catch-up log 4x longer)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from stats.store import ProjectionStore  # noqa: E402
 
 MONTH = {"from": "2025-10-01", "to": "2025-10-31"}
 INSTANCES = int(os.environ.get("BENCH_STATS_INSTANCES", "1"))
+CATCH_UP_SCALE = float(os.environ.get("BENCH_STATS_CATCH_UP_SCALE", "0.05"))  # of the five months: ~129k events
 PERIOD = {"from": volume.FIRST.isoformat(), "to": volume.LAST.isoformat()}
 FIGURES = ("received", "received_online", "received_direct", "received_postal", "resolved", "resolved_on_time",
            "resolved_late", "in_progress", "overdue")
@@ -242,7 +244,7 @@ def main() -> None:
     state_dir("bench").mkdir(parents=True, exist_ok=True)
     db_name = f"bench_stats_{uuid.uuid4().hex[:6]}"
     with environment() as env:
-        first = volume.plan(0.05, seed=1, batch=1)
+        first = volume.plan(CATCH_UP_SCALE, seed=1, batch=1)
         progress(f"catch-up log: {len(first):,} events")
         asyncio.run(volume.produce(kafka_as(), DOSSIER_LIFECYCLE.name, first))
         servers = {name: pid for name, pid in our_processes(env).items() if name in ("kafka", "ferretdb")}
