@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from lienthong.topics import DOSSIER_LIFECYCLE
 from stats.memory import MemoryStore
@@ -23,9 +24,17 @@ TP = TopicPartition(DOSSIER_LIFECYCLE.name, 3)
 class FakeConsumer:
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
+        self.moved_to: dict[TopicPartition, int] | None = None  # positions after a rebalance; else past every fetch
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
+
+    async def position(self, tp: TopicPartition) -> int:
+        if self.moved_to is None:
+            return 10**9
+        if tp not in self.moved_to:
+            raise IllegalStateError(f"{tp} is not assigned")
+        return self.moved_to[tp]
 
 
 class CountingStore(MemoryStore):
@@ -110,6 +119,27 @@ async def test_a_rebalance_stores_the_window_first_or_drops_it_uncommitted():
     await w.add(*fetch(0, 2), consumer)
     await w.on_partitions_revoked({TP})
     assert CODE not in failing.dossiers and consumer.commits == [{TP: 2}] and w.items == []
+
+
+async def test_a_fetch_from_before_a_rebalance_is_not_taken_in_after_the_window_was_dropped():
+    # the window dropped at the revocation (the store away), then the fetch handed over before it: taken in, the
+    # partition's rows would move past the dropped events, which would never count
+    store, consumer = CountingStore(failures=1), FakeConsumer()
+    w = window(store, idle_s=10.0)
+    await w.add(*fetch(0, 2), consumer)
+    await w.on_partitions_revoked({TP})
+    assert w.items == [] and consumer.commits == []
+    consumer.moved_to = {TP: 0}  # assigned again, from the committed offset
+    await w.add(*fetch(2, 1), consumer)
+    assert w.items == []
+    consumer.moved_to = {}  # or given to another member
+    await w.add(*fetch(2, 1), consumer)
+    assert w.items == []
+    consumer.moved_to = None  # read again from the committed offset
+    await w.add(*fetch(0, 3), consumer)
+    await w.on_partitions_revoked({TP})
+    assert store.dossiers[CODE]["seq"] == 3 and consumer.commits == [{TP: 3}]
+    assert cells(store) == await projected_at_once(3)
 
 
 async def test_a_pause_waits_for_a_poll_after_a_long_staging(monkeypatch):

@@ -18,7 +18,8 @@ by the rate events arrive at:
 A burst's window is folded fetch by fetch as it grows (`Projector.stage`), so once the stream pauses only its
 writes remain.
 Offsets are committed explicitly, and only for what a projection stored: a crash loses nothing but the window,
-which comes again from the committed offsets.
+which comes again from the committed offsets. A fetch handed over before a rebalance but taken in after it is
+dropped too (the consumer reads it again from there), so a window never continues past a gap.
 
 A steady stream's dossier documents are written behind (`dossiers_s`): a window's rows, which give the figures, are
 written at once, its events retained; once it has waited `dossiers_s`, the documents its events changed are written
@@ -43,6 +44,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from prometheus_client import Gauge
 
 from lienthong.messaging import stop_consumer
@@ -141,6 +143,7 @@ class Window(ConsumerRebalanceListener):
         self.fetched_at = fetched
         async with self.lock:
             self.consumer = consumer
+            items, records = await self._fetched_since_assignment(items, records)
             for item, record in zip(items, records, strict=True):
                 self.items.append(item)
                 self.records[(record.partition, record.offset)] = record
@@ -158,6 +161,29 @@ class Window(ConsumerRebalanceListener):
             elif self.burst:  # it waits for a pause, its fold need not
                 await self.projector.stage(self.items[self.projector.staged_events:])
             self.taken_at = time.monotonic()
+
+    async def _fetched_since_assignment(self, items: list[Positioned], records: list[ConsumerRecord]
+                                        ) -> tuple[list[Positioned], list[ConsumerRecord]]:
+        """The fetch, but the partitions it had from before a rebalance. Such records were handed over, then waited
+        for the window's lock while the partitions were revoked; if the window was dropped then (the store away),
+        taken in they would follow a gap, and a partition's rows moved past a gap never count what it skipped. The
+        consumer has since been moved back to the committed offsets (a fresh assignment), or lost the partition:
+        it reads them again, or their next owner does. Normally a partition's position is past its last record
+        fetched, and asking costs nothing; a position being reset answers late, and is a reset."""
+        stale = set()
+        for partition, first in {r.partition: r.offset for r in reversed(records)}.items():
+            try:
+                position = await asyncio.wait_for(
+                    self.consumer.position(TopicPartition(records[0].topic, partition)), timeout=self.poll_s)
+            except (IllegalStateError, TimeoutError):  # no longer ours, or being reset
+                position = None
+            if position is None or position <= first:
+                stale.add(partition)
+        if not stale:
+            return items, records
+        log.warning("fetch_from_before_rebalance_dropped", partitions=sorted(stale))
+        kept = [(item, record) for item, record in zip(items, records, strict=True) if record.partition not in stale]
+        return [item for item, _ in kept], [record for _, record in kept]
 
     async def flush_if_due(self) -> None:
         """Called periodically (every `fresh_s / 4`): projects the window once it is due, and stores the retained
