@@ -99,25 +99,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def service_pids(name: str) -> list[int]:
-    """The pids of the running instances of a service (`python -m <name>.main`)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        if b"-m" in argv[:-1] and argv[argv.index(b"-m") + 1] == f"{name}.main".encode():
-            pids.append(int(proc.name))
-    return pids
-
-
-def our_processes(env: Environment) -> dict[str, int]:
-    """The pids of this benchmark's processes: its servers, the services it started (`python -m <name>.main`) and
-    itself (load generator, agencies, observers)."""
-    pids = {"kafka": env.kafka.pid(), "ferretdb": env.mongo.pid(), "benchmark": os.getpid()}
+def _services_running() -> Iterator[tuple[str, int]]:
+    """(service, pid) of every `python -m <service>.main` process on the machine."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -126,7 +109,19 @@ def our_processes(env: Environment) -> dict[str, int]:
         except OSError:
             continue  # gone meanwhile
         if b"-m" in argv[:-1] and argv[argv.index(b"-m") + 1].endswith(b".main"):
-            pids[argv[argv.index(b"-m") + 1].decode().removesuffix(".main")] = int(proc.name)
+            yield argv[argv.index(b"-m") + 1].decode().removesuffix(".main"), int(proc.name)
+
+
+def service_pids(name: str) -> list[int]:
+    """The pids of the running instances of a service."""
+    return [pid for service, pid in _services_running() if service == name]
+
+
+def our_processes(env: Environment) -> dict[str, int]:
+    """The pids of this benchmark's processes: its servers, the services it started (one instance each) and
+    itself (load generator, agencies, observers)."""
+    pids = {"kafka": env.kafka.pid(), "ferretdb": env.mongo.pid(), "benchmark": os.getpid(),
+            **dict(_services_running())}
     return {name: pid for name, pid in pids.items() if pid is not None}
 
 
