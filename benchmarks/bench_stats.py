@@ -311,9 +311,8 @@ def main() -> None:
     for what, cpu in (("the bare consumer", bare_cpu), ("stats' catch-up, from its launch", catch_up_cpu)):
         each = cpu.ms_each(len(first))
         ceiling = at_most_per_s(sum(each.values()))
-        print(f"| CPU an event costs each process, {what} | "
-              + ", ".join(f"{name} {1000 * ms:.1f} us" for name, ms in sorted(each.items(), key=lambda kv: -kv[1]))
-              + f"; {1000 * sum(each.values()):.1f} us in all: the cores complete at most {ceiling:,.0f} events/s"
+        print(f"| CPU an event costs each process, {what} | {CpuMeter.listed(each, 'us')}; "
+              f"{1000 * sum(each.values()):.1f} us in all: the cores complete at most {ceiling:,.0f} events/s"
               f" = {100 * ceiling / bare:.0f}% of the bare consumer |")
     print(f"| longest /healthz answer during the catch-up, polled every 50 ms once ready (the event loop held) | "
           f"{max(waits):.2f} s |")
